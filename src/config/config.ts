@@ -1,0 +1,323 @@
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { z } from 'zod';
+import { Secret } from '../platform/secret.ts';
+
+/**
+ * The whole configuration, one zod schema grouped by concern. `loadConfig(env)` runs once in
+ * `main/`, before anything starts, and reports every bad variable at once. Nothing else in the code
+ * base reads `process.env`.
+ */
+
+const port = z.coerce.number().int().min(1).max(65_535);
+const positiveMs = z.coerce.number().int().min(1);
+const booleanFlag = z.enum(['true', 'false', '1', '0']).transform((v) => v === 'true' || v === '1');
+
+const databaseUrl = z
+  .string()
+  .refine((v) => /^postgres(ql)?:\/\//.test(v), 'must be a postgres:// or postgresql:// URL');
+const objectsUrl = z
+  .string()
+  .refine((v) => v.startsWith('file://') || v.startsWith('s3://'), 'must be file://<folder> or s3://<bucket>?…');
+const cacheUrl = z
+  .string()
+  .refine(
+    (v) => v === 'memory:' || /^(memcached|redis|rediss):\/\//.test(v),
+    'must be memory:, memcached://host:port or redis://host:port',
+  );
+
+/** A proxy allowlist: IPv4/IPv6 addresses or CIDRs, comma-separated. */
+const trustProxy = z
+  .string()
+  .transform((v) =>
+    v
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean),
+  )
+  .refine((list) => list.length > 0, 'must list at least one address or CIDR')
+  .refine(
+    (list) => list.every((s) => /^[0-9a-fA-F:.]+(\/\d{1,3})?$/.test(s)),
+    'must be IP addresses or CIDRs, comma-separated',
+  );
+
+const envSchema = z.object({
+  STRONGROOM_HOST: z.string().min(1).default('127.0.0.1'),
+  STRONGROOM_PORT: port.default(8443),
+  STRONGROOM_HTTP_PORT: port.optional(),
+  STRONGROOM_TRUST_PROXY: trustProxy.optional(),
+  STRONGROOM_DATA_DIR: z.string().min(1).default('./.strongroom'),
+  STRONGROOM_TLS_CERT_FILE: z.string().min(1).optional(),
+  STRONGROOM_TLS_KEY_FILE: z.string().min(1).optional(),
+  STRONGROOM_BODY_LIMIT_BYTES: z.coerce
+    .number()
+    .int()
+    .min(1024)
+    .max(1024 ** 3)
+    .default(1024 * 1024),
+  STRONGROOM_SHUTDOWN_GRACE_MS: positiveMs.default(10_000),
+  STRONGROOM_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+
+  DATABASE_URL: databaseUrl.optional(),
+  STRONGROOM_DB_POOL_SIZE: z.coerce.number().int().min(1).max(500).default(10),
+  STRONGROOM_DB_STATEMENT_TIMEOUT_MS: positiveMs.default(5_000),
+  STRONGROOM_DB_ROLES: z.enum(['auto', 'on', 'off']).default('auto'),
+
+  STRONGROOM_OBJECTS: objectsUrl.optional(),
+  STRONGROOM_S3_ACCESS_KEY_ID: z.string().min(1).optional(),
+  STRONGROOM_S3_SECRET_ACCESS_KEY: z.string().min(1).optional(),
+
+  STRONGROOM_CACHE: cacheUrl.default('memory:'),
+
+  STRONGROOM_MASTER_KEY: z.string().min(1).optional(),
+  STRONGROOM_MASTER_KEY_FILE: z.string().min(1).optional(),
+  STRONGROOM_PREVIOUS_MASTER_KEY: z.string().min(1).optional(),
+  STRONGROOM_PREVIOUS_MASTER_KEY_FILE: z.string().min(1).optional(),
+
+  STRONGROOM_MIGRATE_BATCH_SIZE: z.coerce.number().int().min(1).max(10_000).default(50),
+  STRONGROOM_MIGRATE_CONCURRENCY: z.coerce.number().int().min(1).max(64).default(4),
+  STRONGROOM_MIGRATE_CANARY_SIZE: z.coerce.number().int().min(0).max(10_000).default(5),
+  STRONGROOM_PRETTY_LOGS: booleanFlag.optional(),
+});
+
+/** Variables whose value may instead come from the file named by `<VAR>_FILE`. */
+const fileSecrets = [
+  'STRONGROOM_MASTER_KEY',
+  'STRONGROOM_PREVIOUS_MASTER_KEY',
+  'STRONGROOM_S3_SECRET_ACCESS_KEY',
+  'DATABASE_URL',
+] as const;
+
+export type MasterKeySource =
+  | { kind: 'value'; key: Secret<Buffer> }
+  | { kind: 'file'; path: string; generateIfMissing: boolean };
+
+export interface Config {
+  server: {
+    host: string;
+    port: number;
+    /** Plain-HTTP listener that only redirects pages to HTTPS; off unless set. */
+    httpRedirectPort: number | undefined;
+    /** Addresses of the load balancer that terminates TLS; when set the server itself speaks HTTP. */
+    trustProxy: string[] | undefined;
+    tls: { certFile: string; keyFile: string; generateIfMissing: boolean };
+    bodyLimitBytes: number;
+    shutdownGraceMs: number;
+  };
+  log: { level: string; pretty: boolean };
+  dataDir: string;
+  database:
+    | { kind: 'pglite'; dataDir: string; statementTimeoutMs: number; roles: 'auto' | 'on' | 'off' }
+    | {
+        kind: 'postgres';
+        url: Secret<string>;
+        poolSize: number;
+        statementTimeoutMs: number;
+        roles: 'auto' | 'on' | 'off';
+      };
+  objects:
+    | { kind: 'fs'; rootDir: string }
+    | { kind: 's3'; url: string; credentials: { accessKeyId: string; secretAccessKey: Secret<string> } | undefined };
+  cache: { url: string };
+  keys: { master: MasterKeySource; previousMaster: Secret<Buffer> | undefined };
+  migrate: { batchSize: number; concurrency: number; canarySize: number };
+}
+
+export class ConfigError extends Error {
+  readonly problems: string[];
+
+  constructor(problems: string[]) {
+    super(`invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+    this.name = 'ConfigError';
+    this.problems = problems;
+  }
+}
+
+export interface LoadConfigOptions {
+  /** Reads a `*_FILE` secret; injectable so `loadConfig` stays testable without a disk. */
+  readSecretFile?: (path: string) => string;
+  /** Base for relative paths (default: the process's working directory). */
+  cwd?: string;
+}
+
+/**
+ * Validates the environment and returns the typed config, or throws a ConfigError that lists every
+ * problem. Secrets are wrapped in `Secret` so they redact themselves if ever logged.
+ */
+export function loadConfig(env: Record<string, string | undefined>, options: LoadConfigOptions = {}): Config {
+  const readSecretFile = options.readSecretFile ?? ((path: string) => readFileSync(path, 'utf8'));
+  const cwd = options.cwd ?? process.cwd();
+  const problems: string[] = [];
+
+  const merged: Record<string, string | undefined> = {};
+  for (const [name, value] of Object.entries(env)) {
+    if (value !== undefined && value !== '') merged[name] = value;
+  }
+  for (const name of fileSecrets) {
+    const filePath = merged[`${name}_FILE`];
+    // The master key file is a path the key provider reads itself (and may generate); the other
+    // *_FILE variables are plain "read the secret from this file" indirections.
+    if (filePath === undefined || name === 'STRONGROOM_MASTER_KEY' || name === 'STRONGROOM_PREVIOUS_MASTER_KEY') {
+      continue;
+    }
+    if (merged[name] !== undefined) {
+      problems.push(`${name} and ${name}_FILE are both set; use one`);
+      continue;
+    }
+    try {
+      merged[name] = readSecretFile(resolve(cwd, filePath)).trim();
+    } catch (error) {
+      problems.push(`${name}_FILE: cannot read ${filePath} (${(error as NodeJS.ErrnoException).code ?? 'error'})`);
+    }
+  }
+
+  const parsed = envSchema.safeParse(merged);
+  if (!parsed.success) {
+    for (const issue of parsed.error.issues) {
+      // Name the variable and the rule, never echo the value: it may be a secret.
+      problems.push(`${issue.path.join('.')}: ${issue.message}`);
+    }
+  }
+  if (problems.length > 0 || !parsed.success) throw new ConfigError(problems);
+  const e = parsed.data;
+
+  const dataDir = resolve(cwd, e.STRONGROOM_DATA_DIR);
+
+  if ((e.STRONGROOM_TLS_CERT_FILE === undefined) !== (e.STRONGROOM_TLS_KEY_FILE === undefined)) {
+    problems.push('STRONGROOM_TLS_CERT_FILE and STRONGROOM_TLS_KEY_FILE must be set together');
+  }
+  if (e.STRONGROOM_HTTP_PORT !== undefined && e.STRONGROOM_HTTP_PORT === e.STRONGROOM_PORT) {
+    problems.push('STRONGROOM_HTTP_PORT must differ from STRONGROOM_PORT');
+  }
+
+  let master: MasterKeySource;
+  if (e.STRONGROOM_MASTER_KEY !== undefined && e.STRONGROOM_MASTER_KEY_FILE !== undefined) {
+    problems.push('STRONGROOM_MASTER_KEY and STRONGROOM_MASTER_KEY_FILE are both set; use one');
+    master = { kind: 'file', path: '', generateIfMissing: false };
+  } else if (e.STRONGROOM_MASTER_KEY !== undefined) {
+    const key = decodeMasterKey(e.STRONGROOM_MASTER_KEY);
+    if (!key) problems.push('STRONGROOM_MASTER_KEY: must be 32 bytes as 64 hex characters or base64');
+    master = { kind: 'value', key: new Secret(key ?? Buffer.alloc(0)) };
+  } else if (e.STRONGROOM_MASTER_KEY_FILE !== undefined) {
+    master = { kind: 'file', path: resolve(cwd, e.STRONGROOM_MASTER_KEY_FILE), generateIfMissing: false };
+  } else {
+    // Embedded default: a key file in the data folder, generated on first start (mode 0600).
+    master = { kind: 'file', path: resolve(dataDir, 'master.key'), generateIfMissing: true };
+  }
+
+  let previousMaster: Secret<Buffer> | undefined;
+  const previousRaw =
+    e.STRONGROOM_PREVIOUS_MASTER_KEY ??
+    readOptionalKeyFile(e.STRONGROOM_PREVIOUS_MASTER_KEY_FILE, cwd, readSecretFile, problems);
+  if (previousRaw !== undefined) {
+    const key = decodeMasterKey(previousRaw);
+    if (!key) problems.push('STRONGROOM_PREVIOUS_MASTER_KEY: must be 32 bytes as 64 hex characters or base64');
+    else previousMaster = new Secret(key);
+  }
+
+  let objects: Config['objects'];
+  const objectsSetting = e.STRONGROOM_OBJECTS ?? `file://${resolve(dataDir, 'objects')}`;
+  if (objectsSetting.startsWith('file://')) {
+    objects = { kind: 'fs', rootDir: resolve(cwd, decodeURIComponent(objectsSetting.slice('file://'.length))) };
+  } else {
+    const hasId = e.STRONGROOM_S3_ACCESS_KEY_ID !== undefined;
+    const hasSecret = e.STRONGROOM_S3_SECRET_ACCESS_KEY !== undefined;
+    if (hasId !== hasSecret) {
+      problems.push('STRONGROOM_S3_ACCESS_KEY_ID and STRONGROOM_S3_SECRET_ACCESS_KEY must be set together');
+    }
+    if (/^s3:\/\/[^/?]*@/.test(objectsSetting)) {
+      problems.push('STRONGROOM_OBJECTS: put credentials in STRONGROOM_S3_ACCESS_KEY_ID/SECRET, not in the URL');
+    }
+    objects = {
+      kind: 's3',
+      url: objectsSetting,
+      credentials:
+        hasId && hasSecret
+          ? {
+              accessKeyId: e.STRONGROOM_S3_ACCESS_KEY_ID!,
+              secretAccessKey: new Secret(e.STRONGROOM_S3_SECRET_ACCESS_KEY!),
+            }
+          : undefined,
+    };
+  }
+
+  if (problems.length > 0) throw new ConfigError(problems);
+
+  return {
+    server: {
+      host: e.STRONGROOM_HOST,
+      port: e.STRONGROOM_PORT,
+      httpRedirectPort: e.STRONGROOM_HTTP_PORT,
+      trustProxy: e.STRONGROOM_TRUST_PROXY,
+      tls:
+        e.STRONGROOM_TLS_CERT_FILE && e.STRONGROOM_TLS_KEY_FILE
+          ? {
+              certFile: resolve(cwd, e.STRONGROOM_TLS_CERT_FILE),
+              keyFile: resolve(cwd, e.STRONGROOM_TLS_KEY_FILE),
+              generateIfMissing: false,
+            }
+          : {
+              certFile: resolve(dataDir, 'tls', 'localhost.crt'),
+              keyFile: resolve(dataDir, 'tls', 'localhost.key'),
+              generateIfMissing: true,
+            },
+      bodyLimitBytes: e.STRONGROOM_BODY_LIMIT_BYTES,
+      shutdownGraceMs: e.STRONGROOM_SHUTDOWN_GRACE_MS,
+    },
+    log: { level: e.STRONGROOM_LOG_LEVEL, pretty: e.STRONGROOM_PRETTY_LOGS ?? false },
+    dataDir,
+    database: e.DATABASE_URL
+      ? {
+          kind: 'postgres',
+          url: new Secret(e.DATABASE_URL),
+          poolSize: e.STRONGROOM_DB_POOL_SIZE,
+          statementTimeoutMs: e.STRONGROOM_DB_STATEMENT_TIMEOUT_MS,
+          roles: e.STRONGROOM_DB_ROLES,
+        }
+      : {
+          kind: 'pglite',
+          dataDir: resolve(dataDir, 'pglite'),
+          statementTimeoutMs: e.STRONGROOM_DB_STATEMENT_TIMEOUT_MS,
+          roles: e.STRONGROOM_DB_ROLES,
+        },
+    objects,
+    cache: { url: e.STRONGROOM_CACHE },
+    keys: { master, previousMaster },
+    migrate: {
+      batchSize: e.STRONGROOM_MIGRATE_BATCH_SIZE,
+      concurrency: e.STRONGROOM_MIGRATE_CONCURRENCY,
+      canarySize: e.STRONGROOM_MIGRATE_CANARY_SIZE,
+    },
+  };
+}
+
+function readOptionalKeyFile(
+  path: string | undefined,
+  cwd: string,
+  readSecretFile: (path: string) => string,
+  problems: string[],
+): string | undefined {
+  if (path === undefined) return undefined;
+  try {
+    return readSecretFile(resolve(cwd, path)).trim();
+  } catch (error) {
+    problems.push(`STRONGROOM_PREVIOUS_MASTER_KEY_FILE: cannot read ${path} (${(error as NodeJS.ErrnoException).code})`);
+    return undefined;
+  }
+}
+
+/** A master key is exactly 32 bytes (AES-256), written as 64 hex characters or as base64. */
+export function decodeMasterKey(text: string): Buffer | undefined {
+  const trimmed = text.trim();
+  if (/^[0-9a-fA-F]{64}$/.test(trimmed)) return Buffer.from(trimmed, 'hex');
+  if (/^[A-Za-z0-9+/_-]{42,44}={0,2}$/.test(trimmed)) {
+    const bytes = Buffer.from(trimmed, 'base64');
+    if (bytes.length === 32) return bytes;
+  }
+  return undefined;
+}
+
+/** Every variable the schema knows, for `.env.example` and `strongroom config --help`. */
+export function listConfigVariables(): string[] {
+  return [...Object.keys(envSchema.shape), ...fileSecrets.map((name) => `${name}_FILE`)].sort();
+}

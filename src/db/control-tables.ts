@@ -1,0 +1,95 @@
+import type { ColumnType, Generated } from 'kysely';
+
+/** Kysely's view of the control-plane schema `control`. Column names are snake_case as in SQL. */
+export interface ControlTables {
+  tenants: TenantsTable;
+  tenant_keys: TenantKeysTable;
+  key_check: KeyCheckTable;
+  staff: StaffTable;
+  staff_keys: StaffKeysTable;
+  setup_tokens: SetupTokensTable;
+  leases: LeasesTable;
+  migration_runs: MigrationRunsTable;
+}
+
+type Timestamp = ColumnType<Date, Date | string, Date | string>;
+
+export interface TenantsTable {
+  id: string;
+  slug: string | null;
+  name: string | null;
+  status: 'active' | 'suspended' | 'deleted';
+  created_at: ColumnType<Date, Date | string | undefined, never>;
+  updated_at: Timestamp;
+  deleted_at: Timestamp | null;
+  schema_version: string | null;
+  migration_status: 'ok' | 'failed';
+  migration_error: string | null;
+  migrated_at: Timestamp | null;
+}
+
+export interface TenantKeysTable {
+  tenant_id: string;
+  version: number;
+  kek_id: string;
+  wrapped: Uint8Array;
+  created_at: ColumnType<Date, Date | string | undefined, never>;
+  rewrapped_at: Timestamp | null;
+}
+
+export interface KeyCheckTable {
+  id: number;
+  kek_id: string;
+  sealed: Uint8Array;
+  created_at: ColumnType<Date, Date | string | undefined, never>;
+}
+
+export interface StaffTable {
+  id: string;
+  email: string;
+  display_name: string;
+  role: 'operator' | 'support' | 'security' | 'developer';
+  status: 'active' | 'disabled';
+  created_at: ColumnType<Date, Date | string | undefined, never>;
+}
+
+export interface StaffKeysTable {
+  id: string;
+  staff_id: string;
+  name: string;
+  key_hash: Uint8Array;
+  prefix: string;
+  last4: string;
+  created_at: ColumnType<Date, Date | string | undefined, never>;
+  expires_at: Timestamp | null;
+  revoked_at: Timestamp | null;
+}
+
+export interface SetupTokensTable {
+  token_hash: Uint8Array;
+  tenant_id: string;
+  purpose: 'owner_setup';
+  email: string;
+  expires_at: Timestamp;
+  used_at: Timestamp | null;
+  created_at: ColumnType<Date, Date | string | undefined, never>;
+}
+
+export interface LeasesTable {
+  name: string;
+  holder: string;
+  acquired_at: Timestamp;
+  expires_at: Timestamp;
+}
+
+export interface MigrationRunsTable {
+  id: string;
+  holder: string;
+  target: string;
+  status: 'running' | 'succeeded' | 'failed' | 'aborted';
+  started_at: Timestamp;
+  finished_at: Timestamp | null;
+  tenants_total: number;
+  tenants_migrated: Generated<number>;
+  tenants_failed: Generated<number>;
+}

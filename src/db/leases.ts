@@ -1,0 +1,67 @@
+import { type Kysely, sql } from 'kysely';
+import type { ControlTables } from './control-tables.ts';
+
+/**
+ * Named leases in the control plane: at most one holder per name across every process and node, and a
+ * crashed holder's lease simply runs out. Used for the fleet migrator and, later, scheduled jobs.
+ */
+export interface Lease {
+  readonly name: string;
+  readonly holder: string;
+  readonly expiresAt: Date;
+}
+
+export interface LeaseConflict {
+  readonly holder: string;
+  readonly acquiredAt: Date;
+  readonly expiresAt: Date;
+}
+
+/** Takes the lease if free or expired; otherwise returns who holds it. */
+export async function acquireLease(
+  control: Kysely<ControlTables>,
+  name: string,
+  holder: string,
+  ttlMs: number,
+): Promise<{ lease: Lease } | { conflict: LeaseConflict }> {
+  const expiresAt = sql<Date>`now() + ${`${ttlMs} milliseconds`}::interval`;
+  const taken = await control
+    .insertInto('leases')
+    .values({ name, holder, acquired_at: sql`now()`, expires_at: expiresAt })
+    .onConflict((oc) =>
+      oc
+        .column('name')
+        .doUpdateSet({ holder, acquired_at: sql`now()`, expires_at: expiresAt })
+        .where('leases.expires_at', '<', sql<Date>`now()`),
+    )
+    .returning(['expires_at'])
+    .executeTakeFirst();
+  if (taken) return { lease: { name, holder, expiresAt: new Date(taken.expires_at) } };
+  const current = await control
+    .selectFrom('leases')
+    .select(['holder', 'acquired_at', 'expires_at'])
+    .where('name', '=', name)
+    .executeTakeFirstOrThrow();
+  return {
+    conflict: {
+      holder: current.holder,
+      acquiredAt: new Date(current.acquired_at),
+      expiresAt: new Date(current.expires_at),
+    },
+  };
+}
+
+/** Extends a held lease; false if it was lost (expired and taken by someone else). */
+export async function renewLease(control: Kysely<ControlTables>, lease: Lease, ttlMs: number): Promise<boolean> {
+  const result = await control
+    .updateTable('leases')
+    .set({ expires_at: sql`now() + ${`${ttlMs} milliseconds`}::interval` })
+    .where('name', '=', lease.name)
+    .where('holder', '=', lease.holder)
+    .executeTakeFirst();
+  return result.numUpdatedRows > 0n;
+}
+
+export async function releaseLease(control: Kysely<ControlTables>, lease: Lease): Promise<void> {
+  await control.deleteFrom('leases').where('name', '=', lease.name).where('holder', '=', lease.holder).execute();
+}

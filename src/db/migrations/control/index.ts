@@ -1,0 +1,5 @@
+import type { Migration } from '../../migrator.ts';
+import { createControlPlane } from './20261122000000-create-control-plane.ts';
+
+/** Control-plane migrations, oldest first. Append only; see the expand/contract note in migrator.ts. */
+export const controlMigrations: readonly Migration[] = [createControlPlane];

@@ -1,0 +1,84 @@
+import { type Kysely, sql } from 'kysely';
+import type { Database } from './database.ts';
+import { type Migration, migrateSchemaDown, migrateSchemaUp } from './migrator.ts';
+import { tenantRoleName, tenantSchemaName } from './tenant-schema.ts';
+
+type RoleSettings = Pick<Database, 'rolesEnabled' | 'isSuperuser'>;
+
+/**
+ * Creates a tenant's schema, its role and its tables, inside the caller's transaction (tenant
+ * creation is all-or-nothing: Postgres DDL, CREATE ROLE included, is transactional). Returns the
+ * schema version reached.
+ */
+export async function createTenantSchema(
+  trx: Kysely<any>,
+  roles: RoleSettings,
+  tenantId: string,
+  migrations: readonly Migration[],
+): Promise<string | null> {
+  const schema = tenantSchemaName(tenantId);
+  // No IF NOT EXISTS: a fresh tenant must get a fresh schema, never adopt a leftover one.
+  await sql`create schema ${sql.id(schema)}`.execute(trx);
+  if (roles.rolesEnabled) {
+    const role = tenantRoleName(tenantId);
+    // NOLOGIN: nobody connects as a tenant; the app switches to it with SET LOCAL ROLE.
+    await sql`create role ${sql.id(role)} nologin`.execute(trx);
+    // A non-superuser app user must be a member of the role to SET ROLE to it.
+    if (!roles.isSuperuser) await sql`grant ${sql.id(role)} to current_user`.execute(trx);
+  }
+  const applied = await migrateSchemaUp(trx, schema, migrations);
+  await grantTenantPrivileges(trx, roles, tenantId);
+  return applied.at(-1) ?? null;
+}
+
+/** Applies pending migrations to one tenant and re-grants its role on whatever they created. */
+export async function migrateTenantSchema(
+  trx: Kysely<any>,
+  roles: RoleSettings,
+  tenantId: string,
+  migrations: readonly Migration[],
+): Promise<string[]> {
+  const applied = await migrateSchemaUp(trx, tenantSchemaName(tenantId), migrations);
+  if (applied.length > 0) await grantTenantPrivileges(trx, roles, tenantId);
+  return applied;
+}
+
+export async function revertTenantSchema(
+  trx: Kysely<any>,
+  tenantId: string,
+  migrations: readonly Migration[],
+  steps: number,
+): Promise<string[]> {
+  return migrateSchemaDown(trx, tenantSchemaName(tenantId), migrations, steps);
+}
+
+/**
+ * The tenant role may read and write rows in its own schema, and nothing else: no DDL, no other
+ * schema (PUBLIC has no USAGE on any tenant schema or on `control`), and it cannot rewrite its own
+ * migration history.
+ */
+async function grantTenantPrivileges(trx: Kysely<any>, roles: RoleSettings, tenantId: string): Promise<void> {
+  if (!roles.rolesEnabled) return;
+  const schema = sql.id(tenantSchemaName(tenantId));
+  const role = sql.id(tenantRoleName(tenantId));
+  await sql`grant usage on schema ${schema} to ${role}`.execute(trx);
+  await sql`grant select, insert, update, delete on all tables in schema ${schema} to ${role}`.execute(trx);
+  await sql`grant usage, select on all sequences in schema ${schema} to ${role}`.execute(trx);
+  await sql`revoke insert, update, delete, truncate on ${sql.id(tenantSchemaName(tenantId), '_migrations')} from ${role}`.execute(
+    trx,
+  );
+}
+
+/** Drops the schema with everything in it, then the role. Part of tenant deletion's transaction. */
+export async function dropTenantSchema(trx: Kysely<any>, roles: RoleSettings, tenantId: string): Promise<void> {
+  const schema = tenantSchemaName(tenantId);
+  await sql`drop schema if exists ${sql.id(schema)} cascade`.execute(trx);
+  if (!roles.rolesEnabled) return;
+  const role = tenantRoleName(tenantId);
+  const { rows } = await sql<{ exists: boolean }>`
+    select exists (select 1 from pg_catalog.pg_roles where rolname = ${role}) as exists`.execute(trx);
+  if (!rows[0]?.exists) return;
+  // DROP OWNED removes any grant left to the role in this database; then the role can go.
+  await sql`drop owned by ${sql.id(role)}`.execute(trx);
+  await sql`drop role ${sql.id(role)}`.execute(trx);
+}

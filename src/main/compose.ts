@@ -1,0 +1,73 @@
+import type { Config } from '../config/config.ts';
+import type { Database } from '../db/database.ts';
+import { controlMigrations } from '../db/migrations/control/index.ts';
+import { tenantMigrations } from '../db/migrations/tenant/index.ts';
+import { migrateControlPlane } from '../db/control-plane.ts';
+import type { Migration } from '../db/migrator.ts';
+import { createWithTenant, type WithTenant } from '../db/with-tenant.ts';
+import { type Clock, systemClock } from '../platform/clock.ts';
+import type { KeyProvider } from '../modules/keys/key-provider.port.ts';
+import { TenantKeysRepository } from '../modules/keys/tenant-keys.repository.ts';
+import { TenantKeyService } from '../modules/keys/tenant-keys.service.ts';
+import { StaffRepository } from '../modules/staff/staff.repository.ts';
+import { StaffService } from '../modules/staff/staff.service.ts';
+import { FleetMigrationService } from '../modules/tenants/fleet-migration.service.ts';
+import { TenantRepository } from '../modules/tenants/tenant.repository.ts';
+import { TenantService } from '../modules/tenants/tenant.service.ts';
+import type { Cache } from '../ports/cache.port.ts';
+import type { ObjectStore } from '../ports/object-store.port.ts';
+
+/** The services built over one database and key provider: what the server, the CLI and tests share. */
+export interface Core {
+  database: Database;
+  withTenant: WithTenant;
+  keys: TenantKeyService;
+  tenants: TenantService;
+  tenantRepository: TenantRepository;
+  staff: StaffService;
+  fleet: FleetMigrationService;
+  tenantMigrations: readonly Migration[];
+}
+
+export interface CoreOptions {
+  database: Database;
+  keyProvider: KeyProvider;
+  clock?: Clock;
+  /** Tenant migrations to use (the bench adds one); default: the shipped list. */
+  tenantMigrations?: readonly Migration[];
+}
+
+/** Plain wiring, no container: each service gets exactly what it uses. */
+export function composeCore(options: CoreOptions): Core {
+  const { database, keyProvider } = options;
+  const clock = options.clock ?? systemClock;
+  const migrations = options.tenantMigrations ?? tenantMigrations;
+  const tenantRepository = new TenantRepository(database.control);
+  const keys = new TenantKeyService({ repository: new TenantKeysRepository(database.control), provider: keyProvider });
+  return {
+    database,
+    withTenant: createWithTenant(database),
+    keys,
+    tenants: new TenantService({ database, tenants: tenantRepository, keys, migrations, clock }),
+    tenantRepository,
+    staff: new StaffService({ staff: new StaffRepository({ control: database.control, db: database.db }) }),
+    fleet: new FleetMigrationService({ database, tenants: tenantRepository, migrations }),
+    tenantMigrations: migrations,
+  };
+}
+
+/**
+ * Brings the control plane up to date and checks the master key, before anything serves. Safe on
+ * every start: control-plane migrations are additive and serialised by an advisory lock.
+ */
+export async function prepareControlPlane(core: Core): Promise<void> {
+  await migrateControlPlane(core.database.db, controlMigrations);
+  await core.keys.verifyMasterKey();
+}
+
+export interface Adapters {
+  objects: ObjectStore;
+  cache: Cache;
+}
+
+export type { Config };

@@ -1,0 +1,98 @@
+import { randomBytes } from 'node:crypto';
+import { Kysely, PostgresDialect, sql } from 'kysely';
+import pg from 'pg';
+import { LocalKeyProvider } from '../../src/adapters/keys/key-provider.local.ts';
+import { type Database, openDatabase } from '../../src/db/database.ts';
+import type { Migration } from '../../src/db/migrator.ts';
+import { type Core, composeCore, prepareControlPlane } from '../../src/main/compose.ts';
+import { Secret } from '../../src/platform/secret.ts';
+import { findService } from './services.ts';
+
+/**
+ * Every database-touching suite runs on both engines: PGlite (in memory) and the Postgres server.
+ * Each `open()` gives a brand-new database, so each test file (or test) gets fresh tenants.
+ */
+export interface TestDatabaseKind {
+  name: 'pglite' | 'postgres';
+  /** '' when usable, else why the suite skips. */
+  skipReason: string;
+  open(): Promise<TestDatabase>;
+}
+
+export interface TestDatabase {
+  database: Database;
+  /** A URL for the Postgres server's fresh database (undefined for PGlite). */
+  url: string | undefined;
+  close(): Promise<void>;
+}
+
+export async function testDatabaseKinds(): Promise<TestDatabaseKind[]> {
+  const postgres = await findService('postgres');
+  return [
+    {
+      name: 'pglite',
+      skipReason: '',
+      open: async () => {
+        const database = await openDatabase({ kind: 'pglite', dataDir: undefined, statementTimeoutMs: 5_000, roles: 'auto' });
+        return { database, url: undefined, close: () => database.close() };
+      },
+    },
+    {
+      name: 'postgres',
+      skipReason: postgres.skipReason,
+      open: () => openFreshPostgres(postgres.url!),
+    },
+  ];
+}
+
+async function openFreshPostgres(adminUrl: string): Promise<TestDatabase> {
+  const name = `sr_test_${randomBytes(6).toString('hex')}`;
+  const admin = new Kysely<any>({ dialect: new PostgresDialect({ pool: new pg.Pool({ connectionString: adminUrl, max: 1 }) }) });
+  await sql`create database ${sql.id(name)}`.execute(admin);
+  const url = new URL(adminUrl);
+  url.pathname = `/${name}`;
+  const database = await openDatabase({
+    kind: 'postgres',
+    url: new Secret(url.toString()),
+    poolSize: 8,
+    statementTimeoutMs: 5_000,
+    roles: 'auto',
+  });
+  return {
+    database,
+    url: url.toString(),
+    close: async () => {
+      // Roles are cluster-wide: drop the tenant roles this database created before the database itself.
+      const roles = await sql<{ rolname: string }>`
+        select r.rolname from pg_catalog.pg_roles r
+        where r.rolname ~ '^t_[0-9a-f]{32}$'
+          and exists (select 1 from pg_catalog.pg_namespace n where n.nspname = r.rolname)`
+        .execute(database.db)
+        .catch(() => ({ rows: [] as { rolname: string }[] }));
+      await database.close();
+      await sql`drop database if exists ${sql.id(name)} with (force)`.execute(admin);
+      for (const { rolname } of roles.rows) await sql`drop role if exists ${sql.id(rolname)}`.execute(admin);
+      await admin.destroy();
+    },
+  };
+}
+
+export function randomMasterKey(): Buffer {
+  return randomBytes(32);
+}
+
+/** A fresh database with the control plane migrated and the core services built over it. */
+export async function openTestCore(
+  kind: TestDatabaseKind,
+  options: { masterKey?: Buffer; tenantMigrations?: readonly Migration[] } = {},
+): Promise<{ core: Core; testDb: TestDatabase; masterKey: Buffer }> {
+  const testDb = await kind.open();
+  const masterKey = options.masterKey ?? randomMasterKey();
+  const core = composeCore({
+    database: testDb.database,
+    keyProvider: new LocalKeyProvider({ current: masterKey }),
+    ...(options.tenantMigrations ? { tenantMigrations: options.tenantMigrations } : {}),
+  });
+  await prepareControlPlane(core);
+  return { core, testDb, masterKey };
+}

@@ -1,0 +1,87 @@
+import { sql } from 'kysely';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Core } from '../src/main/compose.ts';
+import { openTestCore, type TestDatabase, testDatabaseKinds } from './support/databases.ts';
+
+/**
+ * The isolation promise at the database layer: code running inside tenant A's `withTenant` cannot
+ * read or write tenant B's tables, not even with raw SQL naming B's schema, and code with no tenant
+ * context runs no tenant query at all.
+ */
+for (const kind of await testDatabaseKinds()) {
+  describe.skipIf(kind.skipReason)(`tenant isolation on ${kind.name}${kind.skipReason}`, () => {
+    let core: Core;
+    let testDb: TestDatabase;
+    let a: { id: string; schema: string };
+    let b: { id: string; schema: string };
+
+    beforeAll(async () => {
+      ({ core, testDb } = await openTestCore(kind));
+      const ta = await core.tenants.create({ slug: 'tenant-a', name: 'A', ownerEmail: 'owner@a.test' });
+      const tb = await core.tenants.create({ slug: 'tenant-b', name: 'B', ownerEmail: 'owner@b.test' });
+      a = { id: ta.tenant.id, schema: `t_${ta.tenant.id.replaceAll('-', '')}` };
+      b = { id: tb.tenant.id, schema: `t_${tb.tenant.id.replaceAll('-', '')}` };
+      await core.withTenant(b.id, (scope) =>
+        scope.db.insertInto('settings').values({ key: 'secret', value: JSON.stringify({ of: 'b' }) }).execute(),
+      );
+    });
+    afterAll(async () => testDb?.close());
+
+    it('runs tenant code in its own schema, with its own role', async () => {
+      const seen = await core.withTenant(a.id, async (scope) => {
+        await scope.db.insertInto('settings').values({ key: 'mine', value: JSON.stringify(1) }).execute();
+        const rows = await scope.db.selectFrom('settings').select('key').execute();
+        const who = await sql<{ role: string; path: string }>`select current_user as role, current_setting('search_path') as path`.execute(
+          scope.trx,
+        );
+        return { keys: rows.map((r) => r.key), ...who.rows[0] };
+      });
+      expect(seen.keys).toEqual(['mine']);
+      expect(seen.path).toBe(a.schema);
+      expect(testDb.database.rolesEnabled).toBe(true);
+      expect(seen.role).toBe(a.schema);
+    });
+
+    it("refuses raw SQL that names another tenant's schema (the role fence)", async () => {
+      for (const statement of [
+        sql`select * from ${sql.id(b.schema, 'settings')}`,
+        sql`insert into ${sql.id(b.schema, 'settings')} (key, value) values ('x', '1')`,
+        sql`update ${sql.id(b.schema, 'settings')} set value = '2'`,
+        sql`delete from ${sql.id(b.schema, 'settings')}`,
+        sql`drop table ${sql.id(b.schema, 'settings')}`,
+        sql`select * from control.tenants`,
+        sql`select * from control.tenant_keys`,
+      ]) {
+        await expect(core.withTenant(a.id, (scope) => statement.execute(scope.trx))).rejects.toMatchObject({
+          code: '42501', // insufficient_privilege
+        });
+      }
+      const untouched = await core.withTenant(b.id, (scope) => scope.db.selectFrom('settings').selectAll().execute());
+      expect(untouched.map((r) => r.key)).toEqual(['secret']);
+    });
+
+    it('cannot change its own tables shape or migration history', async () => {
+      await expect(
+        core.withTenant(a.id, (scope) => sql`alter table settings add column evil text`.execute(scope.trx)),
+      ).rejects.toMatchObject({ code: '42501' });
+      await expect(
+        core.withTenant(a.id, (scope) => sql`delete from _migrations`.execute(scope.trx)),
+      ).rejects.toMatchObject({ code: '42501' });
+    });
+
+    it('fails closed without a tenant context', async () => {
+      await expect(core.withTenant(undefined, async () => 'ran')).rejects.toMatchObject({
+        code: 'tenant_context_missing',
+      });
+      await expect(core.withTenant('', async () => 'ran')).rejects.toMatchObject({ code: 'tenant_context_missing' });
+      // The root connection's search_path holds only pg_catalog: an unqualified tenant table is not found.
+      await expect(sql`select * from settings`.execute(testDb.database.db)).rejects.toMatchObject({ code: '42P01' });
+    });
+
+    it('rejects a tenant id that is not a UUID before touching the database', async () => {
+      for (const hostile of ['../x', 'public', 'pg_catalog', "a'; drop schema control; --", 'a\u0000b']) {
+        await expect(core.withTenant(hostile, async () => 'ran')).rejects.toThrow(/tenant id must be/);
+      }
+    });
+  });
+}

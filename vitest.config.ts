@@ -1,0 +1,29 @@
+import { defineConfig } from 'vitest/config';
+
+// Two projects: fast unit tests (pure code), and integration tests that touch PGlite, a Postgres
+// server, Redis, memcached, s3rver. Integration suites against a server that is not present skip with
+// a reason on a plain `npm test`; CI sets STRONGROOM_TEST_REQUIRE_SERVICES=1 and any skip fails it.
+export default defineConfig({
+  test: {
+    reporters: process.env.CI ? ['default', ['json', { outputFile: 'test-results/vitest.json' }]] : ['default'],
+    projects: [
+      {
+        test: {
+          name: 'unit',
+          include: ['src/**/*.test.ts', 'test/**/*.test.ts'],
+          exclude: ['**/*.int.test.ts', 'node_modules/**'],
+        },
+      },
+      {
+        test: {
+          name: 'integration',
+          include: ['src/**/*.int.test.ts', 'test/**/*.int.test.ts'],
+          testTimeout: 60_000,
+          hookTimeout: 120_000,
+          // Two cores: PGlite instances and server connections are heavy, keep parallelism modest.
+          maxWorkers: 2,
+        },
+      },
+    ],
+  },
+});
