@@ -43,12 +43,13 @@ export function composeCore(options: CoreOptions): Core {
   const clock = options.clock ?? systemClock;
   const migrations = options.tenantMigrations ?? tenantMigrations;
   const tenantRepository = new TenantRepository(database.control);
+  const withTenant = createWithTenant(database);
   const keys = new TenantKeyService({ repository: new TenantKeysRepository(database.control), provider: keyProvider });
   return {
     database,
-    withTenant: createWithTenant(database),
+    withTenant,
     keys,
-    tenants: new TenantService({ database, tenants: tenantRepository, keys, migrations, clock }),
+    tenants: new TenantService({ database, tenants: tenantRepository, keys, migrations, clock, withTenant }),
     tenantRepository,
     staff: new StaffService({ staff: new StaffRepository({ control: database.control, db: database.db }) }),
     fleet: new FleetMigrationService({ database, tenants: tenantRepository, migrations }),

@@ -12,6 +12,7 @@ export const errorKinds = [
   'precondition_failed',
   'rate_limited',
   'too_large',
+  'unsupported',
   'unavailable',
   'internal',
 ] as const;

@@ -4,6 +4,7 @@ import type { ControlTables } from '../../db/control-tables.ts';
 import type { Database } from '../../db/database.ts';
 import { latestMigrationName, type Migration } from '../../db/migrator.ts';
 import { createTenantSchema, dropTenantSchema } from '../../db/tenant-schemas.ts';
+import type { WithTenant } from '../../db/with-tenant.ts';
 import type { Clock } from '../../platform/clock.ts';
 import { newId } from '../../platform/ids.ts';
 import type { TenantKeyService } from '../keys/tenant-keys.service.ts';
@@ -15,6 +16,15 @@ export interface CreateTenantInput {
   slug: string;
   name: string;
   ownerEmail: string;
+}
+
+export interface TenantSchemaStatus {
+  tenantId: string;
+  /** Migrations applied inside the tenant's schema, read from its own tracking table. */
+  applied: string[];
+  /** The newest migration this version of Strongroom knows. */
+  latest: string | null;
+  upToDate: boolean;
 }
 
 export interface CreatedTenant {
@@ -37,6 +47,7 @@ export class TenantService {
   readonly #keys: TenantKeyService;
   readonly #migrations: readonly Migration[];
   readonly #clock: Clock;
+  readonly #withTenant: WithTenant;
 
   constructor(deps: {
     database: Pick<Database, 'db' | 'rolesEnabled' | 'isSuperuser'>;
@@ -44,7 +55,9 @@ export class TenantService {
     keys: TenantKeyService;
     migrations: readonly Migration[];
     clock: Clock;
+    withTenant: WithTenant;
   }) {
+    this.#withTenant = deps.withTenant;
     this.#database = deps.database;
     this.#tenants = deps.tenants;
     this.#keys = deps.keys;
@@ -97,6 +110,19 @@ export class TenantService {
       : await this.#tenants.findLiveBySlug(idOrSlug);
     if (!tenant) throw tenantErrors.notFound();
     return tenant;
+  }
+
+  /** Reads the tenant's own migration history through `withTenant` (its schema, its role). */
+  async getSchemaStatus(idOrSlug: string): Promise<TenantSchemaStatus> {
+    const tenant = await this.get(idOrSlug);
+    if (tenant.status === 'deleted') throw tenantErrors.notFound();
+    const applied = await this.#withTenant(
+      tenant.id,
+      async (scope) => (await scope.db.selectFrom('_migrations').select('name').orderBy('name').execute()).map((r) => r.name as string),
+      { readOnly: true },
+    );
+    const latest = latestMigrationName(this.#migrations);
+    return { tenantId: tenant.id, applied, latest, upToDate: applied.at(-1) === latest };
   }
 
   async suspend(idOrSlug: string): Promise<Tenant> {

@@ -1,0 +1,115 @@
+import { randomUUID } from 'node:crypto';
+import type { SecureContextOptions } from 'node:tls';
+import helmet from '@fastify/helmet';
+import swagger from '@fastify/swagger';
+import Fastify, { type FastifyInstance } from 'fastify';
+import { jsonSchemaTransform, serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
+import type { StaffService } from '../modules/staff/staff.service.ts';
+import type { TenantService } from '../modules/tenants/tenant.service.ts';
+import type { Logger } from '../platform/logger.ts';
+import { handleFrameworkError, httpErrors, registerErrorHandling, sendError } from './error-handler.ts';
+import { refusePlainHttp } from './https-only.ts';
+import { registerStaffAuth } from './plugins/staff-auth.ts';
+import { healthRoutes, type ReadinessCheck } from './routes/health.route.ts';
+import { opsTenantRoutes } from './routes/ops-tenants.route.ts';
+
+/** The built app; its server type depends on whether TLS is on, so it is left open here. */
+// biome-ignore lint/suspicious/noExplicitAny: see above.
+export type App = FastifyInstance<any, any, any, any, any>;
+
+export interface AppDeps {
+  tenants: TenantService;
+  staff: StaffService;
+  readinessChecks: Record<string, ReadinessCheck>;
+  /** True once shutdown began: /readyz turns 503 and new requests are refused. */
+  isDraining: () => boolean;
+  logger?: Logger;
+}
+
+export interface AppOptions {
+  bodyLimitBytes: number;
+  /** TLS material; the server speaks HTTPS (TLS 1.2+) when given. */
+  https?: SecureContextOptions;
+  /**
+   * Addresses of the load balancer that terminated TLS. Then the app itself speaks HTTP, trusts
+   * X-Forwarded-* only from those hops, and requires X-Forwarded-Proto: https on every request.
+   */
+  trustProxy?: string[];
+  /** The public HTTPS port, for redirects of plain-HTTP page requests. */
+  httpsPort?: number;
+}
+
+/**
+ * Builds the HTTP application from its dependencies; `server.ts` listens. Tests call
+ * `buildApp(deps).inject()` without a socket.
+ */
+export async function buildApp(deps: AppDeps, options: AppOptions): Promise<App> {
+  const app = Fastify({
+    ...(options.https ? { https: { ...options.https, minVersion: 'TLSv1.2' as const } } : {}),
+    ...(deps.logger ? { loggerInstance: deps.logger } : { logger: false }),
+    trustProxy: options.trustProxy ?? false,
+    bodyLimit: options.bodyLimitBytes,
+    // Ids are ours: a client-chosen request id could forge or collide in the logs.
+    genReqId: () => randomUUID(),
+    requestIdHeader: false,
+    requestTimeout: 60_000,
+    connectionTimeout: 30_000,
+    maxParamLength: 200,
+    forceCloseConnections: 'idle',
+    return503OnClosing: true,
+    frameworkErrors: handleFrameworkError,
+  }).withTypeProvider<ZodTypeProvider>();
+
+  app.setValidatorCompiler(validatorCompiler);
+  app.setSerializerCompiler(serializerCompiler);
+  registerErrorHandling(app, { bodyLimitBytes: options.bodyLimitBytes });
+
+  await app.register(helmet, {
+    // The API serves JSON only: nothing may be framed, scripted or embedded from it.
+    contentSecurityPolicy: { directives: { defaultSrc: ["'none'"], frameAncestors: ["'none'"] } },
+    // One year, subdomains included: once a browser has seen us over HTTPS it never tries HTTP.
+    hsts: { maxAge: 31_536_000, includeSubDomains: true },
+    crossOriginResourcePolicy: { policy: 'same-origin' },
+  });
+
+  app.addHook('onRequest', async (request, reply) => {
+    reply.header('x-request-id', request.id);
+    reply.header('cache-control', 'no-store');
+    if (options.trustProxy && request.protocol !== 'https') {
+      return refusePlainHttp(request, reply, options.httpsPort ?? 443);
+    }
+    if (deps.isDraining() && !request.url.startsWith('/readyz') && !request.url.startsWith('/healthz')) {
+      reply.header('connection', 'close');
+      return sendError(request, reply, httpErrors.draining());
+    }
+    return undefined;
+  });
+
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.1.0',
+      info: {
+        title: 'Strongroom API',
+        version: '1',
+        description:
+          'Multi-tenant secure data backend. Errors are `{error: {code, message, requestId}}` with stable codes (docs/errors.md).',
+      },
+      components: {
+        securitySchemes: { staffKey: { type: 'http', scheme: 'bearer', description: 'Staff API key (sro_…)' } },
+      },
+    },
+    transform: jsonSchemaTransform,
+  });
+
+  await app.register(healthRoutes({ checks: deps.readinessChecks, isDraining: deps.isDraining }));
+  await app.register(
+    async (ops) => {
+      registerStaffAuth(ops, deps.staff);
+      await ops.register(opsTenantRoutes({ tenants: deps.tenants }));
+    },
+    { prefix: '/api/v1/ops' },
+  );
+  app.get('/api/v1/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+
+  return app;
+}

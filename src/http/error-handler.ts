@@ -1,0 +1,118 @@
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { hasZodFastifySchemaValidationErrors } from 'fastify-type-provider-zod';
+import { AppError, defineError, type ErrorKind, isAppError } from '../platform/errors.ts';
+
+/** The only place that turns an error kind into an HTTP status. */
+export const statusByKind: Record<ErrorKind, number> = {
+  invalid: 400,
+  unauthenticated: 401,
+  forbidden: 403,
+  not_found: 404,
+  conflict: 409,
+  precondition_failed: 412,
+  too_large: 413,
+  unsupported: 415,
+  rate_limited: 429,
+  unavailable: 503,
+  internal: 500,
+};
+
+export const httpErrors = {
+  routeNotFound: defineError('route_not_found', 'not_found', 'No such endpoint.', (method: string, url: string) => ({
+    message: `no endpoint ${method} ${url.split('?')[0]}`,
+  })),
+  malformedJson: defineError('malformed_json', 'invalid', 'The request body is not valid JSON.'),
+  payloadTooLarge: defineError(
+    'payload_too_large',
+    'too_large',
+    'The request body is larger than allowed.',
+    (limitBytes: number) => ({ message: `the request body exceeds ${limitBytes} bytes`, details: { limitBytes } }),
+  ),
+  unsupportedMediaType: defineError(
+    'unsupported_media_type',
+    'unsupported',
+    'The request body has a content type this endpoint does not accept.',
+  ),
+  httpsRequired: defineError(
+    'https_required',
+    'forbidden',
+    'The API is served over HTTPS only; plain HTTP requests are refused, never redirected.',
+  ),
+  badUrl: defineError('invalid_url', 'invalid', 'The URL is malformed (bad percent-encoding).'),
+  urlTooLong: defineError('url_too_long', 'too_large', 'A path parameter is longer than allowed (answered with 414).'),
+  draining: defineError('shutting_down', 'unavailable', 'The server is shutting down; retry on another node.'),
+};
+
+export interface ErrorBody {
+  error: { code: string; message: string; requestId: string; details?: Record<string, unknown> };
+}
+
+/**
+ * One JSON error model for every failure: `{error: {code, message, requestId, details?}}` with a
+ * stable snake_case code. Unknown errors become `internal_error`; their cause is logged with the
+ * request id and never sent. No stack trace or SQL reaches a client.
+ */
+// biome-ignore lint/suspicious/noExplicitAny: accepts the app whatever its server, logger and type provider.
+export function registerErrorHandling(app: FastifyInstance<any, any, any, any, any>, options: { bodyLimitBytes: number }): void {
+  app.setErrorHandler((error: FastifyError, request, reply) => {
+    const appError = toAppError(error, options.bodyLimitBytes);
+    if (appError.kind === 'internal') {
+      request.log.error({ err: error, requestId: request.id }, 'request failed');
+    }
+    return sendError(request, reply, appError);
+  });
+  app.setNotFoundHandler((request, reply) => sendError(request, reply, httpErrors.routeNotFound(request.method, request.url)));
+}
+
+export function sendError(
+  request: FastifyRequest,
+  reply: FastifyReply,
+  error: AppError,
+  status: number = statusByKind[error.kind],
+): FastifyReply {
+  const body: ErrorBody = { error: { code: error.code, message: error.message, requestId: request.id } };
+  if (error.details !== undefined) body.error.details = error.details;
+  if (error.kind === 'unauthenticated') reply.header('www-authenticate', 'Bearer');
+  return reply.status(status).type('application/json; charset=utf-8').send(body);
+}
+
+/**
+ * Errors Fastify raises before routing (a malformed or over-long URL), given to `frameworkErrors`.
+ */
+export function handleFrameworkError(error: FastifyError, request: FastifyRequest, reply: FastifyReply): void {
+  if (error.code === 'FST_ERR_MAX_PARAM_LENGTH') sendError(request, reply, httpErrors.urlTooLong(), 414);
+  else if (error.code === 'FST_ERR_BAD_URL') sendError(request, reply, httpErrors.badUrl());
+  else sendError(request, reply, new AppError({ code: 'invalid_request', kind: 'invalid', message: 'the request is malformed' }));
+}
+
+function toAppError(error: FastifyError, bodyLimitBytes: number): AppError {
+  if (isAppError(error)) return error;
+  if (hasZodFastifySchemaValidationErrors(error)) {
+    const issues = error.validation.map((v) => ({
+      where: error.validationContext ?? 'body',
+      path: v.instancePath || '/',
+      message: v.message ?? 'invalid',
+    }));
+    return new AppError({
+      code: 'invalid_request',
+      kind: 'invalid',
+      message: `invalid ${error.validationContext ?? 'request'}: ${issues.map((i) => `${i.path} ${i.message}`).join('; ')}`,
+      details: { issues },
+    });
+  }
+  switch (error.code) {
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return httpErrors.payloadTooLarge(bodyLimitBytes);
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+      return httpErrors.unsupportedMediaType();
+    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
+    case 'FST_ERR_CTP_INVALID_JSON_BODY':
+      return httpErrors.malformedJson();
+  }
+  // Fastify's body parser reports bad JSON as a SyntaxError with status 400.
+  if (error instanceof SyntaxError && error.statusCode === 400) return httpErrors.malformedJson();
+  if (typeof error.statusCode === 'number' && error.statusCode >= 400 && error.statusCode < 500) {
+    return new AppError({ code: 'invalid_request', kind: 'invalid', message: 'the request is malformed' });
+  }
+  return new AppError({ code: 'internal_error', kind: 'internal', message: 'internal error; quote the request id', cause: error });
+}

@@ -1,0 +1,54 @@
+import { LocalKeyProvider } from '../adapters/keys/key-provider.local.ts';
+import type { Config } from '../config/config.ts';
+import { openDatabase } from '../db/database.ts';
+import type { Logger } from '../platform/logger.ts';
+import type { Cache } from '../ports/cache.port.ts';
+import type { ObjectStore } from '../ports/object-store.port.ts';
+import { openCache, openObjectStore } from './adapters.ts';
+import { type Core, composeCore, prepareControlPlane } from './compose.ts';
+import { loadMasterKey } from './embedded.ts';
+
+/** Everything a process (server or CLI command) runs on, built from config, closed in reverse. */
+export interface Runtime {
+  core: Core;
+  objects: ObjectStore | undefined;
+  cache: Cache | undefined;
+  close(): Promise<void>;
+}
+
+/**
+ * Opens the database, checks the master key against it, migrates the control plane, and (when the
+ * caller serves traffic) opens the object store and cache. A wrong master key stops here, before
+ * anything is served or written.
+ */
+export async function openRuntime(
+  config: Config,
+  log: Logger,
+  options: { withAdapters: boolean },
+): Promise<Runtime> {
+  const masterKey = loadMasterKey(config.keys.master, log);
+  const keyProvider = new LocalKeyProvider({ current: masterKey, previous: config.keys.previousMaster?.reveal() });
+  const database = await openDatabase(
+    config.database.kind === 'pglite' ? config.database : { ...config.database },
+  );
+  const closers: Array<() => Promise<void>> = [() => database.close()];
+  const close = async () => {
+    for (const closeOne of closers.reverse()) await closeOne().catch((error) => log.warn({ err: error }, 'close failed'));
+  };
+  try {
+    const core = composeCore({ database, keyProvider });
+    await prepareControlPlane(core);
+    let objects: ObjectStore | undefined;
+    let cache: Cache | undefined;
+    if (options.withAdapters) {
+      objects = openObjectStore(config.objects);
+      closers.push(() => objects!.close());
+      cache = openCache(config.cache.url);
+      closers.push(() => cache!.close());
+    }
+    return { core, objects, cache, close };
+  } catch (error) {
+    await close();
+    throw error;
+  }
+}

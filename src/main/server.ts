@@ -1,0 +1,84 @@
+import Fastify, { type FastifyInstance } from 'fastify';
+import type { Config } from '../config/config.ts';
+import { type App, buildApp } from '../http/app.ts';
+import { registerErrorHandling } from '../http/error-handler.ts';
+import { refusePlainHttp } from '../http/https-only.ts';
+import type { Logger } from '../platform/logger.ts';
+import { loadTlsMaterial } from './embedded.ts';
+import { openRuntime, type Runtime } from './runtime.ts';
+
+export interface RunningServer {
+  app: App;
+  runtime: Runtime;
+  /** The address the HTTPS (or, behind a proxy, HTTP) listener is bound to. */
+  url: string;
+  /** Graceful: readiness turns 503, in-flight requests finish, then listeners and pools close. */
+  shutdown(reason: string): Promise<void>;
+}
+
+/**
+ * Starts the service: HTTPS on STRONGROOM_HOST:STRONGROOM_PORT (TLS 1.2+), or plain HTTP behind a
+ * trusted TLS-terminating proxy, plus an optional plain-HTTP listener that only redirects pages.
+ */
+export async function startServer(config: Config, log: Logger): Promise<RunningServer> {
+  const runtime = await openRuntime(config, log, { withAdapters: true });
+  let draining = false;
+  const { core, objects, cache } = runtime;
+  const behindProxy = config.server.trustProxy !== undefined;
+  const tls = behindProxy ? undefined : await loadTlsMaterial(config.server.tls, log);
+
+  const app = await buildApp(
+    {
+      tenants: core.tenants,
+      staff: core.staff,
+      readinessChecks: {
+        database: () => core.database.ping(),
+        objects: () => objects!.ping(),
+        cache: () => cache!.ping(),
+      },
+      isDraining: () => draining,
+      logger: log,
+    },
+    {
+      bodyLimitBytes: config.server.bodyLimitBytes,
+      ...(tls ? { https: tls } : {}),
+      ...(config.server.trustProxy ? { trustProxy: config.server.trustProxy } : {}),
+      httpsPort: config.server.port,
+    },
+  );
+  const address = await app.listen({ host: config.server.host, port: config.server.port });
+
+  let redirect: FastifyInstance | undefined;
+  if (config.server.httpRedirectPort !== undefined) {
+    const plain = Fastify({ logger: false, bodyLimit: 1024 });
+    registerErrorHandling(plain, { bodyLimitBytes: 1024 });
+    plain.addHook('onRequest', async (request, reply) => refusePlainHttp(request, reply, config.server.port));
+    plain.get('/healthz', async () => ({ status: 'ok' }));
+    await plain.listen({ host: config.server.host, port: config.server.httpRedirectPort });
+    redirect = plain;
+  }
+  log.info(
+    { url: address, database: core.database.kind, objects: objects?.kind, cache: cache?.kind, rolesEnabled: core.database.rolesEnabled },
+    'strongroom is serving',
+  );
+
+  let shuttingDown: Promise<void> | undefined;
+  const shutdown = (reason: string): Promise<void> => {
+    shuttingDown ??= (async () => {
+      log.info({ reason }, 'shutting down: draining in-flight requests');
+      draining = true;
+      const force = setTimeout(() => {
+        log.error('graceful shutdown took too long; forcing exit');
+        process.exit(1);
+      }, config.server.shutdownGraceMs);
+      force.unref();
+      await redirect?.close();
+      await app.close();
+      await runtime.close();
+      clearTimeout(force);
+      log.info('stopped');
+    })();
+    return shuttingDown;
+  };
+  return { app, runtime, url: address, shutdown };
+}

@@ -1,0 +1,19 @@
+import type { StaffRole } from './staff.repository.ts';
+
+/**
+ * What each staff role may do in the operator API, as data (rendered into docs/security.md). Deny
+ * by default: an action missing here is refused for every role. None of these opens tenant data:
+ * that takes a customer-approved support grant (a later issue).
+ */
+export const staffPermissions = {
+  'tenants.read': ['operator', 'support', 'security'],
+  'tenants.create': ['operator'],
+  'tenants.suspend': ['operator', 'security'],
+  'tenants.delete': ['operator'],
+} as const satisfies Record<string, readonly StaffRole[]>;
+
+export type StaffAction = keyof typeof staffPermissions;
+
+export function canStaff(role: StaffRole, action: StaffAction): boolean {
+  return (staffPermissions[action] as readonly StaffRole[]).includes(role);
+}
