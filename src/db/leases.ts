@@ -25,30 +25,36 @@ export async function acquireLease(
   ttlMs: number,
 ): Promise<{ lease: Lease } | { conflict: LeaseConflict }> {
   const expiresAt = sql<Date>`now() + ${`${ttlMs} milliseconds`}::interval`;
-  const taken = await control
-    .insertInto('leases')
-    .values({ name, holder, acquired_at: sql`now()`, expires_at: expiresAt })
-    .onConflict((oc) =>
-      oc
-        .column('name')
-        .doUpdateSet({ holder, acquired_at: sql`now()`, expires_at: expiresAt })
-        .where('leases.expires_at', '<', sql<Date>`now()`),
-    )
-    .returning(['expires_at'])
-    .executeTakeFirst();
-  if (taken) return { lease: { name, holder, expiresAt: new Date(taken.expires_at) } };
-  const current = await control
-    .selectFrom('leases')
-    .select(['holder', 'acquired_at', 'expires_at'])
-    .where('name', '=', name)
-    .executeTakeFirstOrThrow();
-  return {
-    conflict: {
-      holder: current.holder,
-      acquiredAt: new Date(current.acquired_at),
-      expiresAt: new Date(current.expires_at),
-    },
-  };
+  // Two tries: the holder may release between our insert and our look-up, freeing the lease.
+  for (let attempt = 0; attempt < 2; attempt++) {
+    const taken = await control
+      .insertInto('leases')
+      .values({ name, holder, acquired_at: sql`now()`, expires_at: expiresAt })
+      .onConflict((oc) =>
+        oc
+          .column('name')
+          .doUpdateSet({ holder, acquired_at: sql`now()`, expires_at: expiresAt })
+          .where('leases.expires_at', '<', sql<Date>`now()`),
+      )
+      .returning(['expires_at'])
+      .executeTakeFirst();
+    if (taken) return { lease: { name, holder, expiresAt: new Date(taken.expires_at) } };
+    const current = await control
+      .selectFrom('leases')
+      .select(['holder', 'acquired_at', 'expires_at'])
+      .where('name', '=', name)
+      .executeTakeFirst();
+    if (current) {
+      return {
+        conflict: {
+          holder: current.holder,
+          acquiredAt: new Date(current.acquired_at),
+          expiresAt: new Date(current.expires_at),
+        },
+      };
+    }
+  }
+  throw new Error(`lease ${name} is changing hands too fast to acquire`);
 }
 
 /** Extends a held lease; false if it was lost (expired and taken by someone else). */

@@ -1,0 +1,22 @@
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { renderEnvExample, renderErrorCatalogue, renderStaffPermissionTable } from '../scripts/render-docs.ts';
+
+const root = resolve(import.meta.dirname, '..');
+
+describe('generated docs are current (run `npm run docs` after changing errors or config)', () => {
+  it('docs/errors.md lists every error code', async () => {
+    const catalogue = await renderErrorCatalogue();
+    expect(catalogue).toContain('`tenant_context_missing`');
+    expect(readFileSync(resolve(root, 'docs/errors.md'), 'utf8')).toBe(catalogue);
+  });
+
+  it('docs/security.md quotes the staff permission table as it is in code', () => {
+    expect(readFileSync(resolve(root, 'docs/security.md'), 'utf8')).toContain(renderStaffPermissionTable());
+  });
+
+  it('.env.example lists every variable', () => {
+    expect(readFileSync(resolve(root, '.env.example'), 'utf8')).toBe(renderEnvExample());
+  });
+});
