@@ -5,11 +5,14 @@ import { defineConfig } from 'vitest/config';
 // a reason on a plain `npm test`; CI sets STRONGROOM_TEST_REQUIRE_SERVICES=1 and any skip fails it.
 export default defineConfig({
   test: {
-    reporters: process.env.CI ? ['default', ['json', { outputFile: 'test-results/vitest.json' }]] : ['default'],
+    reporters: process.env.CI
+      ? ['default', ['json', { outputFile: 'test-results/vitest.json' }]]
+      : ['default'],
     projects: [
       {
         test: {
           name: 'unit',
+          sequence: { groupOrder: 0 },
           include: ['src/**/*.test.ts', 'test/**/*.test.ts'],
           exclude: ['**/*.int.test.ts', 'node_modules/**'],
         },
@@ -17,6 +20,8 @@ export default defineConfig({
       {
         test: {
           name: 'integration',
+          // Runs after the unit tests, with its own worker limit.
+          sequence: { groupOrder: 1 },
           include: ['src/**/*.int.test.ts', 'test/**/*.int.test.ts'],
           testTimeout: 60_000,
           hookTimeout: 120_000,

@@ -1,7 +1,7 @@
 import { listConfigVariables } from '../src/config/config.ts';
 import { statusByKind } from '../src/http/error-handler.ts';
-import { staffPermissions } from '../src/modules/staff/staff-permissions.ts';
 import { staffRoles } from '../src/modules/staff/staff.service.ts';
+import { staffPermissions } from '../src/modules/staff/staff-permissions.ts';
 import { listErrorDefinitions } from '../src/platform/errors.ts';
 
 /** The error catalogue (public API): every code defined anywhere in src/, as Markdown. */
@@ -9,7 +9,8 @@ export async function renderErrorCatalogue(): Promise<string> {
   // Importing the CLI's module graph registers every error factory in the product.
   await import('../src/main/cli.ts');
   const rows = listErrorDefinitions().map(
-    (e) => `| \`${e.code}\` | ${e.kind} | ${e.code === 'url_too_long' ? 414 : statusByKind[e.kind]} | ${e.description} |`,
+    (e) =>
+      `| \`${e.code}\` | ${e.kind} | ${e.code === 'url_too_long' ? 414 : statusByKind[e.kind]} | ${e.description} |`,
   );
   return [
     '# Error codes',

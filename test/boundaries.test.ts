@@ -55,7 +55,8 @@ describe('architecture boundaries', () => {
       for (const specifier of importsOf(file)) {
         if (specifier.startsWith('.')) {
           const target = layerOf(resolve(file, '..', specifier));
-          if (forbidden[layer]?.includes(target)) violations.push(`${relative(root, file)} imports ${target}: ${specifier}`);
+          if (forbidden[layer]?.includes(target))
+            violations.push(`${relative(root, file)} imports ${target}: ${specifier}`);
         } else if (layer !== 'adapters' && vendorSdks.some((sdk) => sdk.test(specifier))) {
           violations.push(`${relative(root, file)} imports the vendor SDK ${specifier} outside adapters/`);
         }

@@ -1,7 +1,11 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { renderEnvExample, renderErrorCatalogue, renderStaffPermissionTable } from '../scripts/render-docs.ts';
+import {
+  renderEnvExample,
+  renderErrorCatalogue,
+  renderStaffPermissionTable,
+} from '../scripts/render-docs.ts';
 
 const root = resolve(import.meta.dirname, '..');
 

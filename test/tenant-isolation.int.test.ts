@@ -22,18 +22,25 @@ for (const kind of await testDatabaseKinds()) {
       a = { id: ta.tenant.id, schema: `t_${ta.tenant.id.replaceAll('-', '')}` };
       b = { id: tb.tenant.id, schema: `t_${tb.tenant.id.replaceAll('-', '')}` };
       await core.withTenant(b.id, (scope) =>
-        scope.db.insertInto('settings').values({ key: 'secret', value: JSON.stringify({ of: 'b' }) }).execute(),
+        scope.db
+          .insertInto('settings')
+          .values({ key: 'secret', value: JSON.stringify({ of: 'b' }) })
+          .execute(),
       );
     });
     afterAll(async () => testDb?.close());
 
     it('runs tenant code in its own schema, with its own role', async () => {
       const seen = await core.withTenant(a.id, async (scope) => {
-        await scope.db.insertInto('settings').values({ key: 'mine', value: JSON.stringify(1) }).execute();
+        await scope.db
+          .insertInto('settings')
+          .values({ key: 'mine', value: JSON.stringify(1) })
+          .execute();
         const rows = await scope.db.selectFrom('settings').select('key').execute();
-        const who = await sql<{ role: string; path: string }>`select current_user as role, current_setting('search_path') as path`.execute(
-          scope.trx,
-        );
+        const who = await sql<{
+          role: string;
+          path: string;
+        }>`select current_user as role, current_setting('search_path') as path`.execute(scope.trx);
         return { keys: rows.map((r) => r.key), ...who.rows[0] };
       });
       expect(seen.keys).toEqual(['mine']);
@@ -56,7 +63,9 @@ for (const kind of await testDatabaseKinds()) {
           code: '42501', // insufficient_privilege
         });
       }
-      const untouched = await core.withTenant(b.id, (scope) => scope.db.selectFrom('settings').selectAll().execute());
+      const untouched = await core.withTenant(b.id, (scope) =>
+        scope.db.selectFrom('settings').selectAll().execute(),
+      );
       expect(untouched.map((r) => r.key)).toEqual(['secret']);
     });
 
@@ -73,9 +82,13 @@ for (const kind of await testDatabaseKinds()) {
       await expect(core.withTenant(undefined, async () => 'ran')).rejects.toMatchObject({
         code: 'tenant_context_missing',
       });
-      await expect(core.withTenant('', async () => 'ran')).rejects.toMatchObject({ code: 'tenant_context_missing' });
+      await expect(core.withTenant('', async () => 'ran')).rejects.toMatchObject({
+        code: 'tenant_context_missing',
+      });
       // The root connection's search_path holds only pg_catalog: an unqualified tenant table is not found.
-      await expect(sql`select * from settings`.execute(testDb.database.db)).rejects.toMatchObject({ code: '42P01' });
+      await expect(sql`select * from settings`.execute(testDb.database.db)).rejects.toMatchObject({
+        code: '42P01',
+      });
     });
 
     it('rejects a tenant id that is not a UUID before touching the database', async () => {

@@ -61,10 +61,25 @@ export function reportError(context: CliContext, error: unknown): number {
  * server logs JSON instead.
  */
 export function createCliLogger(context: CliContext, level: string): Logger {
-  const names: Record<number, string> = { 10: 'trace', 20: 'debug', 30: 'info', 40: 'warning', 50: 'error', 60: 'fatal' };
+  const names: Record<number, string> = {
+    10: 'trace',
+    20: 'debug',
+    30: 'info',
+    40: 'warning',
+    50: 'error',
+    60: 'fatal',
+  };
   const destination = new Writable({
     write(chunk, _encoding, done) {
-      const { level: n, msg, time: _time, pid: _pid, hostname: _host, name: _name, ...rest } = JSON.parse(String(chunk));
+      const {
+        level: n,
+        msg,
+        time: _time,
+        pid: _pid,
+        hostname: _host,
+        name: _name,
+        ...rest
+      } = JSON.parse(String(chunk));
       const extras = Object.entries(rest)
         .map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`)
         .join(' ');
@@ -98,6 +113,10 @@ export async function withRuntime<T>(
 /** A plain aligned table for people; `--json` gives machines the real thing. */
 export function formatTable(headers: string[], rows: string[][]): string {
   const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd();
+  const line = (cells: string[]) =>
+    cells
+      .map((c, i) => c.padEnd(widths[i]!))
+      .join('  ')
+      .trimEnd();
   return `${[line(headers), ...rows.map(line)].join('\n')}\n`;
 }

@@ -20,7 +20,9 @@ export function registerKeysCommands(program: Command, context: CliContext): voi
       } catch (error) {
         const code = (error as NodeJS.ErrnoException).code;
         throw commonErrors.invalidRequest(
-          code === 'EEXIST' ? `${path} exists; refusing to overwrite a key` : `cannot write ${path} (${code})`,
+          code === 'EEXIST'
+            ? `${path} exists; refusing to overwrite a key`
+            : `cannot write ${path} (${code})`,
         );
       }
       context.stdout(`wrote a new master key to ${path}\n`);

@@ -6,7 +6,9 @@ import { type CliContext, loadCliConfig } from './cli-context.ts';
 export function registerServeCommand(program: Command, context: CliContext): void {
   program
     .command('serve')
-    .description('run the HTTPS service (embedded defaults unless DATABASE_URL, STRONGROOM_OBJECTS, STRONGROOM_CACHE are set)')
+    .description(
+      'run the HTTPS service (embedded defaults unless DATABASE_URL, STRONGROOM_OBJECTS, STRONGROOM_CACHE are set)',
+    )
     .option('--host <host>', 'listen address (STRONGROOM_HOST, default 127.0.0.1)')
     .option('--port <port>', 'HTTPS port (STRONGROOM_PORT, default 8443)')
     .option(

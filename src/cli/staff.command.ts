@@ -3,7 +3,9 @@ import { staffRoles } from '../modules/staff/staff.service.ts';
 import { type CliContext, formatTable, withRuntime } from './cli-context.ts';
 
 export function registerStaffCommands(program: Command, context: CliContext): void {
-  const staff = program.command('staff').description('platform staff (operators, support, security, developers)');
+  const staff = program
+    .command('staff')
+    .description('platform staff (operators, support, security, developers)');
 
   staff
     .command('create')
@@ -14,7 +16,11 @@ export function registerStaffCommands(program: Command, context: CliContext): vo
     .option('--json', 'print JSON instead of text')
     .action(async (options: { email: string; name: string; role: string; json?: boolean }) => {
       await withRuntime(context, async ({ core }) => {
-        const created = await core.staff.create({ email: options.email, displayName: options.name, role: options.role });
+        const created = await core.staff.create({
+          email: options.email,
+          displayName: options.name,
+          role: options.role,
+        });
         if (options.json) {
           context.stdout(`${JSON.stringify(created, null, 2)}\n`);
           return;
@@ -38,7 +44,13 @@ export function registerStaffCommands(program: Command, context: CliContext): vo
       await withRuntime(context, async ({ core }) => {
         const members = await core.staff.list();
         if (options.json) context.stdout(`${JSON.stringify(members, null, 2)}\n`);
-        else context.stdout(formatTable(['EMAIL', 'ROLE', 'STATUS', 'NAME'], members.map((m) => [m.email, m.role, m.status, m.displayName])));
+        else
+          context.stdout(
+            formatTable(
+              ['EMAIL', 'ROLE', 'STATUS', 'NAME'],
+              members.map((m) => [m.email, m.role, m.status, m.displayName]),
+            ),
+          );
       });
     });
 }

@@ -15,7 +15,9 @@ export function registerTenantCommands(program: Command, context: CliContext): v
 
   tenant
     .command('create')
-    .description("create a tenant with its own schema, role and data key; prints the owner's one-time setup token")
+    .description(
+      "create a tenant with its own schema, role and data key; prints the owner's one-time setup token",
+    )
     .requiredOption('--slug <slug>', '3-40 characters of a-z, 0-9 and -, unique')
     .requiredOption('--name <name>', 'display name, e.g. "Acme Ltd"')
     .requiredOption('--owner-email <email>', "the primary account holder's email")
@@ -46,10 +48,17 @@ export function registerTenantCommands(program: Command, context: CliContext): v
     .addOption(json)
     .action(async (options: { all?: boolean; limit: string; json?: boolean }) => {
       await withRuntime(context, async ({ core }) => {
-        const tenants = await core.tenants.list({ includeDeleted: options.all ?? false, limit: Number(options.limit) || 1000 });
+        const tenants = await core.tenants.list({
+          includeDeleted: options.all ?? false,
+          limit: Number(options.limit) || 1000,
+        });
         if (options.json) context.stdout(`${JSON.stringify(tenants, null, 2)}\n`);
-        else if (tenants.length === 0) context.stdout('no tenants yet: create one with `strongroom tenant create`\n');
-        else context.stdout(formatTable(['SLUG', 'ID', 'STATUS', 'NAME', 'SCHEMA', 'MIGRATION'], tenants.map(describeTenant)));
+        else if (tenants.length === 0)
+          context.stdout('no tenants yet: create one with `strongroom tenant create`\n');
+        else
+          context.stdout(
+            formatTable(['SLUG', 'ID', 'STATUS', 'NAME', 'SCHEMA', 'MIGRATION'], tenants.map(describeTenant)),
+          );
       });
     });
 
@@ -61,7 +70,10 @@ export function registerTenantCommands(program: Command, context: CliContext): v
       await withRuntime(context, async ({ core }) => {
         const found = await core.tenants.get(idOrSlug);
         if (options.json) context.stdout(`${JSON.stringify(found, null, 2)}\n`);
-        else context.stdout(formatTable(['SLUG', 'ID', 'STATUS', 'NAME', 'SCHEMA', 'MIGRATION'], [describeTenant(found)]));
+        else
+          context.stdout(
+            formatTable(['SLUG', 'ID', 'STATUS', 'NAME', 'SCHEMA', 'MIGRATION'], [describeTenant(found)]),
+          );
       });
     });
 
@@ -75,7 +87,8 @@ export function registerTenantCommands(program: Command, context: CliContext): v
       )
       .action(async (idOrSlug: string) => {
         await withRuntime(context, async ({ core }) => {
-          const changed = action === 'suspend' ? await core.tenants.suspend(idOrSlug) : await core.tenants.resume(idOrSlug);
+          const changed =
+            action === 'suspend' ? await core.tenants.suspend(idOrSlug) : await core.tenants.resume(idOrSlug);
           context.stdout(`${changed.slug} is now ${changed.status}\n`);
         });
       });
@@ -83,7 +96,7 @@ export function registerTenantCommands(program: Command, context: CliContext): v
 
   tenant
     .command('delete <tenant>')
-    .description("delete a tenant for good: drops its schema and role and destroys its data key")
+    .description('delete a tenant for good: drops its schema and role and destroys its data key')
     .option('--confirm <slug>', "the tenant's slug, to confirm")
     .action(async (idOrSlug: string, options: { confirm?: string }) => {
       await withRuntime(context, async ({ core }) => {

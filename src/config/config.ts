@@ -9,8 +9,15 @@ import { Secret } from '../platform/secret.ts';
  * base reads `process.env`.
  */
 
-const port = z.coerce.number().int().min(1).max(65_535);
-const positiveMs = z.coerce.number().int().min(1);
+const port = z.coerce
+  .number({ error: 'must be a port number (1-65535)' })
+  .int({ error: 'must be a port number (1-65535)' })
+  .min(1, { error: 'must be a port number (1-65535)' })
+  .max(65_535, { error: 'must be a port number (1-65535)' });
+const positiveMs = z.coerce
+  .number({ error: 'must be a whole number of milliseconds' })
+  .int({ error: 'must be a whole number of milliseconds' })
+  .min(1, { error: 'must be at least 1 ms' });
 const booleanFlag = z.enum(['true', 'false', '1', '0']).transform((v) => v === 'true' || v === '1');
 
 const databaseUrl = z
@@ -18,7 +25,10 @@ const databaseUrl = z
   .refine((v) => /^postgres(ql)?:\/\//.test(v), 'must be a postgres:// or postgresql:// URL');
 const objectsUrl = z
   .string()
-  .refine((v) => v.startsWith('file://') || v.startsWith('s3://'), 'must be file://<folder> or s3://<bucket>?…');
+  .refine(
+    (v) => v.startsWith('file://') || v.startsWith('s3://'),
+    'must be file://<folder> or s3://<bucket>?…',
+  );
 const cacheUrl = z
   .string()
   .refine(
@@ -56,7 +66,9 @@ const envSchema = z.object({
     .max(1024 ** 3)
     .default(1024 * 1024),
   STRONGROOM_SHUTDOWN_GRACE_MS: positiveMs.default(10_000),
-  STRONGROOM_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  STRONGROOM_LOG_LEVEL: z
+    .enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])
+    .default('info'),
 
   DATABASE_URL: databaseUrl.optional(),
   STRONGROOM_DB_POOL_SIZE: z.coerce.number().int().min(1).max(500).default(10),
@@ -80,13 +92,11 @@ const envSchema = z.object({
   STRONGROOM_PRETTY_LOGS: booleanFlag.optional(),
 });
 
-/** Variables whose value may instead come from the file named by `<VAR>_FILE`. */
-const fileSecrets = [
-  'STRONGROOM_MASTER_KEY',
-  'STRONGROOM_PREVIOUS_MASTER_KEY',
-  'STRONGROOM_S3_SECRET_ACCESS_KEY',
-  'DATABASE_URL',
-] as const;
+/**
+ * Variables whose value may instead come from the file named by `<VAR>_FILE`. (The master keys have
+ * their own `_FILE` variables in the schema: the key provider reads, and may generate, that file.)
+ */
+const fileSecrets = ['STRONGROOM_S3_SECRET_ACCESS_KEY', 'DATABASE_URL'] as const;
 
 export type MasterKeySource =
   | { kind: 'value'; key: Secret<Buffer> }
@@ -117,7 +127,11 @@ export interface Config {
       };
   objects:
     | { kind: 'fs'; rootDir: string }
-    | { kind: 's3'; url: string; credentials: { accessKeyId: string; secretAccessKey: Secret<string> } | undefined };
+    | {
+        kind: 's3';
+        url: string;
+        credentials: { accessKeyId: string; secretAccessKey: Secret<string> } | undefined;
+      };
   cache: { url: string };
   keys: { master: MasterKeySource; previousMaster: Secret<Buffer> | undefined };
   migrate: { batchSize: number; concurrency: number; canarySize: number };
@@ -155,11 +169,7 @@ export function loadConfig(env: Record<string, string | undefined>, options: Loa
   }
   for (const name of fileSecrets) {
     const filePath = merged[`${name}_FILE`];
-    // The master key file is a path the key provider reads itself (and may generate); the other
-    // *_FILE variables are plain "read the secret from this file" indirections.
-    if (filePath === undefined || name === 'STRONGROOM_MASTER_KEY' || name === 'STRONGROOM_PREVIOUS_MASTER_KEY') {
-      continue;
-    }
+    if (filePath === undefined) continue;
     if (merged[name] !== undefined) {
       problems.push(`${name} and ${name}_FILE are both set; use one`);
       continue;
@@ -167,7 +177,9 @@ export function loadConfig(env: Record<string, string | undefined>, options: Loa
     try {
       merged[name] = readSecretFile(resolve(cwd, filePath)).trim();
     } catch (error) {
-      problems.push(`${name}_FILE: cannot read ${filePath} (${(error as NodeJS.ErrnoException).code ?? 'error'})`);
+      problems.push(
+        `${name}_FILE: cannot read ${filePath} (${(error as NodeJS.ErrnoException).code ?? 'error'})`,
+      );
     }
   }
 
@@ -178,26 +190,20 @@ export function loadConfig(env: Record<string, string | undefined>, options: Loa
       problems.push(`${issue.path.join('.')}: ${issue.message}`);
     }
   }
+  // Checks on raw values run even when the schema failed, so one run reports every problem.
+  checkRawValues(merged, problems);
   if (problems.length > 0 || !parsed.success) throw new ConfigError(problems);
   const e = parsed.data;
 
   const dataDir = resolve(cwd, e.STRONGROOM_DATA_DIR);
 
-  if ((e.STRONGROOM_TLS_CERT_FILE === undefined) !== (e.STRONGROOM_TLS_KEY_FILE === undefined)) {
-    problems.push('STRONGROOM_TLS_CERT_FILE and STRONGROOM_TLS_KEY_FILE must be set together');
-  }
   if (e.STRONGROOM_HTTP_PORT !== undefined && e.STRONGROOM_HTTP_PORT === e.STRONGROOM_PORT) {
     problems.push('STRONGROOM_HTTP_PORT must differ from STRONGROOM_PORT');
   }
 
   let master: MasterKeySource;
-  if (e.STRONGROOM_MASTER_KEY !== undefined && e.STRONGROOM_MASTER_KEY_FILE !== undefined) {
-    problems.push('STRONGROOM_MASTER_KEY and STRONGROOM_MASTER_KEY_FILE are both set; use one');
-    master = { kind: 'file', path: '', generateIfMissing: false };
-  } else if (e.STRONGROOM_MASTER_KEY !== undefined) {
-    const key = decodeMasterKey(e.STRONGROOM_MASTER_KEY);
-    if (!key) problems.push('STRONGROOM_MASTER_KEY: must be 32 bytes as 64 hex characters or base64');
-    master = { kind: 'value', key: new Secret(key ?? Buffer.alloc(0)) };
+  if (e.STRONGROOM_MASTER_KEY !== undefined) {
+    master = { kind: 'value', key: new Secret(decodeMasterKey(e.STRONGROOM_MASTER_KEY) ?? Buffer.alloc(0)) };
   } else if (e.STRONGROOM_MASTER_KEY_FILE !== undefined) {
     master = { kind: 'file', path: resolve(cwd, e.STRONGROOM_MASTER_KEY_FILE), generateIfMissing: false };
   } else {
@@ -211,23 +217,21 @@ export function loadConfig(env: Record<string, string | undefined>, options: Loa
     readOptionalKeyFile(e.STRONGROOM_PREVIOUS_MASTER_KEY_FILE, cwd, readSecretFile, problems);
   if (previousRaw !== undefined) {
     const key = decodeMasterKey(previousRaw);
-    if (!key) problems.push('STRONGROOM_PREVIOUS_MASTER_KEY: must be 32 bytes as 64 hex characters or base64');
+    if (!key)
+      problems.push('STRONGROOM_PREVIOUS_MASTER_KEY: must be 32 bytes as 64 hex characters or base64');
     else previousMaster = new Secret(key);
   }
 
   let objects: Config['objects'];
   const objectsSetting = e.STRONGROOM_OBJECTS ?? `file://${resolve(dataDir, 'objects')}`;
   if (objectsSetting.startsWith('file://')) {
-    objects = { kind: 'fs', rootDir: resolve(cwd, decodeURIComponent(objectsSetting.slice('file://'.length))) };
+    objects = {
+      kind: 'fs',
+      rootDir: resolve(cwd, decodeURIComponent(objectsSetting.slice('file://'.length))),
+    };
   } else {
     const hasId = e.STRONGROOM_S3_ACCESS_KEY_ID !== undefined;
     const hasSecret = e.STRONGROOM_S3_SECRET_ACCESS_KEY !== undefined;
-    if (hasId !== hasSecret) {
-      problems.push('STRONGROOM_S3_ACCESS_KEY_ID and STRONGROOM_S3_SECRET_ACCESS_KEY must be set together');
-    }
-    if (/^s3:\/\/[^/?]*@/.test(objectsSetting)) {
-      problems.push('STRONGROOM_OBJECTS: put credentials in STRONGROOM_S3_ACCESS_KEY_ID/SECRET, not in the URL');
-    }
     objects = {
       kind: 's3',
       url: objectsSetting,
@@ -291,6 +295,38 @@ export function loadConfig(env: Record<string, string | undefined>, options: Loa
   };
 }
 
+/** Rules between variables, checked on the raw strings so they report even if the schema failed. */
+function checkRawValues(raw: Record<string, string | undefined>, problems: string[]): void {
+  const both = (a: string, b: string) => (raw[a] === undefined) !== (raw[b] === undefined);
+  if (both('STRONGROOM_TLS_CERT_FILE', 'STRONGROOM_TLS_KEY_FILE')) {
+    problems.push('STRONGROOM_TLS_CERT_FILE and STRONGROOM_TLS_KEY_FILE must be set together');
+  }
+  if (raw.STRONGROOM_MASTER_KEY !== undefined && raw.STRONGROOM_MASTER_KEY_FILE !== undefined) {
+    problems.push('STRONGROOM_MASTER_KEY and STRONGROOM_MASTER_KEY_FILE are both set; use one');
+  }
+  if (raw.STRONGROOM_MASTER_KEY !== undefined && !decodeMasterKey(raw.STRONGROOM_MASTER_KEY)) {
+    problems.push('STRONGROOM_MASTER_KEY: must be 32 bytes as 64 hex characters or base64');
+  }
+  if (
+    raw.STRONGROOM_PREVIOUS_MASTER_KEY !== undefined &&
+    raw.STRONGROOM_PREVIOUS_MASTER_KEY_FILE !== undefined
+  ) {
+    problems.push(
+      'STRONGROOM_PREVIOUS_MASTER_KEY and STRONGROOM_PREVIOUS_MASTER_KEY_FILE are both set; use one',
+    );
+  }
+  if (raw.STRONGROOM_OBJECTS?.startsWith('s3://')) {
+    if (both('STRONGROOM_S3_ACCESS_KEY_ID', 'STRONGROOM_S3_SECRET_ACCESS_KEY')) {
+      problems.push('STRONGROOM_S3_ACCESS_KEY_ID and STRONGROOM_S3_SECRET_ACCESS_KEY must be set together');
+    }
+    if (/^s3:\/\/[^/?]*@/.test(raw.STRONGROOM_OBJECTS)) {
+      problems.push(
+        'STRONGROOM_OBJECTS: put credentials in STRONGROOM_S3_ACCESS_KEY_ID/SECRET, not in the URL',
+      );
+    }
+  }
+}
+
 function readOptionalKeyFile(
   path: string | undefined,
   cwd: string,
@@ -301,7 +337,9 @@ function readOptionalKeyFile(
   try {
     return readSecretFile(resolve(cwd, path)).trim();
   } catch (error) {
-    problems.push(`STRONGROOM_PREVIOUS_MASTER_KEY_FILE: cannot read ${path} (${(error as NodeJS.ErrnoException).code})`);
+    problems.push(
+      `STRONGROOM_PREVIOUS_MASTER_KEY_FILE: cannot read ${path} (${(error as NodeJS.ErrnoException).code})`,
+    );
     return undefined;
   }
 }
@@ -319,5 +357,5 @@ export function decodeMasterKey(text: string): Buffer | undefined {
 
 /** Every variable the schema knows, for `.env.example` and `strongroom config --help`. */
 export function listConfigVariables(): string[] {
-  return [...Object.keys(envSchema.shape), ...fileSecrets.map((name) => `${name}_FILE`)].sort();
+  return [...new Set([...Object.keys(envSchema.shape), ...fileSecrets.map((name) => `${name}_FILE`)])].sort();
 }

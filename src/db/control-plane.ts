@@ -1,4 +1,5 @@
-import { type Kysely, sql } from 'kysely';
+import { sql } from 'kysely';
+import type { AnyKysely } from './database.ts';
 import { type Migration, migrateSchemaDown, migrateSchemaUp } from './migrator.ts';
 import { controlSchema } from './tenant-schema.ts';
 
@@ -6,7 +7,10 @@ import { controlSchema } from './tenant-schema.ts';
 const controlMigrationLockId = 7_301_114_001;
 
 /** Brings the control plane to the latest version; safe to call on every start (idempotent). */
-export async function migrateControlPlane(db: Kysely<any>, migrations: readonly Migration[]): Promise<string[]> {
+export async function migrateControlPlane(
+  db: AnyKysely,
+  migrations: readonly Migration[],
+): Promise<string[]> {
   return db.transaction().execute(async (trx) => {
     await sql`select pg_advisory_xact_lock(${controlMigrationLockId})`.execute(trx);
     await sql`create schema if not exists ${sql.id(controlSchema)}`.execute(trx);
@@ -17,7 +21,7 @@ export async function migrateControlPlane(db: Kysely<any>, migrations: readonly 
 }
 
 export async function revertControlPlane(
-  db: Kysely<any>,
+  db: AnyKysely,
   migrations: readonly Migration[],
   steps: number,
 ): Promise<string[]> {

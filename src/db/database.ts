@@ -9,6 +9,14 @@ import type { ControlTables } from './control-tables.ts';
 import { PGliteDialect } from './pglite-dialect.ts';
 import { controlSchema } from './tenant-schema.ts';
 
+/**
+ * A Kysely handle that is not tied to one schema's table types: the root connection, a transaction
+ * used for DDL, or a handle bound to a tenant schema (tenant table types arrive with the modules
+ * that own those tables).
+ */
+// biome-ignore lint/suspicious/noExplicitAny: Kysely's own idiom for a schema-agnostic handle.
+export type AnyKysely = Kysely<any>;
+
 export type DatabaseSettings =
   | { kind: 'pglite'; dataDir: string | undefined; statementTimeoutMs: number; roles: 'auto' | 'on' | 'off' }
   | {
@@ -26,7 +34,7 @@ export type DatabaseSettings =
  */
 export interface Database {
   readonly kind: 'pglite' | 'postgres';
-  readonly db: Kysely<any>;
+  readonly db: AnyKysely;
   readonly control: Kysely<ControlTables>;
   /** Whether each tenant gets its own Postgres role and `withTenant` switches to it. */
   readonly rolesEnabled: boolean;
@@ -75,8 +83,10 @@ async function openPostgres(settings: Extract<DatabaseSettings, { kind: 'postgre
     options: '-c search_path=pg_catalog',
   });
   // An idle client that errors (server restart) must not crash the process; the next query reconnects.
-  pool.on('error', () => {});
-  const db = new Kysely<any>({ dialect: new PostgresDialect({ pool }) });
+  pool.on('error', () => {
+    // Deliberately ignored: the pool drops the broken client and the next query reconnects.
+  });
+  const db: AnyKysely = new Kysely({ dialect: new PostgresDialect({ pool }) });
   try {
     await sql`select 1`.execute(db);
   } catch (cause) {
@@ -89,7 +99,9 @@ async function openPostgres(settings: Extract<DatabaseSettings, { kind: 'postgre
 }
 
 async function openPGlite(settings: Extract<DatabaseSettings, { kind: 'pglite' }>): Promise<Database> {
-  let releaseLock = () => {};
+  let releaseLock = () => {
+    // Replaced by the lock's release once the data folder is locked (in-memory PGlite has none).
+  };
   if (settings.dataDir !== undefined) {
     mkdirSync(settings.dataDir, { recursive: true, mode: 0o700 });
     releaseLock = lockDataDir(settings.dataDir);
@@ -103,7 +115,7 @@ async function openPGlite(settings: Extract<DatabaseSettings, { kind: 'pglite' }
     releaseLock();
     throw databaseErrors.unreachable(settings.dataDir ?? 'memory', cause);
   }
-  const db = new Kysely<any>({ dialect: new PGliteDialect(pglite) });
+  const db: AnyKysely = new Kysely({ dialect: new PGliteDialect(pglite) });
   return finishOpen('pglite', db, settings, async () => {
     await db.destroy();
     await pglite.close();
@@ -113,7 +125,7 @@ async function openPGlite(settings: Extract<DatabaseSettings, { kind: 'pglite' }
 
 async function finishOpen(
   kind: 'pglite' | 'postgres',
-  db: Kysely<any>,
+  db: AnyKysely,
   settings: DatabaseSettings,
   close: () => Promise<void>,
 ): Promise<Database> {

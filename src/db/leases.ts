@@ -58,7 +58,11 @@ export async function acquireLease(
 }
 
 /** Extends a held lease; false if it was lost (expired and taken by someone else). */
-export async function renewLease(control: Kysely<ControlTables>, lease: Lease, ttlMs: number): Promise<boolean> {
+export async function renewLease(
+  control: Kysely<ControlTables>,
+  lease: Lease,
+  ttlMs: number,
+): Promise<boolean> {
   const result = await control
     .updateTable('leases')
     .set({ expires_at: sql`now() + ${`${ttlMs} milliseconds`}::interval` })
@@ -69,5 +73,9 @@ export async function renewLease(control: Kysely<ControlTables>, lease: Lease, t
 }
 
 export async function releaseLease(control: Kysely<ControlTables>, lease: Lease): Promise<void> {
-  await control.deleteFrom('leases').where('name', '=', lease.name).where('holder', '=', lease.holder).execute();
+  await control
+    .deleteFrom('leases')
+    .where('name', '=', lease.name)
+    .where('holder', '=', lease.holder)
+    .execute();
 }

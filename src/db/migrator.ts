@@ -1,5 +1,6 @@
-import { type Kysely, sql } from 'kysely';
+import { sql } from 'kysely';
 import { defineError } from '../platform/errors.ts';
+import type { AnyKysely } from './database.ts';
 
 /**
  * Versioned migrations for one schema (the control plane, or one tenant), tracked in a `_migrations`
@@ -20,9 +21,9 @@ export interface Migration {
 
 export interface MigrationContext {
   /** Kysely bound to the schema being migrated (`withSchema`). */
-  readonly db: Kysely<any>;
+  readonly db: AnyKysely;
   /** The bare transaction, for raw SQL; name the schema with `sql.id(context.schema)`. */
-  readonly trx: Kysely<any>;
+  readonly trx: AnyKysely;
   readonly schema: string;
 }
 
@@ -46,15 +47,15 @@ export const migrationErrors = {
 };
 
 /** Creates the tracking table if needed and takes its lock, so two migrators of one schema queue up. */
-async function lockTracking(trx: Kysely<any>, schema: string): Promise<string[]> {
+async function lockTracking(trx: AnyKysely, schema: string): Promise<string[]> {
   await sql`create table if not exists ${sql.id(schema, '_migrations')} (
     name text primary key,
     applied_at timestamptz not null default now()
   )`.execute(trx);
   await sql`lock table ${sql.id(schema, '_migrations')} in exclusive mode`.execute(trx);
-  const { rows } = await sql<{ name: string }>`select name from ${sql.id(schema, '_migrations')} order by name`.execute(
-    trx,
-  );
+  const { rows } = await sql<{
+    name: string;
+  }>`select name from ${sql.id(schema, '_migrations')} order by name`.execute(trx);
   return rows.map((r) => r.name);
 }
 
@@ -64,7 +65,7 @@ export function latestMigrationName(migrations: readonly Migration[]): string | 
 
 /** Applies every pending migration in order; returns the names applied (empty when up to date). */
 export async function migrateSchemaUp(
-  trx: Kysely<any>,
+  trx: AnyKysely,
   schema: string,
   migrations: readonly Migration[],
 ): Promise<string[]> {
@@ -89,7 +90,7 @@ export async function migrateSchemaUp(
 
 /** Reverts the newest `steps` applied migrations, newest first; returns the names reverted. */
 export async function migrateSchemaDown(
-  trx: Kysely<any>,
+  trx: AnyKysely,
   schema: string,
   migrations: readonly Migration[],
   steps: number,
@@ -113,10 +114,12 @@ export async function migrateSchemaDown(
 }
 
 /** The names applied to a schema, oldest first (empty if it has no tracking table). */
-export async function listAppliedMigrations(db: Kysely<any>, schema: string): Promise<string[]> {
+export async function listAppliedMigrations(db: AnyKysely, schema: string): Promise<string[]> {
   const { rows } = await sql<{ exists: boolean }>`
     select to_regclass(${`${schema}._migrations`}) is not null as exists`.execute(db);
   if (!rows[0]?.exists) return [];
-  const result = await sql<{ name: string }>`select name from ${sql.id(schema, '_migrations')} order by name`.execute(db);
+  const result = await sql<{
+    name: string;
+  }>`select name from ${sql.id(schema, '_migrations')} order by name`.execute(db);
   return result.rows.map((r) => r.name);
 }

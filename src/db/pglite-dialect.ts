@@ -52,7 +52,9 @@ class PGliteDriver implements Driver {
     this.#connection = new PGliteConnection(pglite);
   }
 
-  async init(): Promise<void> {}
+  async init(): Promise<void> {
+    // PGlite is opened (and awaited) by the caller before the dialect is built.
+  }
 
   async acquireConnection(): Promise<DatabaseConnection> {
     // A FIFO mutex: each acquirer waits for the previous holder's release.
@@ -92,7 +94,9 @@ class PGliteDriver implements Driver {
 
 class PGliteConnection implements DatabaseConnection {
   readonly #pglite: PGlite;
-  release: () => void = () => {};
+  release: () => void = () => {
+    // Set by the driver each time it hands the connection out.
+  };
 
   constructor(pglite: PGlite) {
     this.#pglite = pglite;

@@ -1,5 +1,5 @@
-import { type Kysely, sql } from 'kysely';
-import type { Database } from './database.ts';
+import { sql } from 'kysely';
+import type { AnyKysely, Database } from './database.ts';
 import { type Migration, migrateSchemaDown, migrateSchemaUp } from './migrator.ts';
 import { tenantRoleName, tenantSchemaName } from './tenant-schema.ts';
 
@@ -11,7 +11,7 @@ type RoleSettings = Pick<Database, 'rolesEnabled' | 'isSuperuser'>;
  * schema version reached.
  */
 export async function createTenantSchema(
-  trx: Kysely<any>,
+  trx: AnyKysely,
   roles: RoleSettings,
   tenantId: string,
   migrations: readonly Migration[],
@@ -33,7 +33,7 @@ export async function createTenantSchema(
 
 /** Applies pending migrations to one tenant and re-grants its role on whatever they created. */
 export async function migrateTenantSchema(
-  trx: Kysely<any>,
+  trx: AnyKysely,
   roles: RoleSettings,
   tenantId: string,
   migrations: readonly Migration[],
@@ -44,7 +44,7 @@ export async function migrateTenantSchema(
 }
 
 export async function revertTenantSchema(
-  trx: Kysely<any>,
+  trx: AnyKysely,
   tenantId: string,
   migrations: readonly Migration[],
   steps: number,
@@ -57,7 +57,7 @@ export async function revertTenantSchema(
  * schema (PUBLIC has no USAGE on any tenant schema or on `control`), and it cannot rewrite its own
  * migration history.
  */
-async function grantTenantPrivileges(trx: Kysely<any>, roles: RoleSettings, tenantId: string): Promise<void> {
+async function grantTenantPrivileges(trx: AnyKysely, roles: RoleSettings, tenantId: string): Promise<void> {
   if (!roles.rolesEnabled) return;
   const schema = sql.id(tenantSchemaName(tenantId));
   const role = sql.id(tenantRoleName(tenantId));
@@ -70,7 +70,7 @@ async function grantTenantPrivileges(trx: Kysely<any>, roles: RoleSettings, tena
 }
 
 /** Drops the schema with everything in it, then the role. Part of tenant deletion's transaction. */
-export async function dropTenantSchema(trx: Kysely<any>, roles: RoleSettings, tenantId: string): Promise<void> {
+export async function dropTenantSchema(trx: AnyKysely, roles: RoleSettings, tenantId: string): Promise<void> {
   const schema = tenantSchemaName(tenantId);
   await sql`drop schema if exists ${sql.id(schema)} cascade`.execute(trx);
   if (!roles.rolesEnabled) return;

@@ -1,6 +1,6 @@
-import { type Kysely, sql, type Transaction } from 'kysely';
+import { sql } from 'kysely';
 import { commonErrors, defineError } from '../platform/errors.ts';
-import type { Database } from './database.ts';
+import type { AnyKysely, Database } from './database.ts';
 import { tenantSchemaName } from './tenant-schema.ts';
 
 /** What tenant code gets: a Kysely bound to the tenant's schema, inside one transaction. */
@@ -8,9 +8,9 @@ export interface TenantScope {
   readonly tenantId: string;
   readonly schema: string;
   /** Every table reference is qualified with the tenant's schema (`withSchema`). */
-  readonly db: Kysely<any>;
+  readonly db: AnyKysely;
   /** The bare transaction, for raw SQL; name the schema with `sql.id(scope.schema)`. */
-  readonly trx: Transaction<any>;
+  readonly trx: AnyKysely;
 }
 
 export type WithTenant = <T>(
@@ -20,11 +20,7 @@ export type WithTenant = <T>(
 ) => Promise<T>;
 
 export const tenantScopeErrors = {
-  tenantGone: defineError(
-    'tenant_not_found',
-    'not_found',
-    'The tenant does not exist or was deleted.',
-  ),
+  tenantGone: defineError('tenant_not_found', 'not_found', 'The tenant does not exist or was deleted.'),
 };
 
 /**

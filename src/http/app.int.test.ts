@@ -1,3 +1,4 @@
+import type { Response as LightResponse } from 'light-my-request';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openTestCore, type TestDatabase, testDatabaseKinds } from '../../test/support/databases.ts';
 import type { Core } from '../main/compose.ts';
@@ -32,8 +33,12 @@ for (const kind of await testDatabaseKinds()) {
         },
         { bodyLimitBytes: 4096 },
       );
-      operatorKey = (await core.staff.create({ email: 'ops@platform.test', displayName: 'Ops', role: 'operator' })).apiKey;
-      developerKey = (await core.staff.create({ email: 'dev@platform.test', displayName: 'Dev', role: 'developer' })).apiKey;
+      operatorKey = (
+        await core.staff.create({ email: 'ops@platform.test', displayName: 'Ops', role: 'operator' })
+      ).apiKey;
+      developerKey = (
+        await core.staff.create({ email: 'dev@platform.test', displayName: 'Dev', role: 'developer' })
+      ).apiKey;
     });
     afterAll(async () => {
       await app?.close();
@@ -87,11 +92,9 @@ for (const kind of await testDatabaseKinds()) {
           '/readyz',
         ]),
       );
-      expect(doc.paths['/api/v1/ops/tenants'].post.requestBody.content['application/json'].schema.required).toEqual([
-        'slug',
-        'name',
-        'ownerEmail',
-      ]);
+      expect(
+        doc.paths['/api/v1/ops/tenants'].post.requestBody.content['application/json'].schema.required,
+      ).toEqual(['slug', 'name', 'ownerEmail']);
     });
 
     it('refuses the operator API without a valid staff key', async () => {
@@ -134,27 +137,56 @@ for (const kind of await testDatabaseKinds()) {
       });
       expect(created.statusCode).toBe(201);
       const body = created.json();
-      expect(body.tenant).toMatchObject({ slug: 'globex', name: 'Globex', status: 'active', migrationStatus: 'ok' });
+      expect(body.tenant).toMatchObject({
+        slug: 'globex',
+        name: 'Globex',
+        status: 'active',
+        migrationStatus: 'ok',
+      });
       expect(body.ownerSetupToken).toMatch(/^srs_/);
       const id = body.tenant.id as string;
 
-      const listed = await app.inject({ method: 'GET', url: '/api/v1/ops/tenants', headers: auth(operatorKey) });
+      const listed = await app.inject({
+        method: 'GET',
+        url: '/api/v1/ops/tenants',
+        headers: auth(operatorKey),
+      });
       expect(listed.json().items.map((t: { slug: string }) => t.slug)).toContain('globex');
 
-      const schema = await app.inject({ method: 'GET', url: '/api/v1/ops/tenants/globex/schema', headers: auth(operatorKey) });
+      const schema = await app.inject({
+        method: 'GET',
+        url: '/api/v1/ops/tenants/globex/schema',
+        headers: auth(operatorKey),
+      });
       expect(schema.statusCode).toBe(200);
       expect(schema.json()).toMatchObject({ tenantId: id, upToDate: true });
       expect(schema.json().applied).toEqual(core.tenantMigrations.map((m) => m.name));
 
-      const suspended = await app.inject({ method: 'POST', url: `/api/v1/ops/tenants/${id}/suspend`, headers: auth(operatorKey) });
+      const suspended = await app.inject({
+        method: 'POST',
+        url: `/api/v1/ops/tenants/${id}/suspend`,
+        headers: auth(operatorKey),
+      });
       expect(suspended.json().status).toBe('suspended');
-      const again = await app.inject({ method: 'POST', url: `/api/v1/ops/tenants/${id}/suspend`, headers: auth(operatorKey) });
+      const again = await app.inject({
+        method: 'POST',
+        url: `/api/v1/ops/tenants/${id}/suspend`,
+        headers: auth(operatorKey),
+      });
       expect(again.statusCode).toBe(409);
       expect(again.json().error.code).toBe('invalid_tenant_state');
-      const resumed = await app.inject({ method: 'POST', url: '/api/v1/ops/tenants/globex/resume', headers: auth(operatorKey) });
+      const resumed = await app.inject({
+        method: 'POST',
+        url: '/api/v1/ops/tenants/globex/resume',
+        headers: auth(operatorKey),
+      });
       expect(resumed.json().status).toBe('active');
 
-      const unconfirmed = await app.inject({ method: 'DELETE', url: '/api/v1/ops/tenants/globex', headers: auth(operatorKey) });
+      const unconfirmed = await app.inject({
+        method: 'DELETE',
+        url: '/api/v1/ops/tenants/globex',
+        headers: auth(operatorKey),
+      });
       expect(unconfirmed.statusCode).toBe(400);
       expect(unconfirmed.json().error.code).toBe('confirmation_required');
       const deleted = await app.inject({
@@ -164,29 +196,70 @@ for (const kind of await testDatabaseKinds()) {
       });
       expect(deleted.statusCode).toBe(200);
       expect(deleted.json()).toMatchObject({ id, status: 'deleted', name: null });
-      const gone = await app.inject({ method: 'GET', url: '/api/v1/ops/tenants/globex', headers: auth(operatorKey) });
+      const gone = await app.inject({
+        method: 'GET',
+        url: '/api/v1/ops/tenants/globex',
+        headers: auth(operatorKey),
+      });
       expect(gone.statusCode).toBe(404);
       expect(gone.json().error.code).toBe('tenant_not_found');
     });
 
     it('answers bad input with a precise 4xx and a stable code, never a stack trace', async () => {
       const post = (payload: string, headers: Record<string, string> = json) =>
-        app.inject({ method: 'POST', url: '/api/v1/ops/tenants', headers: { ...headers, ...auth(operatorKey) }, payload });
-      const cases: Array<[Promise<{ statusCode: number; json(): any; body: string }>, number, string]> = [
+        app.inject({
+          method: 'POST',
+          url: '/api/v1/ops/tenants',
+          headers: { ...headers, ...auth(operatorKey) },
+          payload,
+        });
+      const cases: Array<[Promise<LightResponse>, number, string]> = [
         [post('{"slug": "x", '), 400, 'malformed_json'],
         [post(''), 400, 'malformed_json'],
-        [post(JSON.stringify({ slug: 'a'.repeat(5000), name: 'n', ownerEmail: 'o@x.test' })), 413, 'payload_too_large'],
-        [post('slug=acme', { 'content-type': 'application/x-www-form-urlencoded' }), 415, 'unsupported_media_type'],
+        [
+          post(JSON.stringify({ slug: 'a'.repeat(5000), name: 'n', ownerEmail: 'o@x.test' })),
+          413,
+          'payload_too_large',
+        ],
+        [
+          post('slug=acme', { 'content-type': 'application/x-www-form-urlencoded' }),
+          415,
+          'unsupported_media_type',
+        ],
         [post(JSON.stringify({ slug: 'acme' })), 400, 'invalid_request'],
         [post(JSON.stringify({ slug: '../x', name: 'n', ownerEmail: 'o@x.test' })), 400, 'invalid_slug'],
         [post(JSON.stringify({ slug: 'public', name: 'n', ownerEmail: 'o@x.test' })), 400, 'invalid_slug'],
         [post(JSON.stringify({ slug: 'fine', name: 'n', ownerEmail: 'nope' })), 400, 'invalid_email'],
         [post(JSON.stringify([1, 2])), 400, 'invalid_request'],
         [app.inject({ method: 'GET', url: '/api/v1/nothing-here' }), 404, 'route_not_found'],
-        [app.inject({ method: 'GET', url: `/api/v1/ops/tenants/${'x'.repeat(300)}`, headers: auth(operatorKey) }), 414, 'url_too_long'],
-        [app.inject({ method: 'GET', url: '/api/v1/ops/tenants/%E0%A4%A', headers: auth(operatorKey) }), 400, 'invalid_url'],
-        [app.inject({ method: 'GET', url: '/api/v1/ops/tenants?limit=0', headers: auth(operatorKey) }), 400, 'invalid_request'],
-        [app.inject({ method: 'GET', url: '/api/v1/ops/tenants?after=1%27%20or%201=1', headers: auth(operatorKey) }), 400, 'invalid_request'],
+        [
+          app.inject({
+            method: 'GET',
+            url: `/api/v1/ops/tenants/${'x'.repeat(300)}`,
+            headers: auth(operatorKey),
+          }),
+          414,
+          'url_too_long',
+        ],
+        [
+          app.inject({ method: 'GET', url: '/api/v1/ops/tenants/%E0%A4%A', headers: auth(operatorKey) }),
+          400,
+          'invalid_url',
+        ],
+        [
+          app.inject({ method: 'GET', url: '/api/v1/ops/tenants?limit=0', headers: auth(operatorKey) }),
+          400,
+          'invalid_request',
+        ],
+        [
+          app.inject({
+            method: 'GET',
+            url: '/api/v1/ops/tenants?after=1%27%20or%201=1',
+            headers: auth(operatorKey),
+          }),
+          400,
+          'invalid_request',
+        ],
       ];
       for (const [pending, status, code] of cases) {
         const res = await pending;
@@ -229,7 +302,12 @@ describe('behind a TLS-terminating proxy', () => {
 
   it('refuses API calls over plain HTTP with 403, never a redirect', async () => {
     for (const headers of [{}, { 'x-forwarded-proto': 'http' }]) {
-      const res = await app.inject({ method: 'GET', url: '/api/v1/ops/tenants', remoteAddress: '10.0.0.7', headers });
+      const res = await app.inject({
+        method: 'GET',
+        url: '/api/v1/ops/tenants',
+        remoteAddress: '10.0.0.7',
+        headers,
+      });
       expect(res.statusCode).toBe(403);
       expect(res.json().error.code).toBe('https_required');
     }
@@ -247,7 +325,12 @@ describe('behind a TLS-terminating proxy', () => {
   });
 
   it('redirects browser pages to HTTPS and lets probes through', async () => {
-    const page = await app.inject({ method: 'GET', url: '/console?x=1', remoteAddress: '10.0.0.7', headers: { host: 'vault.example.com' } });
+    const page = await app.inject({
+      method: 'GET',
+      url: '/console?x=1',
+      remoteAddress: '10.0.0.7',
+      headers: { host: 'vault.example.com' },
+    });
     expect(page.statusCode).toBe(301);
     expect(page.headers.location).toBe('https://vault.example.com/console?x=1');
     const probe = await app.inject({ method: 'GET', url: '/healthz', remoteAddress: '10.0.0.7' });

@@ -2,20 +2,30 @@ import { randomUUID } from 'node:crypto';
 import type { SecureContextOptions } from 'node:tls';
 import helmet from '@fastify/helmet';
 import swagger from '@fastify/swagger';
-import Fastify, { type FastifyInstance } from 'fastify';
-import { jsonSchemaTransform, serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
+import Fastify from 'fastify';
+import {
+  jsonSchemaTransform,
+  serializerCompiler,
+  validatorCompiler,
+  type ZodTypeProvider,
+} from 'fastify-type-provider-zod';
 import type { StaffService } from '../modules/staff/staff.service.ts';
 import type { TenantService } from '../modules/tenants/tenant.service.ts';
 import type { Logger } from '../platform/logger.ts';
-import { handleFrameworkError, httpErrors, registerErrorHandling, sendError } from './error-handler.ts';
+import {
+  type AnyFastify,
+  handleFrameworkError,
+  httpErrors,
+  registerErrorHandling,
+  sendError,
+} from './error-handler.ts';
 import { refusePlainHttp } from './https-only.ts';
 import { registerStaffAuth } from './plugins/staff-auth.ts';
 import { healthRoutes, type ReadinessCheck } from './routes/health.route.ts';
 import { opsTenantRoutes } from './routes/ops-tenants.route.ts';
 
 /** The built app; its server type depends on whether TLS is on, so it is left open here. */
-// biome-ignore lint/suspicious/noExplicitAny: see above.
-export type App = FastifyInstance<any, any, any, any, any>;
+export type App = AnyFastify;
 
 export interface AppDeps {
   tenants: TenantService;
@@ -95,7 +105,9 @@ export async function buildApp(deps: AppDeps, options: AppOptions): Promise<App>
           'Multi-tenant secure data backend. Errors are `{error: {code, message, requestId}}` with stable codes (docs/errors.md).',
       },
       components: {
-        securitySchemes: { staffKey: { type: 'http', scheme: 'bearer', description: 'Staff API key (sro_…)' } },
+        securitySchemes: {
+          staffKey: { type: 'http', scheme: 'bearer', description: 'Staff API key (sro_…)' },
+        },
       },
     },
     transform: jsonSchemaTransform,

@@ -2,6 +2,10 @@ import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from
 import { hasZodFastifySchemaValidationErrors } from 'fastify-type-provider-zod';
 import { AppError, defineError, type ErrorKind, isAppError } from '../platform/errors.ts';
 
+/** A Fastify app whatever its server (HTTP or HTTPS), logger and type provider. */
+// biome-ignore lint/suspicious/noExplicitAny: Fastify's generics have no common supertype to name instead.
+export type AnyFastify = FastifyInstance<any, any, any, any, any>;
+
 /** The only place that turns an error kind into an HTTP status. */
 export const statusByKind: Record<ErrorKind, number> = {
   invalid: 400,
@@ -18,15 +22,23 @@ export const statusByKind: Record<ErrorKind, number> = {
 };
 
 export const httpErrors = {
-  routeNotFound: defineError('route_not_found', 'not_found', 'No such endpoint.', (method: string, url: string) => ({
-    message: `no endpoint ${method} ${url.split('?')[0]}`,
-  })),
+  routeNotFound: defineError(
+    'route_not_found',
+    'not_found',
+    'No such endpoint.',
+    (method: string, url: string) => ({
+      message: `no endpoint ${method} ${url.split('?')[0]}`,
+    }),
+  ),
   malformedJson: defineError('malformed_json', 'invalid', 'The request body is not valid JSON.'),
   payloadTooLarge: defineError(
     'payload_too_large',
     'too_large',
     'The request body is larger than allowed.',
-    (limitBytes: number) => ({ message: `the request body exceeds ${limitBytes} bytes`, details: { limitBytes } }),
+    (limitBytes: number) => ({
+      message: `the request body exceeds ${limitBytes} bytes`,
+      details: { limitBytes },
+    }),
   ),
   unsupportedMediaType: defineError(
     'unsupported_media_type',
@@ -39,8 +51,16 @@ export const httpErrors = {
     'The API is served over HTTPS only; plain HTTP requests are refused, never redirected.',
   ),
   badUrl: defineError('invalid_url', 'invalid', 'The URL is malformed (bad percent-encoding).'),
-  urlTooLong: defineError('url_too_long', 'too_large', 'A path parameter is longer than allowed (answered with 414).'),
-  draining: defineError('shutting_down', 'unavailable', 'The server is shutting down; retry on another node.'),
+  urlTooLong: defineError(
+    'url_too_long',
+    'too_large',
+    'A path parameter is longer than allowed (answered with 414).',
+  ),
+  draining: defineError(
+    'shutting_down',
+    'unavailable',
+    'The server is shutting down; retry on another node.',
+  ),
 };
 
 export interface ErrorBody {
@@ -52,8 +72,7 @@ export interface ErrorBody {
  * stable snake_case code. Unknown errors become `internal_error`; their cause is logged with the
  * request id and never sent. No stack trace or SQL reaches a client.
  */
-// biome-ignore lint/suspicious/noExplicitAny: accepts the app whatever its server, logger and type provider.
-export function registerErrorHandling(app: FastifyInstance<any, any, any, any, any>, options: { bodyLimitBytes: number }): void {
+export function registerErrorHandling(app: AnyFastify, options: { bodyLimitBytes: number }): void {
   app.setErrorHandler((error: FastifyError, request, reply) => {
     const appError = toAppError(error, options.bodyLimitBytes);
     if (appError.kind === 'internal') {
@@ -61,7 +80,9 @@ export function registerErrorHandling(app: FastifyInstance<any, any, any, any, a
     }
     return sendError(request, reply, appError);
   });
-  app.setNotFoundHandler((request, reply) => sendError(request, reply, httpErrors.routeNotFound(request.method, request.url)));
+  app.setNotFoundHandler((request, reply) =>
+    sendError(request, reply, httpErrors.routeNotFound(request.method, request.url)),
+  );
 }
 
 export function sendError(
@@ -79,10 +100,19 @@ export function sendError(
 /**
  * Errors Fastify raises before routing (a malformed or over-long URL), given to `frameworkErrors`.
  */
-export function handleFrameworkError(error: FastifyError, request: FastifyRequest, reply: FastifyReply): void {
+export function handleFrameworkError(
+  error: FastifyError,
+  request: FastifyRequest,
+  reply: FastifyReply,
+): void {
   if (error.code === 'FST_ERR_MAX_PARAM_LENGTH') sendError(request, reply, httpErrors.urlTooLong(), 414);
   else if (error.code === 'FST_ERR_BAD_URL') sendError(request, reply, httpErrors.badUrl());
-  else sendError(request, reply, new AppError({ code: 'invalid_request', kind: 'invalid', message: 'the request is malformed' }));
+  else
+    sendError(
+      request,
+      reply,
+      new AppError({ code: 'invalid_request', kind: 'invalid', message: 'the request is malformed' }),
+    );
 }
 
 function toAppError(error: FastifyError, bodyLimitBytes: number): AppError {
@@ -114,5 +144,10 @@ function toAppError(error: FastifyError, bodyLimitBytes: number): AppError {
   if (typeof error.statusCode === 'number' && error.statusCode >= 400 && error.statusCode < 500) {
     return new AppError({ code: 'invalid_request', kind: 'invalid', message: 'the request is malformed' });
   }
-  return new AppError({ code: 'internal_error', kind: 'internal', message: 'internal error; quote the request id', cause: error });
+  return new AppError({
+    code: 'internal_error',
+    kind: 'internal',
+    message: 'internal error; quote the request id',
+    cause: error,
+  });
 }

@@ -9,7 +9,11 @@ const probePaths = new Set(['/healthz', '/readyz']);
  * paths get 403 `https_required`: a silent redirect would have already sent the credentials in the
  * clear and teach clients to keep doing it. Returns undefined when the request may proceed.
  */
-export function refusePlainHttp(request: FastifyRequest, reply: FastifyReply, httpsPort: number): FastifyReply | undefined {
+export function refusePlainHttp(
+  request: FastifyRequest,
+  reply: FastifyReply,
+  httpsPort: number,
+): FastifyReply | undefined {
   const path = request.url.split('?')[0] ?? '/';
   if (probePaths.has(path)) return undefined;
   if (path === '/api' || path.startsWith('/api/')) return sendError(request, reply, httpsErrors());

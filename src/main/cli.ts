@@ -10,7 +10,9 @@ import { registerTenantCommands } from '../cli/tenant.command.ts';
 /** The `strongroom` command line. Returns the exit code instead of exiting, so tests can run it. */
 export async function main(argv: string[], context: CliContext = processContext()): Promise<number> {
   const program = new Command('strongroom')
-    .description('Strongroom: a multi-tenant secure data backend. Every command reads its configuration from the environment (see `strongroom config variables`).')
+    .description(
+      'Strongroom: a multi-tenant secure data backend. Every command reads its configuration from the environment (see `strongroom config variables`).',
+    )
     .showHelpAfterError('(add --help for usage)')
     .configureOutput({ writeOut: context.stdout, writeErr: context.stderr })
     .exitOverride();
@@ -20,9 +22,11 @@ export async function main(argv: string[], context: CliContext = processContext(
   registerStaffCommands(program, context);
   registerKeysCommands(program, context);
   registerConfigCommands(program, context);
-  for (const command of program.commands) command.exitOverride().configureOutput({ writeOut: context.stdout, writeErr: context.stderr });
+  for (const command of program.commands)
+    command.exitOverride().configureOutput({ writeOut: context.stdout, writeErr: context.stderr });
   for (const group of program.commands) {
-    for (const command of group.commands) command.exitOverride().configureOutput({ writeOut: context.stdout, writeErr: context.stderr });
+    for (const command of group.commands)
+      command.exitOverride().configureOutput({ writeOut: context.stdout, writeErr: context.stderr });
   }
   try {
     await program.parseAsync(argv);

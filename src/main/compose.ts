@@ -1,11 +1,10 @@
 import type { Config } from '../config/config.ts';
+import { migrateControlPlane } from '../db/control-plane.ts';
 import type { Database } from '../db/database.ts';
 import { controlMigrations } from '../db/migrations/control/index.ts';
 import { tenantMigrations } from '../db/migrations/tenant/index.ts';
-import { migrateControlPlane } from '../db/control-plane.ts';
 import type { Migration } from '../db/migrator.ts';
 import { createWithTenant, type WithTenant } from '../db/with-tenant.ts';
-import { type Clock, systemClock } from '../platform/clock.ts';
 import type { KeyProvider } from '../modules/keys/key-provider.port.ts';
 import { TenantKeysRepository } from '../modules/keys/tenant-keys.repository.ts';
 import { TenantKeyService } from '../modules/keys/tenant-keys.service.ts';
@@ -14,6 +13,7 @@ import { StaffService } from '../modules/staff/staff.service.ts';
 import { FleetMigrationService } from '../modules/tenants/fleet-migration.service.ts';
 import { TenantRepository } from '../modules/tenants/tenant.repository.ts';
 import { TenantService } from '../modules/tenants/tenant.service.ts';
+import { type Clock, systemClock } from '../platform/clock.ts';
 import type { Cache } from '../ports/cache.port.ts';
 import type { ObjectStore } from '../ports/object-store.port.ts';
 
@@ -44,7 +44,10 @@ export function composeCore(options: CoreOptions): Core {
   const migrations = options.tenantMigrations ?? tenantMigrations;
   const tenantRepository = new TenantRepository(database.control);
   const withTenant = createWithTenant(database);
-  const keys = new TenantKeyService({ repository: new TenantKeysRepository(database.control), provider: keyProvider });
+  const keys = new TenantKeyService({
+    repository: new TenantKeysRepository(database.control),
+    provider: keyProvider,
+  });
   return {
     database,
     withTenant,

@@ -40,11 +40,15 @@ export function loadMasterKey(source: MasterKeySource, log: Logger): Buffer {
   }
   const mode = statSync(source.path).mode & 0o777;
   if ((mode & 0o077) !== 0) {
-    log.warn({ path: source.path, mode: mode.toString(8) }, 'master key file is readable by others; tightening to 0600');
+    log.warn(
+      { path: source.path, mode: mode.toString(8) },
+      'master key file is readable by others; tightening to 0600',
+    );
     chmodSync(source.path, 0o600);
   }
   const key = decodeMasterKey(readFileSync(source.path, 'utf8'));
-  if (!key) throw embeddedErrors.masterKeyFile(source.path, 'must hold 32 bytes as 64 hex characters or base64');
+  if (!key)
+    throw embeddedErrors.masterKeyFile(source.path, 'must hold 32 bytes as 64 hex characters or base64');
   return key;
 }
 

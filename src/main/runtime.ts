@@ -27,13 +27,17 @@ export async function openRuntime(
   options: { withAdapters: boolean },
 ): Promise<Runtime> {
   const masterKey = loadMasterKey(config.keys.master, log);
-  const keyProvider = new LocalKeyProvider({ current: masterKey, previous: config.keys.previousMaster?.reveal() });
+  const keyProvider = new LocalKeyProvider({
+    current: masterKey,
+    previous: config.keys.previousMaster?.reveal(),
+  });
   const database = await openDatabase(
     config.database.kind === 'pglite' ? config.database : { ...config.database },
   );
   const closers: Array<() => Promise<void>> = [() => database.close()];
   const close = async () => {
-    for (const closeOne of closers.reverse()) await closeOne().catch((error) => log.warn({ err: error }, 'close failed'));
+    for (const closeOne of closers.reverse())
+      await closeOne().catch((error) => log.warn({ err: error }, 'close failed'));
   };
   try {
     const core = composeCore({ database, keyProvider });

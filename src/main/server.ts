@@ -58,7 +58,13 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     redirect = plain;
   }
   log.info(
-    { url: address, database: core.database.kind, objects: objects?.kind, cache: cache?.kind, rolesEnabled: core.database.rolesEnabled },
+    {
+      url: address,
+      database: core.database.kind,
+      objects: objects?.kind,
+      cache: cache?.kind,
+      rolesEnabled: core.database.rolesEnabled,
+    },
     'strongroom is serving',
   );
 

@@ -70,7 +70,8 @@ export function defineError<A extends unknown[] = []>(
 ): ErrorDefinition<A> {
   if (!/^[a-z][a-z0-9_]*$/.test(code)) throw new Error(`error code must be snake_case: ${code}`);
   const existing = catalogue.get(code);
-  if (existing && existing.kind !== kind) throw new Error(`error code ${code} defined twice with different kinds`);
+  if (existing && existing.kind !== kind)
+    throw new Error(`error code ${code} defined twice with different kinds`);
   catalogue.set(code, { kind, description });
   const factory = (...args: A): AppError => {
     const described = describe?.(...args) ?? {};
@@ -99,7 +100,11 @@ export const commonErrors = {
     'The request is malformed or fails validation.',
     (message: string, details?: ErrorDetails) => ({ message, details }),
   ),
-  internal: defineError('internal_error', 'internal', 'Something went wrong on our side; quote the request id.'),
+  internal: defineError(
+    'internal_error',
+    'internal',
+    'Something went wrong on our side; quote the request id.',
+  ),
   notFound: defineError('not_found', 'not_found', 'The resource does not exist or is not visible to you.'),
   unavailable: defineError(
     'service_unavailable',

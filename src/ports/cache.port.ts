@@ -22,12 +22,9 @@ export interface Cache {
 }
 
 export const cacheErrors = {
-  invalidKey: defineError(
-    'invalid_cache_key',
-    'invalid',
-    'A cache key is malformed.',
-    (reason: string) => ({ message: `invalid cache key: ${reason}` }),
-  ),
+  invalidKey: defineError('invalid_cache_key', 'invalid', 'A cache key is malformed.', (reason: string) => ({
+    message: `invalid cache key: ${reason}`,
+  })),
   invalidTtl: defineError(
     'invalid_cache_ttl',
     'invalid',

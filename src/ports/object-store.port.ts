@@ -104,20 +104,22 @@ export function scopeObjectStore(store: ObjectStore, prefix: string): ObjectStor
       const stored = await store.put(full(key), body, options);
       return { ...stored, key };
     },
-    get: (key, range) => store.get(full(key), range),
+    // Every method is async, so a rejected key always arrives as a rejected promise, never a throw.
+    get: async (key, range) => store.get(full(key), range),
     head: async (key) => {
       const info = await store.head(full(key));
       return info && { ...info, key };
     },
-    delete: (key) => store.delete(full(key)),
-    list: (relativePrefix) => {
-      assertObjectPrefix(relativePrefix);
-      const inner = store.list(prefix + relativePrefix);
-      return (async function* () {
-        for await (const info of inner) yield { ...info, key: info.key.slice(prefix.length) };
-      })();
-    },
+    delete: async (key) => store.delete(full(key)),
+    list: (relativePrefix) =>
+      (async function* () {
+        assertObjectPrefix(relativePrefix);
+        for await (const info of store.list(prefix + relativePrefix)) {
+          yield { ...info, key: info.key.slice(prefix.length) };
+        }
+      })(),
     ping: () => store.ping(),
-    close: async () => {},
+    // The view owns nothing: closing the underlying store is its owner's job.
+    close: async () => undefined,
   };
 }

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { Kysely, PostgresDialect, sql } from 'kysely';
 import pg from 'pg';
 import { LocalKeyProvider } from '../../src/adapters/keys/key-provider.local.ts';
-import { type Database, openDatabase } from '../../src/db/database.ts';
+import { type AnyKysely, type Database, openDatabase } from '../../src/db/database.ts';
 import type { Migration } from '../../src/db/migrator.ts';
 import { type Core, composeCore, prepareControlPlane } from '../../src/main/compose.ts';
 import { Secret } from '../../src/platform/secret.ts';
@@ -33,7 +33,12 @@ export async function testDatabaseKinds(): Promise<TestDatabaseKind[]> {
       name: 'pglite',
       skipReason: '',
       open: async () => {
-        const database = await openDatabase({ kind: 'pglite', dataDir: undefined, statementTimeoutMs: 5_000, roles: 'auto' });
+        const database = await openDatabase({
+          kind: 'pglite',
+          dataDir: undefined,
+          statementTimeoutMs: 5_000,
+          roles: 'auto',
+        });
         return { database, url: undefined, close: () => database.close() };
       },
     },
@@ -47,7 +52,9 @@ export async function testDatabaseKinds(): Promise<TestDatabaseKind[]> {
 
 async function openFreshPostgres(adminUrl: string): Promise<TestDatabase> {
   const name = `sr_test_${randomBytes(6).toString('hex')}`;
-  const admin = new Kysely<any>({ dialect: new PostgresDialect({ pool: new pg.Pool({ connectionString: adminUrl, max: 1 }) }) });
+  const admin: AnyKysely = new Kysely({
+    dialect: new PostgresDialect({ pool: new pg.Pool({ connectionString: adminUrl, max: 1 }) }),
+  });
   await sql`create database ${sql.id(name)}`.execute(admin);
   const url = new URL(adminUrl);
   url.pathname = `/${name}`;

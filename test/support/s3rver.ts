@@ -66,7 +66,9 @@ async function readPort(child: ChildProcess): Promise<number> {
   const exited = once(child, 'exit').then(([code]) => {
     throw new Error(`s3rver exited before listening (code ${code})`);
   });
-  const firstLine = once(lines, 'line').then(([line]) => (JSON.parse(line as string) as { port: number }).port);
+  const firstLine = once(lines, 'line').then(
+    ([line]) => (JSON.parse(line as string) as { port: number }).port,
+  );
   try {
     return await Promise.race([firstLine, exited]);
   } finally {

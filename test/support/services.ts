@@ -7,7 +7,10 @@ import { connect } from 'node:net';
  * server is an error, so CI can never pass on skipped suites.
  */
 const services = {
-  postgres: { envVar: 'STRONGROOM_TEST_POSTGRES_URL', defaultUrl: 'postgres://postgres@127.0.0.1:5432/postgres' },
+  postgres: {
+    envVar: 'STRONGROOM_TEST_POSTGRES_URL',
+    defaultUrl: 'postgres://postgres@127.0.0.1:5432/postgres',
+  },
   redis: { envVar: 'STRONGROOM_TEST_REDIS_URL', defaultUrl: 'redis://127.0.0.1:6379' },
   memcached: { envVar: 'STRONGROOM_TEST_MEMCACHED_URL', defaultUrl: 'memcached://127.0.0.1:11211' },
 } as const;

@@ -1,7 +1,7 @@
 import { openAesGcm, sealAesGcm } from '../../crypto/aead.ts';
 import { deriveKey } from '../../crypto/hkdf.ts';
-import { keyErrors } from '../../modules/keys/keys.errors.ts';
 import type { KeyProvider, WrappedKey } from '../../modules/keys/key-provider.port.ts';
+import { keyErrors } from '../../modules/keys/keys.errors.ts';
 
 /**
  * The `local` key provider: the master key (32 bytes) in process memory, read from

@@ -1,5 +1,5 @@
 import { createHash, randomUUID } from 'node:crypto';
-import { constants, type Dirent, mkdirSync } from 'node:fs';
+import { constants, createWriteStream, type Dirent, mkdirSync } from 'node:fs';
 import { access, mkdir, open, readdir, rename, rm, stat, unlink } from 'node:fs/promises';
 import { dirname, isAbsolute, join, relative, resolve } from 'node:path';
 import { Readable } from 'node:stream';
@@ -46,24 +46,19 @@ export class FsObjectStore implements ObjectStore {
     const hash = createHash('sha256');
     let sizeBytes = 0;
     try {
-      const file = await open(tmpPath, 'wx', 0o600);
-      try {
-        await pipeline(
-          body instanceof Uint8Array ? Readable.from([body]) : body,
-          async function* (source: AsyncIterable<Uint8Array | string>) {
-            for await (const chunk of source) {
-              const bytes = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
-              hash.update(bytes);
-              sizeBytes += bytes.length;
-              yield bytes;
-            }
-          },
-          file.createWriteStream({ autoClose: false }),
-        );
-        await file.sync();
-      } finally {
-        await file.close();
-      }
+      await pipeline(
+        body instanceof Uint8Array ? Readable.from([body]) : body,
+        async function* (source: AsyncIterable<Uint8Array | string>) {
+          for await (const chunk of source) {
+            const bytes = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
+            hash.update(bytes);
+            sizeBytes += bytes.length;
+            yield bytes;
+          }
+        },
+        // `flush` fsyncs before closing, and the pipeline settles only after the close.
+        createWriteStream(tmpPath, { flags: 'wx', mode: 0o600, flush: true }),
+      );
       await moveIntoPlace(tmpPath, path);
     } catch (error) {
       await rm(tmpPath, { force: true });

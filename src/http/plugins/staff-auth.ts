@@ -1,7 +1,7 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { staffErrors } from '../../modules/staff/staff.errors.ts';
-import { canStaff, type StaffAction } from '../../modules/staff/staff-permissions.ts';
 import type { StaffPrincipal, StaffService } from '../../modules/staff/staff.service.ts';
+import { canStaff, type StaffAction } from '../../modules/staff/staff-permissions.ts';
 
 declare module 'fastify' {
   interface FastifyRequest {

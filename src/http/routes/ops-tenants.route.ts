@@ -1,8 +1,8 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { TenantService } from '../../modules/tenants/tenant.service.ts';
-import { errorResponseSchema, presentTenant, tenantSchema } from '../presenters.ts';
 import { requireStaff } from '../plugins/staff-auth.ts';
+import { errorResponseSchema, presentTenant, tenantSchema } from '../presenters.ts';
 
 const tenantParams = z.object({
   tenantId: z.string().min(1).max(64).describe('The tenant id (UUID) or its slug'),
@@ -68,7 +68,10 @@ export function opsTenantRoutes(deps: { tenants: TenantService }): FastifyPlugin
             after: z.uuid().optional().describe('Cursor: the last id of the previous page'),
             includeDeleted: z.enum(['true', 'false']).default('false'),
           }),
-          response: { 200: z.object({ items: z.array(tenantSchema), nextCursor: z.string().nullable() }), ...errors },
+          response: {
+            200: z.object({ items: z.array(tenantSchema), nextCursor: z.string().nullable() }),
+            ...errors,
+          },
         },
       },
       async (request) => {

@@ -29,7 +29,10 @@ export class TenantKeysRepository {
       .selectFrom('tenant_keys')
       .select(['tenant_id', 'version', 'kek_id', 'wrapped'])
       .where('tenant_id', '=', tenantId);
-    query = version === undefined ? query.orderBy('version', 'desc').limit(1) : query.where('version', '=', version);
+    query =
+      version === undefined
+        ? query.orderBy('version', 'desc').limit(1)
+        : query.where('version', '=', version);
     const row = await query.executeTakeFirst();
     return row && toRow(row);
   }
@@ -73,7 +76,11 @@ export class TenantKeysRepository {
   }
 
   async findKeyCheck(): Promise<{ kekId: string; sealed: Buffer } | undefined> {
-    const row = await this.#control.selectFrom('key_check').select(['kek_id', 'sealed']).where('id', '=', 1).executeTakeFirst();
+    const row = await this.#control
+      .selectFrom('key_check')
+      .select(['kek_id', 'sealed'])
+      .where('id', '=', 1)
+      .executeTakeFirst();
     return row && { kekId: row.kek_id, sealed: Buffer.from(row.sealed) };
   }
 
@@ -86,6 +93,16 @@ export class TenantKeysRepository {
   }
 }
 
-function toRow(row: { tenant_id: string; version: number; kek_id: string; wrapped: Uint8Array }): WrappedDataKeyRow {
-  return { tenantId: row.tenant_id, version: row.version, kekId: row.kek_id, wrapped: Buffer.from(row.wrapped) };
+function toRow(row: {
+  tenant_id: string;
+  version: number;
+  kek_id: string;
+  wrapped: Uint8Array;
+}): WrappedDataKeyRow {
+  return {
+    tenantId: row.tenant_id,
+    version: row.version,
+    kekId: row.kek_id,
+    wrapped: Buffer.from(row.wrapped),
+  };
 }

@@ -4,8 +4,8 @@ import { LRUCache } from 'lru-cache';
 import { encodeAad } from '../../crypto/aead.ts';
 import type { ControlTables } from '../../db/control-tables.ts';
 import { isAppError } from '../../platform/errors.ts';
-import { keyErrors } from './keys.errors.ts';
 import type { KeyProvider } from './key-provider.port.ts';
+import { keyErrors } from './keys.errors.ts';
 import type { TenantKeysRepository, WrappedDataKeyRow } from './tenant-keys.repository.ts';
 
 export interface DataKey {
@@ -33,7 +33,12 @@ export class TenantKeyService {
   readonly #provider: KeyProvider;
   readonly #cache: LRUCache<string, DataKey>;
 
-  constructor(deps: { repository: TenantKeysRepository; provider: KeyProvider; cacheSize?: number; cacheTtlMs?: number }) {
+  constructor(deps: {
+    repository: TenantKeysRepository;
+    provider: KeyProvider;
+    cacheSize?: number;
+    cacheTtlMs?: number;
+  }) {
     this.#repository = deps.repository;
     this.#provider = deps.provider;
     // Bounded so the cost of a request never grows with the number of tenants; the TTL bounds how
@@ -121,7 +126,8 @@ export class TenantKeyService {
       for (const row of page) {
         const bytes = await this.#unwrapRow(row);
         const wrapped = await this.#provider.wrap(bytes, dataKeyAad(row.tenantId, row.version));
-        if (await this.#repository.replaceWrapping(row, wrapped.kekId, Buffer.from(wrapped.ciphertext))) done++;
+        if (await this.#repository.replaceWrapping(row, wrapped.kekId, Buffer.from(wrapped.ciphertext)))
+          done++;
         onProgress?.({ done, total });
       }
     }
@@ -131,7 +137,10 @@ export class TenantKeyService {
   }
 
   async #unwrapRow(row: WrappedDataKeyRow): Promise<Buffer> {
-    return this.#provider.unwrap({ kekId: row.kekId, ciphertext: row.wrapped }, dataKeyAad(row.tenantId, row.version));
+    return this.#provider.unwrap(
+      { kekId: row.kekId, ciphertext: row.wrapped },
+      dataKeyAad(row.tenantId, row.version),
+    );
   }
 }
 

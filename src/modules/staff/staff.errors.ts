@@ -6,7 +6,11 @@ export const staffErrors = {
     'invalid',
     'A staff role is one of operator, support, security, developer.',
   ),
-  invalidName: defineError('invalid_display_name', 'invalid', 'A display name is 1-200 characters without control characters.'),
+  invalidName: defineError(
+    'invalid_display_name',
+    'invalid',
+    'A display name is 1-200 characters without control characters.',
+  ),
   emailTaken: defineError('staff_email_taken', 'conflict', 'A staff member with this email already exists.'),
   unauthenticated: defineError(
     'unauthenticated',

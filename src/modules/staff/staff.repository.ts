@@ -1,5 +1,6 @@
 import { type Kysely, sql } from 'kysely';
 import type { ControlTables } from '../../db/control-tables.ts';
+import type { AnyKysely } from '../../db/database.ts';
 import { staffErrors } from './staff.errors.ts';
 
 export type StaffRole = 'operator' | 'support' | 'security' | 'developer';
@@ -25,9 +26,9 @@ export interface StaffKeyRecord {
 /** Platform staff and their API keys (stored only as SHA-256), in the control plane. */
 export class StaffRepository {
   readonly #control: Kysely<ControlTables>;
-  readonly #db: Kysely<any>;
+  readonly #db: AnyKysely;
 
-  constructor(deps: { control: Kysely<ControlTables>; db: Kysely<any> }) {
+  constructor(deps: { control: Kysely<ControlTables>; db: AnyKysely }) {
     this.#control = deps.control;
     this.#db = deps.db;
   }
@@ -80,7 +81,13 @@ export class StaffRepository {
 
   async list(): Promise<StaffMember[]> {
     const rows = await this.#control.selectFrom('staff').selectAll().orderBy('email').execute();
-    return rows.map((r) => ({ id: r.id, email: r.email, displayName: r.display_name, role: r.role, status: r.status }));
+    return rows.map((r) => ({
+      id: r.id,
+      email: r.email,
+      displayName: r.display_name,
+      role: r.role,
+      status: r.status,
+    }));
   }
 }
 

@@ -33,15 +33,25 @@ export class StaffService {
     this.#staff = deps.staff;
   }
 
-  async create(input: { email: string; displayName: string; role: string; keyName?: string }): Promise<CreatedStaff> {
+  async create(input: {
+    email: string;
+    displayName: string;
+    role: string;
+    keyName?: string;
+  }): Promise<CreatedStaff> {
     const email = normalizeEmail(input.email, 'email');
     if (!staffRoles.includes(input.role as StaffRole)) throw staffErrors.invalidRole();
     const displayName = input.displayName.trim();
-    // biome-ignore lint/suspicious/noControlCharactersInRegex: rejecting control characters is the point.
-    if (displayName.length === 0 || displayName.length > 200 || /[\u0000-\u001f\u007f]/.test(displayName)) {
+    if (displayName.length === 0 || displayName.length > 200 || /\p{Cc}/u.test(displayName)) {
       throw staffErrors.invalidName();
     }
-    const staff: StaffMember = { id: newId(), email, displayName, role: input.role as StaffRole, status: 'active' };
+    const staff: StaffMember = {
+      id: newId(),
+      email,
+      displayName,
+      role: input.role as StaffRole,
+      status: 'active',
+    };
     const apiKey = generateToken('sro');
     await this.#staff.insertWithKey(staff, {
       id: newId(),
@@ -62,7 +72,9 @@ export class StaffService {
   async authenticate(apiKey: string): Promise<StaffPrincipal | undefined> {
     if (!apiKey.startsWith('sro_') || apiKey.length > 200) return undefined;
     const found = await this.#staff.findActiveByKeyHash(hashToken(apiKey));
-    return found && { kind: 'staff', staffId: found.id, keyId: found.keyId, role: found.role, email: found.email };
+    return (
+      found && { kind: 'staff', staffId: found.id, keyId: found.keyId, role: found.role, email: found.email }
+    );
   }
 
   async list(): Promise<StaffMember[]> {

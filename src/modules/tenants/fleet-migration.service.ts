@@ -69,7 +69,10 @@ const lockTimeout = '5s';
  * so a crash leaves every tenant either done or untouched, and the next run continues with the rest.
  */
 export class FleetMigrationService {
-  readonly #database: Pick<Database, 'db' | 'control' | 'rolesEnabled' | 'isSuperuser' | 'statementTimeoutMs'>;
+  readonly #database: Pick<
+    Database,
+    'db' | 'control' | 'rolesEnabled' | 'isSuperuser' | 'statementTimeoutMs'
+  >;
   readonly #tenants: TenantRepository;
   readonly #migrations: readonly Migration[];
 
@@ -108,11 +111,16 @@ export class FleetMigrationService {
       return await this.#runHoldingLease(lease, options, () => leaseLost);
     } finally {
       clearInterval(heartbeat);
-      await releaseLease(control, lease).catch(() => {});
+      // If releasing fails the lease simply expires; the run's own outcome matters more than this.
+      await releaseLease(control, lease).catch(() => undefined);
     }
   }
 
-  async #runHoldingLease(lease: Lease, options: FleetOptions, isLeaseLost: () => boolean): Promise<FleetSummary> {
+  async #runHoldingLease(
+    lease: Lease,
+    options: FleetOptions,
+    isLeaseLost: () => boolean,
+  ): Promise<FleetSummary> {
     const control = this.#database.control;
     const target = latestMigrationName(this.#migrations);
     // Any run still marked running was cut off (we hold the lease now, so its holder is gone).
@@ -207,7 +215,11 @@ export class FleetMigrationService {
           trx,
         );
         await migrateTenantSchema(trx, this.#database, tenant.id, this.#migrations);
-        await this.#tenants.recordMigrated(trx.withSchema('control') as unknown as Kysely<ControlTables>, tenant.id, target);
+        await this.#tenants.recordMigrated(
+          trx.withSchema('control') as unknown as Kysely<ControlTables>,
+          tenant.id,
+          target,
+        );
       });
       return undefined;
     } catch (error) {
@@ -219,7 +231,11 @@ export class FleetMigrationService {
 }
 
 /** Runs `work` over `items` with at most `limit` in flight; after a failure no new item starts. */
-async function runBounded<T>(items: readonly T[], limit: number, work: (item: T) => Promise<void>): Promise<void> {
+async function runBounded<T>(
+  items: readonly T[],
+  limit: number,
+  work: (item: T) => Promise<void>,
+): Promise<void> {
   let next = 0;
   let failed = false;
   const worker = async () => {

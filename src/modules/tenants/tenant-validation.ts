@@ -13,15 +13,15 @@ export function assertValidSlug(slug: unknown): asserts slug is string {
   if (slug.length < 3) throw tenantErrors.invalidSlug('shorter than 3 characters');
   if (slug.length > 40) throw tenantErrors.invalidSlug('longer than 40 characters');
   if (!/^[a-z0-9-]+$/.test(slug)) throw tenantErrors.invalidSlug('only a-z, 0-9 and - are allowed');
-  if (slug.startsWith('-') || slug.endsWith('-')) throw tenantErrors.invalidSlug('must start and end with a letter or digit');
+  if (slug.startsWith('-') || slug.endsWith('-'))
+    throw tenantErrors.invalidSlug('must start and end with a letter or digit');
   if (reservedSlugs.has(slug) || reservedPrefixes.some((prefix) => slug.startsWith(prefix))) {
     throw tenantErrors.invalidSlug('reserved');
   }
 }
 
 export function assertValidTenantName(name: unknown): asserts name is string {
-  // biome-ignore lint/suspicious/noControlCharactersInRegex: rejecting control characters is the point.
-  if (typeof name !== 'string' || name.trim().length === 0 || name.length > 200 || /[\u0000-\u001f\u007f]/.test(name)) {
+  if (typeof name !== 'string' || name.trim().length === 0 || name.length > 200 || /\p{Cc}/u.test(name)) {
     throw tenantErrors.invalidName();
   }
 }

@@ -60,7 +60,12 @@ export class TenantRepository {
 
   /** Locks the row for the rest of the caller's transaction (deletion, state changes). */
   async findByIdForUpdate(control: Kysely<ControlTables>, id: string): Promise<Tenant | undefined> {
-    const row = await control.selectFrom('tenants').selectAll().where('id', '=', id).forUpdate().executeTakeFirst();
+    const row = await control
+      .selectFrom('tenants')
+      .selectAll()
+      .where('id', '=', id)
+      .forUpdate()
+      .executeTakeFirst();
     return row && toTenant(row);
   }
 
@@ -74,14 +79,22 @@ export class TenantRepository {
     return row && toTenant(row);
   }
 
-  async list(options: { includeDeleted: boolean; limit: number; afterId?: string | undefined }): Promise<Tenant[]> {
+  async list(options: {
+    includeDeleted: boolean;
+    limit: number;
+    afterId?: string | undefined;
+  }): Promise<Tenant[]> {
     let query = this.#control.selectFrom('tenants').selectAll().orderBy('id').limit(options.limit);
     if (!options.includeDeleted) query = query.where('deleted_at', 'is', null);
     if (options.afterId !== undefined) query = query.where('id', '>', options.afterId);
     return (await query.execute()).map(toTenant);
   }
 
-  async setStatus(control: Kysely<ControlTables>, id: string, status: 'active' | 'suspended'): Promise<Tenant> {
+  async setStatus(
+    control: Kysely<ControlTables>,
+    id: string,
+    status: 'active' | 'suspended',
+  ): Promise<Tenant> {
     const row = await control
       .updateTable('tenants')
       .set({ status, updated_at: sql`now()` })
@@ -153,7 +166,12 @@ export class TenantRepository {
   async recordMigrated(control: Kysely<ControlTables>, id: string, version: string | null): Promise<void> {
     await control
       .updateTable('tenants')
-      .set({ schema_version: version, migration_status: 'ok', migration_error: null, migrated_at: sql`now()` })
+      .set({
+        schema_version: version,
+        migration_status: 'ok',
+        migration_error: null,
+        migrated_at: sql`now()`,
+      })
       .where('id', '=', id)
       .execute();
   }

@@ -1,21 +1,23 @@
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openTestCore, type TestDatabase, testDatabaseKinds } from '../../../test/support/databases.ts';
-import type { Migration } from '../../db/migrator.ts';
 import { tenantMigrations } from '../../db/migrations/tenant/index.ts';
+import type { Migration } from '../../db/migrator.ts';
 import type { Core } from '../../main/compose.ts';
 
 async function schemaExists(core: Core, schema: string): Promise<boolean> {
-  const { rows } = await sql<{ n: number }>`select count(*)::int as n from pg_catalog.pg_namespace where nspname = ${schema}`.execute(
+  const { rows } = await sql<{
+    n: number;
+  }>`select count(*)::int as n from pg_catalog.pg_namespace where nspname = ${schema}`.execute(
     core.database.db,
   );
   return rows[0]!.n === 1;
 }
 
 async function roleExists(core: Core, role: string): Promise<boolean> {
-  const { rows } = await sql<{ n: number }>`select count(*)::int as n from pg_catalog.pg_roles where rolname = ${role}`.execute(
-    core.database.db,
-  );
+  const { rows } = await sql<{
+    n: number;
+  }>`select count(*)::int as n from pg_catalog.pg_roles where rolname = ${role}`.execute(core.database.db);
   return rows[0]!.n === 1;
 }
 
@@ -32,7 +34,11 @@ for (const kind of await testDatabaseKinds()) {
     afterAll(async () => testDb?.close());
 
     it('creates schema, role, wrapped key and a one-time owner token together', async () => {
-      const created = await core.tenants.create({ slug: 'acme', name: 'Acme', ownerEmail: 'Owner@Acme.test' });
+      const created = await core.tenants.create({
+        slug: 'acme',
+        name: 'Acme',
+        ownerEmail: 'Owner@Acme.test',
+      });
       expect(created.tenant).toMatchObject({ slug: 'acme', name: 'Acme', status: 'active' });
       expect(created.tenant.schemaVersion).toBe(tenantMigrations.at(-1)!.name);
       expect(created.ownerSetupToken).toMatch(/^srs_[A-Za-z0-9_-]{43}$/);
@@ -77,10 +83,14 @@ for (const kind of await testDatabaseKinds()) {
           core.tenants.create({ slug: slug as string, name: 'X', ownerEmail: 'o@x.test' }),
         ).rejects.toMatchObject({ code: 'invalid_slug', message: expect.stringMatching(reason) });
       }
-      await expect(core.tenants.create({ slug: 'okay', name: '', ownerEmail: 'o@x.test' })).rejects.toMatchObject({
+      await expect(
+        core.tenants.create({ slug: 'okay', name: '', ownerEmail: 'o@x.test' }),
+      ).rejects.toMatchObject({
         code: 'invalid_tenant_name',
       });
-      await expect(core.tenants.create({ slug: 'okay', name: 'X', ownerEmail: 'not-an-email' })).rejects.toMatchObject({
+      await expect(
+        core.tenants.create({ slug: 'okay', name: 'X', ownerEmail: 'not-an-email' }),
+      ).rejects.toMatchObject({
         code: 'invalid_email',
       });
       expect((await core.tenants.list()).map((t) => t.slug)).not.toContain('okay');
@@ -88,7 +98,9 @@ for (const kind of await testDatabaseKinds()) {
 
     it('refuses a taken slug', async () => {
       await core.tenants.create({ slug: 'taken', name: 'One', ownerEmail: 'o@x.test' });
-      await expect(core.tenants.create({ slug: 'taken', name: 'Two', ownerEmail: 'o@x.test' })).rejects.toMatchObject({
+      await expect(
+        core.tenants.create({ slug: 'taken', name: 'Two', ownerEmail: 'o@x.test' }),
+      ).rejects.toMatchObject({
         code: 'slug_taken',
       });
     });
@@ -99,13 +111,15 @@ for (const kind of await testDatabaseKinds()) {
         up: async () => {
           throw new Error('boom');
         },
-        down: async () => {},
+        down: async () => undefined,
       };
       const { core: broken, testDb: brokenDb } = await openTestCore(kind, {
         tenantMigrations: [...tenantMigrations, failing],
       });
       try {
-        await expect(broken.tenants.create({ slug: 'half', name: 'Half', ownerEmail: 'o@x.test' })).rejects.toMatchObject({
+        await expect(
+          broken.tenants.create({ slug: 'half', name: 'Half', ownerEmail: 'o@x.test' }),
+        ).rejects.toMatchObject({
           code: 'migration_failed',
         });
         expect(await broken.tenants.list({ includeDeleted: true })).toEqual([]);
@@ -133,8 +147,12 @@ for (const kind of await testDatabaseKinds()) {
     it('deletes only with confirmation, dropping schema and role and destroying the key', async () => {
       const { tenant } = await core.tenants.create({ slug: 'doomed', name: 'D', ownerEmail: 'o@x.test' });
       await core.keys.getDataKey(tenant.id);
-      await expect(core.tenants.delete('doomed', undefined)).rejects.toMatchObject({ code: 'confirmation_required' });
-      await expect(core.tenants.delete('doomed', 'other')).rejects.toMatchObject({ code: 'confirmation_required' });
+      await expect(core.tenants.delete('doomed', undefined)).rejects.toMatchObject({
+        code: 'confirmation_required',
+      });
+      await expect(core.tenants.delete('doomed', 'other')).rejects.toMatchObject({
+        code: 'confirmation_required',
+      });
       expect(await schemaExists(core, schemaOf(tenant.id))).toBe(true);
 
       const deleted = await core.tenants.delete('doomed', 'doomed');
@@ -142,8 +160,12 @@ for (const kind of await testDatabaseKinds()) {
       expect(await schemaExists(core, schemaOf(tenant.id))).toBe(false);
       expect(await roleExists(core, schemaOf(tenant.id))).toBe(false);
       await expect(core.keys.getDataKey(tenant.id)).rejects.toMatchObject({ code: 'data_key_missing' });
-      await expect(core.withTenant(tenant.id, async () => 'ran')).rejects.toMatchObject({ code: 'tenant_not_found' });
-      await expect(core.tenants.delete(tenant.id, 'doomed')).rejects.toMatchObject({ code: 'tenant_not_found' });
+      await expect(core.withTenant(tenant.id, async () => 'ran')).rejects.toMatchObject({
+        code: 'tenant_not_found',
+      });
+      await expect(core.tenants.delete(tenant.id, 'doomed')).rejects.toMatchObject({
+        code: 'tenant_not_found',
+      });
       // The slug is free again; the tombstone stays listed only on request.
       expect((await core.tenants.list()).map((t) => t.slug)).not.toContain('doomed');
       expect((await core.tenants.list({ includeDeleted: true })).map((t) => t.id)).toContain(tenant.id);

@@ -1,7 +1,7 @@
 import type { Kysely } from 'kysely';
 import { generateToken, hashToken } from '../../crypto/tokens.ts';
 import type { ControlTables } from '../../db/control-tables.ts';
-import type { Database } from '../../db/database.ts';
+import type { AnyKysely, Database } from '../../db/database.ts';
 import { latestMigrationName, type Migration } from '../../db/migrator.ts';
 import { createTenantSchema, dropTenantSchema } from '../../db/tenant-schemas.ts';
 import type { WithTenant } from '../../db/with-tenant.ts';
@@ -95,7 +95,9 @@ export class TenantService {
     return { tenant, ownerSetupToken, ownerSetupExpiresAt };
   }
 
-  async list(options: { includeDeleted?: boolean; limit?: number; afterId?: string } = {}): Promise<Tenant[]> {
+  async list(
+    options: { includeDeleted?: boolean; limit?: number; afterId?: string } = {},
+  ): Promise<Tenant[]> {
     return this.#tenants.list({
       includeDeleted: options.includeDeleted ?? false,
       limit: Math.min(Math.max(options.limit ?? 100, 1), 1000),
@@ -118,7 +120,10 @@ export class TenantService {
     if (tenant.status === 'deleted') throw tenantErrors.notFound();
     const applied = await this.#withTenant(
       tenant.id,
-      async (scope) => (await scope.db.selectFrom('_migrations').select('name').orderBy('name').execute()).map((r) => r.name as string),
+      async (scope) =>
+        (await scope.db.selectFrom('_migrations').select('name').orderBy('name').execute()).map(
+          (r) => r.name as string,
+        ),
       { readOnly: true },
     );
     const latest = latestMigrationName(this.#migrations);
@@ -169,7 +174,7 @@ export class TenantService {
     });
   }
 
-  #transaction<T>(fn: (control: Kysely<ControlTables>, trx: Kysely<any>) => Promise<T>): Promise<T> {
+  #transaction<T>(fn: (control: Kysely<ControlTables>, trx: AnyKysely) => Promise<T>): Promise<T> {
     return this.#database.db
       .transaction()
       .execute((trx) => fn(trx.withSchema('control') as unknown as Kysely<ControlTables>, trx));

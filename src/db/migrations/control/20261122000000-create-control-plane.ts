@@ -10,7 +10,9 @@ export const createControlPlane: Migration = {
       .addColumn('id', 'uuid', (c) => c.primaryKey())
       .addColumn('slug', 'text')
       .addColumn('name', 'text')
-      .addColumn('status', 'text', (c) => c.notNull().check(sql`status in ('active', 'suspended', 'deleted')`))
+      .addColumn('status', 'text', (c) =>
+        c.notNull().check(sql`status in ('active', 'suspended', 'deleted')`),
+      )
       .addColumn('created_at', 'timestamptz', (c) => c.notNull().defaultTo(sql`now()`))
       .addColumn('updated_at', 'timestamptz', (c) => c.notNull().defaultTo(sql`now()`))
       .addColumn('deleted_at', 'timestamptz')

@@ -1,0 +1,178 @@
+import { randomBytes } from 'node:crypto';
+import { readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { Kysely, PostgresDialect, sql } from 'kysely';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runCli, tempDataDir } from './support/cli.ts';
+import { findService } from './support/services.ts';
+
+/** The CLI as a person runs it: a real process, real files, exit codes and messages. */
+describe('strongroom CLI on the embedded defaults', () => {
+  const dataDir = tempDataDir();
+  const env = { STRONGROOM_DATA_DIR: dataDir };
+
+  it('explains itself with --help everywhere', async () => {
+    const top = await runCli(['--help'], env);
+    expect(top.code).toBe(0);
+    for (const command of ['serve', 'migrate', 'tenant', 'staff', 'keys', 'config'])
+      expect(top.stdout).toContain(command);
+    const create = await runCli(['tenant', 'create', '--help'], env);
+    expect(create.code).toBe(0);
+    expect(create.stdout).toMatch(/--slug <slug>[\s\S]*--owner-email <email>/);
+    const unknown = await runCli(['tenant', 'frobnicate'], env);
+    expect(unknown.code).toBe(2);
+    expect(unknown.stderr).toContain("unknown command 'frobnicate'");
+  });
+
+  it('generates the master key once (0600, announced) and runs the tenant lifecycle', async () => {
+    const created = await runCli(
+      ['tenant', 'create', '--slug', 'acme', '--name', 'Acme', '--owner-email', 'a@acme.test'],
+      env,
+    );
+    expect(created.stderr).toContain('generated a new master key');
+    expect(created.code).toBe(0);
+    expect(created.stdout).toMatch(/created tenant acme \([0-9a-f-]{36}\)/);
+    expect(created.stdout).toMatch(/^\s+srs_[A-Za-z0-9_-]{43}$/m);
+    const keyFile = join(dataDir, 'master.key');
+    expect(statSync(keyFile).mode & 0o777).toBe(0o600);
+    const key = readFileSync(keyFile, 'utf8').trim();
+    expect(key).toMatch(/^[0-9a-f]{64}$/);
+    expect(created.stdout + created.stderr).not.toContain(key);
+
+    const listed = await runCli(['tenant', 'list', '--json'], env);
+    expect(listed.code).toBe(0);
+    expect(JSON.parse(listed.stdout).map((t: { slug: string }) => t.slug)).toEqual(['acme']);
+    expect(listed.stderr).not.toContain('generated a new master key');
+
+    expect((await runCli(['tenant', 'suspend', 'acme'], env)).stdout).toContain('acme is now suspended');
+    expect((await runCli(['tenant', 'resume', 'acme'], env)).stdout).toContain('acme is now active');
+
+    const unconfirmed = await runCli(['tenant', 'delete', 'acme'], env);
+    expect(unconfirmed.code).toBe(2);
+    expect(unconfirmed.stderr).toContain('error [confirmation_required]');
+    const deleted = await runCli(['tenant', 'delete', 'acme', '--confirm', 'acme'], env);
+    expect(deleted.code).toBe(0);
+    expect(deleted.stdout).toContain('data key is destroyed');
+    expect((await runCli(['tenant', 'show', 'acme'], env)).code).toBe(4);
+  });
+
+  it('rejects a hostile slug with a precise error and exit code 2', async () => {
+    for (const slug of ['../x', 'public', 'pg_catalog', 'x'.repeat(64), 'a"b']) {
+      const result = await runCli(
+        ['tenant', 'create', '--slug', slug, '--name', 'X', '--owner-email', 'o@x.test'],
+        env,
+      );
+      expect(result.code).toBe(2);
+      expect(result.stderr).toMatch(/^error \[invalid_slug\]: invalid slug: /m);
+    }
+  });
+
+  it('creates staff with a key shown once', async () => {
+    const result = await runCli(
+      ['staff', 'create', '--email', 'ops@p.test', '--name', 'Ops', '--role', 'operator'],
+      env,
+    );
+    expect(result.code).toBe(0);
+    expect(result.stdout).toMatch(/^\s+sro_[A-Za-z0-9_-]{43}$/m);
+    const bad = await runCli(
+      ['staff', 'create', '--email', 'x@p.test', '--name', 'X', '--role', 'root'],
+      env,
+    );
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain('error [invalid_staff_role]');
+  });
+
+  it('refuses a master key that is not the one the database was set up with, changing nothing', async () => {
+    const wrong = await runCli(['tenant', 'list'], {
+      ...env,
+      STRONGROOM_MASTER_KEY: randomBytes(32).toString('hex'),
+    });
+    expect(wrong.code).toBe(2);
+    expect(wrong.stderr).toMatch(
+      /error \[master_key_mismatch\]: the configured master key \(local:[0-9a-f]{16}\) is not the one/,
+    );
+    expect((await runCli(['tenant', 'list'], env)).code).toBe(0);
+  });
+
+  it('lists every configuration problem at once, without echoing values', async () => {
+    const result = await runCli(['tenant', 'list'], {
+      ...env,
+      STRONGROOM_PORT: 'eighty',
+      STRONGROOM_CACHE: 'ftp://cache',
+      STRONGROOM_MASTER_KEY: 'too-short-secret',
+    });
+    expect(result.code).toBe(78);
+    expect(result.stderr).toContain('error [invalid_config]');
+    expect(result.stderr).toContain('STRONGROOM_PORT');
+    expect(result.stderr).toContain('STRONGROOM_CACHE');
+    expect(result.stderr).toContain('STRONGROOM_MASTER_KEY');
+    expect(result.stderr).not.toContain('too-short-secret');
+  });
+
+  it('names an unreachable database without leaking its password', async () => {
+    const result = await runCli(['tenant', 'list'], {
+      ...env,
+      DATABASE_URL: 'postgres://app:s3kr1t@127.0.0.1:1/strongroom',
+    });
+    expect(result.code).toBe(7);
+    expect(result.stderr).toContain(
+      'error [database_unreachable]: the database at 127.0.0.1:1/strongroom cannot be reached',
+    );
+    expect(result.stderr).not.toContain('s3kr1t');
+  });
+});
+
+const postgres = await findService('postgres');
+describe.skipIf(postgres.skipReason)(`strongroom migrate on a Postgres server${postgres.skipReason}`, () => {
+  let admin: Kysely<unknown>;
+  let url: string;
+  const name = `sr_cli_${randomBytes(5).toString('hex')}`;
+  const env = () => ({
+    DATABASE_URL: url,
+    STRONGROOM_MASTER_KEY: masterKey,
+    STRONGROOM_DATA_DIR: tempDataDir(),
+  });
+  const masterKey = randomBytes(32).toString('hex');
+
+  beforeAll(async () => {
+    admin = new Kysely({
+      dialect: new PostgresDialect({ pool: new pg.Pool({ connectionString: postgres.url, max: 1 }) }),
+    });
+    await sql`create database ${sql.id(name)}`.execute(admin);
+    const parsed = new URL(postgres.url!);
+    parsed.pathname = `/${name}`;
+    url = parsed.toString();
+  });
+  afterAll(async () => {
+    await sql`drop database if exists ${sql.id(name)} with (force)`.execute(admin);
+    // Roles are cluster-wide: drop the ones our tenants got, and only those.
+    for (const role of createdRoles) await sql`drop role if exists ${sql.id(role)}`.execute(admin);
+    await admin.destroy();
+  });
+  const createdRoles = new Set<string>();
+
+  it('migrates the control plane and every tenant, then finds nothing to do', async () => {
+    for (const slug of ['one', 'two', 'three']) {
+      const created = await runCli(
+        ['tenant', 'create', '--slug', slug, '--name', slug, '--owner-email', `o@${slug}.test`, '--json'],
+        env(),
+      );
+      expect(created.code).toBe(0);
+      createdRoles.add(`t_${JSON.parse(created.stdout).tenant.id.replaceAll('-', '')}`);
+    }
+    const result = await runCli(['migrate', '--json'], env());
+    expect(result.code).toBe(0);
+    expect(JSON.parse(result.stdout)).toMatchObject({
+      status: 'succeeded',
+      total: 0,
+      migrated: 0,
+      failed: 0,
+    });
+    const text = await runCli(['migrate'], env());
+    expect(text.stdout).toContain('control plane up to date; tenants: 0 migrated, 0 failed');
+    const bad = await runCli(['migrate', '--concurrency', '0'], env());
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain('--concurrency must be a whole number of at least 1');
+  });
+});
