@@ -101,7 +101,7 @@ export async function withRuntime<T>(
   options: { withAdapters?: boolean } = {},
 ): Promise<T> {
   const config = loadCliConfig(context);
-  const log = createCliLogger(context, config.log.level === 'info' ? 'info' : config.log.level);
+  const log = createCliLogger(context, config.log.level);
   const runtime = await openRuntime(config, log, { withAdapters: options.withAdapters ?? false });
   try {
     return await fn(runtime, config, log);

@@ -18,7 +18,6 @@ const positiveMs = z.coerce
   .number({ error: 'must be a whole number of milliseconds' })
   .int({ error: 'must be a whole number of milliseconds' })
   .min(1, { error: 'must be at least 1 ms' });
-const booleanFlag = z.enum(['true', 'false', '1', '0']).transform((v) => v === 'true' || v === '1');
 
 const databaseUrl = z
   .string()
@@ -89,7 +88,6 @@ const envSchema = z.object({
   STRONGROOM_MIGRATE_BATCH_SIZE: z.coerce.number().int().min(1).max(10_000).default(50),
   STRONGROOM_MIGRATE_CONCURRENCY: z.coerce.number().int().min(1).max(64).default(4),
   STRONGROOM_MIGRATE_CANARY_SIZE: z.coerce.number().int().min(0).max(10_000).default(5),
-  STRONGROOM_PRETTY_LOGS: booleanFlag.optional(),
 });
 
 /**
@@ -114,7 +112,7 @@ export interface Config {
     bodyLimitBytes: number;
     shutdownGraceMs: number;
   };
-  log: { level: string; pretty: boolean };
+  log: { level: string };
   dataDir: string;
   database:
     | { kind: 'pglite'; dataDir: string; statementTimeoutMs: number; roles: 'auto' | 'on' | 'off' }
@@ -268,7 +266,7 @@ export function loadConfig(env: Record<string, string | undefined>, options: Loa
       bodyLimitBytes: e.STRONGROOM_BODY_LIMIT_BYTES,
       shutdownGraceMs: e.STRONGROOM_SHUTDOWN_GRACE_MS,
     },
-    log: { level: e.STRONGROOM_LOG_LEVEL, pretty: e.STRONGROOM_PRETTY_LOGS ?? false },
+    log: { level: e.STRONGROOM_LOG_LEVEL },
     dataDir,
     database: e.DATABASE_URL
       ? {

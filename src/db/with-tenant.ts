@@ -41,18 +41,18 @@ export function createWithTenant(database: Database): WithTenant {
     const builder = database.db.transaction();
     const transaction = options.readOnly ? builder.setAccessMode('read only') : builder;
     return transaction.execute(async (trx) => {
-      await sql`select set_config('search_path', ${schema}, true), set_config('statement_timeout', ${timeout}, true)`.execute(
-        trx,
-      );
-      if (database.rolesEnabled) {
-        try {
-          await sql`set local role ${sql.id(schema)}`.execute(trx);
-        } catch (error) {
-          // The role went with its tenant: 22023 (invalid_parameter_value) from SET ROLE, 42704 on some versions.
-          const code = (error as { code?: string }).code;
-          if (code === '22023' || code === '42704') throw tenantScopeErrors.tenantGone();
-          throw error;
-        }
+      // One round trip sets all three for this transaction only. set_config('role', …, true) is
+      // SET LOCAL ROLE (same membership checks), and fails if the role went with its tenant.
+      try {
+        await (database.rolesEnabled
+          ? sql`select set_config('search_path', ${schema}, true), set_config('statement_timeout', ${timeout}, true), set_config('role', ${schema}, true)`
+          : sql`select set_config('search_path', ${schema}, true), set_config('statement_timeout', ${timeout}, true)`
+        ).execute(trx);
+      } catch (error) {
+        // 22023 invalid_parameter_value: the role does not exist (42704 on some versions).
+        const code = (error as { code?: string }).code;
+        if (code === '22023' || code === '42704') throw tenantScopeErrors.tenantGone();
+        throw error;
       }
       return fn({ tenantId, schema, db: trx.withSchema(schema), trx });
     });

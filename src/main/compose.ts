@@ -1,4 +1,3 @@
-import type { Config } from '../config/config.ts';
 import { migrateControlPlane } from '../db/control-plane.ts';
 import type { Database } from '../db/database.ts';
 import { controlMigrations } from '../db/migrations/control/index.ts';
@@ -14,8 +13,6 @@ import { FleetMigrationService } from '../modules/tenants/fleet-migration.servic
 import { TenantRepository } from '../modules/tenants/tenant.repository.ts';
 import { TenantService } from '../modules/tenants/tenant.service.ts';
 import { type Clock, systemClock } from '../platform/clock.ts';
-import type { Cache } from '../ports/cache.port.ts';
-import type { ObjectStore } from '../ports/object-store.port.ts';
 
 /** The services built over one database and key provider: what the server, the CLI and tests share. */
 export interface Core {
@@ -68,10 +65,3 @@ export async function prepareControlPlane(core: Core): Promise<void> {
   await migrateControlPlane(core.database.db, controlMigrations);
   await core.keys.verifyMasterKey();
 }
-
-export interface Adapters {
-  objects: ObjectStore;
-  cache: Cache;
-}
-
-export type { Config };
