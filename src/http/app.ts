@@ -64,7 +64,7 @@ export async function buildApp(deps: AppDeps, options: AppOptions): Promise<App>
     requestIdHeader: false,
     requestTimeout: 60_000,
     connectionTimeout: 30_000,
-    maxParamLength: 200,
+    routerOptions: { maxParamLength: 200 },
     forceCloseConnections: 'idle',
     return503OnClosing: true,
     frameworkErrors: handleFrameworkError,
