@@ -3,8 +3,8 @@ import { join } from 'node:path';
 import { PGlite } from '@electric-sql/pglite';
 import { Kysely, PostgresDialect, sql } from 'kysely';
 import pg from 'pg';
+import type { Config } from '../config/config.ts';
 import { defineError } from '../platform/errors.ts';
-import type { Secret } from '../platform/secret.ts';
 import type { ControlTables } from './control-tables.ts';
 import { PGliteDialect } from './pglite-dialect.ts';
 import { controlSchema } from './tenant-schema.ts';
@@ -17,15 +17,13 @@ import { controlSchema } from './tenant-schema.ts';
 // biome-ignore lint/suspicious/noExplicitAny: Kysely's own idiom for a schema-agnostic handle.
 export type AnyKysely = Kysely<any>;
 
+/**
+ * What opening a database takes: the configured settings, or (tests, tools) an in-memory PGlite with
+ * no data folder.
+ */
 export type DatabaseSettings =
-  | { kind: 'pglite'; dataDir: string | undefined; statementTimeoutMs: number; roles: 'auto' | 'on' | 'off' }
-  | {
-      kind: 'postgres';
-      url: Secret<string>;
-      poolSize: number;
-      statementTimeoutMs: number;
-      roles: 'auto' | 'on' | 'off';
-    };
+  | Config['database']
+  | (Omit<Extract<Config['database'], { kind: 'pglite' }>, 'dataDir'> & { dataDir: undefined });
 
 /**
  * An open database: the root Kysely handle (search_path holds nothing but pg_catalog, so an

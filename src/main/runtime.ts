@@ -31,9 +31,7 @@ export async function openRuntime(
     current: masterKey,
     previous: config.keys.previousMaster?.reveal(),
   });
-  const database = await openDatabase(
-    config.database.kind === 'pglite' ? config.database : { ...config.database },
-  );
+  const database = await openDatabase(config.database);
   const closers: Array<() => Promise<void>> = [() => database.close()];
   const close = async () => {
     for (const closeOne of closers.reverse())
