@@ -10,6 +10,7 @@ export interface ControlTables {
   setup_tokens: SetupTokensTable;
   leases: LeasesTable;
   migration_runs: MigrationRunsTable;
+  credentials: CredentialsTable;
 }
 
 type Timestamp = ColumnType<Date, Date | string, Date | string>;
@@ -92,4 +93,12 @@ export interface MigrationRunsTable {
   tenants_total: number;
   tenants_migrated: Generated<number>;
   tenants_failed: Generated<number>;
+}
+
+export interface CredentialsTable {
+  token_hash: Uint8Array;
+  kind: 'session';
+  tenant_id: string;
+  expires_at: Timestamp;
+  created_at: ColumnType<Date, Date | string | undefined, never>;
 }

@@ -11,6 +11,7 @@ import { tenantSchemaName } from './tenant-schema.ts';
 import { migrateTenantSchema, revertTenantSchema } from './tenant-schemas.ts';
 
 const controlTables = [
+  'credentials',
   'key_check',
   'leases',
   'migration_runs',
@@ -216,7 +217,7 @@ for (const kind of await testDatabaseKinds()) {
       expect(await listAppliedMigrations(db, schema)).toEqual(tenantMigrations.map((m) => m.name));
       expect(await columnsOf(db, schema, 'settings')).not.toContain('half');
       expect(await columnsOf(db, schema, 'settings')).not.toContain('note');
-      expect(await tablesIn(db, schema)).toEqual(['_migrations', 'settings']);
+      expect(await tablesIn(db, schema)).toEqual(['_migrations', 'sessions', 'settings', 'users']);
       // And the tenant still works.
       expect(await readSettings(core, tenant.id)).toEqual([]);
     });

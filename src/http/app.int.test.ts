@@ -23,6 +23,7 @@ for (const kind of await testDatabaseKinds()) {
         {
           tenants: core.tenants,
           staff: core.staff,
+          identity: core.identity,
           readinessChecks: {
             database: () => core.database.ping(),
             objects: async () => {
@@ -282,6 +283,7 @@ describe('behind a TLS-terminating proxy', () => {
       {
         tenants: {} as Core['tenants'],
         staff: { authenticate: async () => undefined } as unknown as Core['staff'],
+        identity: {} as Core['identity'],
         readinessChecks: {},
         isDraining: () => false,
       },

@@ -9,6 +9,7 @@ import {
   validatorCompiler,
   type ZodTypeProvider,
 } from 'fastify-type-provider-zod';
+import type { IdentityService } from '../modules/identity/identity.service.ts';
 import type { StaffService } from '../modules/staff/staff.service.ts';
 import type { TenantService } from '../modules/tenants/tenant.service.ts';
 import type { Logger } from '../platform/logger.ts';
@@ -20,7 +21,9 @@ import {
   sendError,
 } from './error-handler.ts';
 import { refusePlainHttp } from './https-only.ts';
+import { registerSessionAuth } from './plugins/session-auth.ts';
 import { registerStaffAuth } from './plugins/staff-auth.ts';
+import { authRoutes, sessionRoutes } from './routes/auth.route.ts';
 import { healthRoutes, type ReadinessCheck } from './routes/health.route.ts';
 import { opsTenantRoutes } from './routes/ops-tenants.route.ts';
 
@@ -30,6 +33,7 @@ export type App = AnyFastify;
 export interface AppDeps {
   tenants: TenantService;
   staff: StaffService;
+  identity: IdentityService;
   readinessChecks: Record<string, ReadinessCheck>;
   /** True once shutdown began: /readyz turns 503 and new requests are refused. */
   isDraining: () => boolean;
@@ -107,6 +111,11 @@ export async function buildApp(deps: AppDeps, options: AppOptions): Promise<App>
       components: {
         securitySchemes: {
           staffKey: { type: 'http', scheme: 'bearer', description: 'Staff API key (sro_…)' },
+          session: {
+            type: 'http',
+            scheme: 'bearer',
+            description: 'Session token (srt_…) from /api/v1/auth/login, or the strongroom_session cookie',
+          },
         },
       },
     },
@@ -120,6 +129,15 @@ export async function buildApp(deps: AppDeps, options: AppOptions): Promise<App>
       await ops.register(opsTenantRoutes({ tenants: deps.tenants }));
     },
     { prefix: '/api/v1/ops' },
+  );
+  // Public tenant routes (sign-in), then the tenant scope: every route below needs a session.
+  await app.register(authRoutes({ identity: deps.identity }), { prefix: '/api/v1' });
+  await app.register(
+    async (tenantScope) => {
+      registerSessionAuth(tenantScope, deps.identity);
+      await tenantScope.register(sessionRoutes({ identity: deps.identity }));
+    },
+    { prefix: '/api/v1' },
   );
   app.get('/api/v1/openapi.json', { schema: { hide: true } }, async () => app.swagger());
 

@@ -4,6 +4,9 @@ import { controlMigrations } from '../db/migrations/control/index.ts';
 import { tenantMigrations } from '../db/migrations/tenant/index.ts';
 import type { Migration } from '../db/migrator.ts';
 import { createWithTenant, type WithTenant } from '../db/with-tenant.ts';
+import { CredentialsRepository } from '../modules/identity/credentials.repository.ts';
+import { IdentityService } from '../modules/identity/identity.service.ts';
+import { PasswordHasher } from '../modules/identity/password-hasher.ts';
 import type { KeyProvider } from '../modules/keys/key-provider.port.ts';
 import { TenantKeysRepository } from '../modules/keys/tenant-keys.repository.ts';
 import { TenantKeyService } from '../modules/keys/tenant-keys.service.ts';
@@ -22,6 +25,7 @@ export interface Core {
   tenants: TenantService;
   tenantRepository: TenantRepository;
   staff: StaffService;
+  identity: IdentityService;
   fleet: FleetMigrationService;
   tenantMigrations: readonly Migration[];
 }
@@ -52,6 +56,13 @@ export function composeCore(options: CoreOptions): Core {
     tenants: new TenantService({ database, tenants: tenantRepository, keys, migrations, clock, withTenant }),
     tenantRepository,
     staff: new StaffService({ staff: new StaffRepository({ control: database.control, db: database.db }) }),
+    identity: new IdentityService({
+      withTenant,
+      tenants: tenantRepository,
+      credentials: new CredentialsRepository(database.control),
+      hasher: new PasswordHasher(),
+      clock,
+    }),
     fleet: new FleetMigrationService({ database, tenants: tenantRepository, migrations }),
     tenantMigrations: migrations,
   };

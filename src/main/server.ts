@@ -31,6 +31,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     {
       tenants: core.tenants,
       staff: core.staff,
+      identity: core.identity,
       readinessChecks: {
         database: () => core.database.ping(),
         objects: () => objects!.ping(),

@@ -112,6 +112,11 @@ export const commonErrors = {
     'A dependency is unreachable or the service is shutting down.',
     (message: string, cause?: unknown) => ({ message, cause }),
   ),
+  unauthenticated: defineError(
+    'unauthenticated',
+    'unauthenticated',
+    'A valid credential is required (Authorization: Bearer <token>).',
+  ),
   tenantContextMissing: defineError(
     'tenant_context_missing',
     'forbidden',

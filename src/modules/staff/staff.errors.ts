@@ -1,4 +1,4 @@
-import { defineError } from '../../platform/errors.ts';
+import { commonErrors, defineError } from '../../platform/errors.ts';
 
 export const staffErrors = {
   invalidRole: defineError(
@@ -12,10 +12,6 @@ export const staffErrors = {
     'A display name is 1-200 characters without control characters.',
   ),
   emailTaken: defineError('staff_email_taken', 'conflict', 'A staff member with this email already exists.'),
-  unauthenticated: defineError(
-    'unauthenticated',
-    'unauthenticated',
-    'A valid credential is required (Authorization: Bearer <key>).',
-  ),
+  unauthenticated: commonErrors.unauthenticated,
   forbidden: defineError('forbidden', 'forbidden', 'Your role does not allow this action.'),
 };

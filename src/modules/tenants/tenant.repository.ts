@@ -131,8 +131,10 @@ export class TenantRepository {
       .execute();
   }
 
-  async deleteSetupTokens(control: Kysely<ControlTables>, tenantId: string): Promise<void> {
+  /** Setup tokens and the session index: nothing in the control plane can sign in to a deleted tenant. */
+  async deleteCredentials(control: Kysely<ControlTables>, tenantId: string): Promise<void> {
     await control.deleteFrom('setup_tokens').where('tenant_id', '=', tenantId).execute();
+    await control.deleteFrom('credentials').where('tenant_id', '=', tenantId).execute();
   }
 
   /** Live tenants whose schema is not at `target` or whose last migration failed, oldest first. */

@@ -152,7 +152,7 @@ export class TenantService {
       if (!tenant || tenant.status === 'deleted') throw tenantErrors.notFound();
       await dropTenantSchema(trx, this.#database, tenant.id);
       await this.#keys.destroyDataKeys(control, tenant.id);
-      await this.#tenants.deleteSetupTokens(control, tenant.id);
+      await this.#tenants.deleteCredentials(control, tenant.id);
       return this.#tenants.markDeleted(control, tenant.id);
     });
     this.#keys.forget(deleted.id);

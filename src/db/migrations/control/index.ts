@@ -1,5 +1,6 @@
 import type { Migration } from '../../migrator.ts';
 import { createControlPlane } from './20261122000000-create-control-plane.ts';
+import { createCredentials } from './20261122010000-create-credentials.ts';
 
 /** Control-plane migrations, oldest first. Append only; see the expand/contract note in migrator.ts. */
-export const controlMigrations: readonly Migration[] = [createControlPlane];
+export const controlMigrations: readonly Migration[] = [createControlPlane, createCredentials];

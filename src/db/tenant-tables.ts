@@ -1,0 +1,34 @@
+import type { ColumnType } from 'kysely';
+
+/** Kysely's view of a tenant schema (bound with `withSchema` by `withTenant`). */
+export interface TenantTables {
+  settings: { key: string; value: unknown; updated_at: Timestamp };
+  users: UsersTable;
+  sessions: SessionsTable;
+}
+
+type Timestamp = ColumnType<Date, Date | string | undefined, Date | string>;
+
+export interface UsersTable {
+  id: string;
+  email: string;
+  display_name: string;
+  status: 'invited' | 'active' | 'disabled';
+  role: 'owner' | 'admin' | 'member';
+  password_hash: string | null;
+  created_at: Timestamp;
+  updated_at: Timestamp;
+}
+
+export interface SessionsTable {
+  id: string;
+  user_id: string;
+  token_hash: Uint8Array;
+  created_at: Timestamp;
+  last_seen_at: Timestamp;
+  idle_expires_at: Timestamp;
+  absolute_expires_at: Timestamp;
+  revoked_at: Timestamp | null;
+  source_ip: string | null;
+  user_agent: string | null;
+}

@@ -1,0 +1,80 @@
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { IdentityService, UserPrincipal } from '../../modules/identity/identity.service.ts';
+import type { User } from '../../modules/identity/user.repository.ts';
+import { commonErrors, defineError } from '../../platform/errors.ts';
+import type { AnyFastify } from '../error-handler.ts';
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    user?: { principal: UserPrincipal; user: User; viaCookie: boolean };
+  }
+}
+
+export const sessionCookieName = 'strongroom_session';
+
+/**
+ * The header a cookie-authenticated write must carry. Browsers only send a custom header cross-site
+ * after a CORS preflight, which this server never grants, so its presence proves the request came
+ * from our own pages (OWASP "custom request header" CSRF defence, on top of SameSite=Strict).
+ */
+export const csrfHeader = 'x-strongroom-csrf';
+
+export const sessionAuthErrors = {
+  unauthenticated: commonErrors.unauthenticated,
+  csrf: defineError(
+    'csrf_check_failed',
+    'forbidden',
+    `A write authenticated by the session cookie must carry the ${csrfHeader} header.`,
+  ),
+};
+
+/**
+ * Authenticates every request in the tenant scope: a session token as `Authorization: Bearer srt_…`
+ * or in the session cookie (never from the query string). Looked up by SHA-256.
+ */
+export function registerSessionAuth(app: AnyFastify, identity: IdentityService): void {
+  app.decorateRequest('user', undefined);
+  app.addHook('onRequest', async (request: FastifyRequest) => {
+    const header = request.headers.authorization;
+    const bearer =
+      typeof header === 'string' ? /^Bearer ([A-Za-z0-9_-]{1,200})$/.exec(header)?.[1] : undefined;
+    const cookie = bearer ? undefined : readCookie(request.headers.cookie, sessionCookieName);
+    const token = bearer ?? cookie;
+    if (!token) throw sessionAuthErrors.unauthenticated();
+    const found = await identity.authenticate(token);
+    if (!found) throw sessionAuthErrors.unauthenticated();
+    const unsafe = !['GET', 'HEAD', 'OPTIONS'].includes(request.method);
+    if (cookie && unsafe && request.headers[csrfHeader] === undefined) throw sessionAuthErrors.csrf();
+    request.user = { ...found, viaCookie: cookie !== undefined };
+  });
+}
+
+export function requireUser(request: FastifyRequest): { principal: UserPrincipal; user: User } {
+  if (!request.user) throw sessionAuthErrors.unauthenticated();
+  return request.user;
+}
+
+/** `HttpOnly; Secure; SameSite=Strict`: no script can read it, no other site can send it. */
+export function setSessionCookie(reply: FastifyReply, token: string, expiresAt: Date): void {
+  const maxAge = Math.max(0, Math.floor((expiresAt.getTime() - Date.now()) / 1000));
+  reply.header(
+    'set-cookie',
+    `${sessionCookieName}=${token}; Path=/; Max-Age=${maxAge}; HttpOnly; Secure; SameSite=Strict`,
+  );
+}
+
+export function clearSessionCookie(reply: FastifyReply): void {
+  reply.header('set-cookie', `${sessionCookieName}=; Path=/; Max-Age=0; HttpOnly; Secure; SameSite=Strict`);
+}
+
+function readCookie(header: string | undefined, name: string): string | undefined {
+  if (!header) return undefined;
+  for (const part of header.split(';')) {
+    const [key, ...rest] = part.trim().split('=');
+    if (key === name) {
+      const value = rest.join('=');
+      return /^[A-Za-z0-9_-]{1,200}$/.test(value) ? value : undefined;
+    }
+  }
+  return undefined;
+}

@@ -1,0 +1,164 @@
+import type { FastifyReply } from 'fastify';
+import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import type { IdentityService, IssuedSession } from '../../modules/identity/identity.service.ts';
+import type { User } from '../../modules/identity/user.repository.ts';
+import { clearSessionCookie, requireUser, setSessionCookie } from '../plugins/session-auth.ts';
+import { errorResponseSchema } from '../presenters.ts';
+
+export const userSchema = z.object({
+  id: z.uuid(),
+  email: z.string(),
+  displayName: z.string(),
+  role: z.enum(['owner', 'admin', 'member']),
+  status: z.enum(['invited', 'active', 'disabled']),
+  createdAt: z.iso.datetime(),
+});
+
+export function presentUser(user: User): z.infer<typeof userSchema> {
+  return {
+    id: user.id,
+    email: user.email,
+    displayName: user.displayName,
+    role: user.role,
+    status: user.status,
+    createdAt: user.createdAt.toISOString(),
+  };
+}
+
+const signedIn = z.object({
+  user: userSchema,
+  session: z.object({ token: z.string(), expiresAt: z.iso.datetime() }),
+});
+
+/** Sets the session cookie and returns the body: the token goes to both, for browsers and API clients. */
+function presentSignedIn(
+  reply: FastifyReply,
+  result: { user: User; session: IssuedSession },
+): z.infer<typeof signedIn> {
+  setSessionCookie(reply, result.session.token, result.session.expiresAt);
+  return {
+    user: presentUser(result.user),
+    session: { token: result.session.token, expiresAt: result.session.expiresAt.toISOString() },
+  };
+}
+
+const errors = {
+  400: errorResponseSchema,
+  401: errorResponseSchema,
+  403: errorResponseSchema,
+  429: errorResponseSchema,
+};
+
+/**
+ * Signing in, for tenant users. Public: the only unauthenticated tenant routes. The session token is
+ * returned in the body (for API clients, as a bearer token) and as an HttpOnly cookie (for browsers).
+ */
+export function authRoutes(deps: { identity: IdentityService }): FastifyPluginAsyncZod {
+  return async (app) => {
+    app.post(
+      '/auth/setup',
+      {
+        schema: {
+          summary: "Set up the owner's account with the one-time token from `tenant create`",
+          tags: ['auth'],
+          body: z.strictObject({
+            token: z.string().max(200),
+            displayName: z.string().max(1000),
+            password: z.string().max(4096),
+          }),
+          response: { 201: signedIn, ...errors },
+        },
+      },
+      async (request, reply) => {
+        const result = await deps.identity.setupOwner({
+          ...request.body,
+          sourceIp: request.ip,
+          userAgent: request.headers['user-agent'] ?? '',
+        });
+        return reply.status(201).send(presentSignedIn(reply, result));
+      },
+    );
+
+    app.post(
+      '/auth/login',
+      {
+        schema: {
+          summary: 'Sign in with tenant slug, email and password',
+          description:
+            'Unknown tenant, unknown email, wrong password and a disabled account all answer 401 invalid_credentials.',
+          tags: ['auth'],
+          body: z.strictObject({
+            tenant: z.string().max(200),
+            email: z.string().max(1000),
+            password: z.string().max(4096),
+          }),
+          response: { 200: signedIn, ...errors },
+        },
+      },
+      async (request, reply) => {
+        const result = await deps.identity.login({
+          ...request.body,
+          sourceIp: request.ip,
+          userAgent: request.headers['user-agent'] ?? '',
+        });
+        return presentSignedIn(reply, result);
+      },
+    );
+  };
+}
+
+/** Routes for a signed-in user (the tenant scope's session authentication runs before these). */
+export function sessionRoutes(deps: { identity: IdentityService }): FastifyPluginAsyncZod {
+  return async (app) => {
+    app.get(
+      '/me',
+      {
+        schema: {
+          summary: 'The signed-in user',
+          tags: ['auth'],
+          security: [{ session: [] }],
+          response: { 200: z.object({ user: userSchema, tenantId: z.uuid() }), ...errors },
+        },
+      },
+      async (request) => {
+        const { principal, user } = requireUser(request);
+        return { user: presentUser(user), tenantId: principal.tenantId };
+      },
+    );
+
+    app.post(
+      '/auth/logout',
+      {
+        schema: {
+          summary: 'End this session',
+          tags: ['auth'],
+          security: [{ session: [] }],
+          response: { 204: z.null(), ...errors },
+        },
+      },
+      async (request, reply) => {
+        await deps.identity.logout(requireUser(request).principal);
+        clearSessionCookie(reply);
+        return reply.status(204).send(null);
+      },
+    );
+
+    app.post(
+      '/auth/logout-everywhere',
+      {
+        schema: {
+          summary: 'End every session of the signed-in user, on every device',
+          tags: ['auth'],
+          security: [{ session: [] }],
+          response: { 200: z.object({ ended: z.number().int() }), ...errors },
+        },
+      },
+      async (request, reply) => {
+        const ended = await deps.identity.logoutEverywhere(requireUser(request).principal);
+        clearSessionCookie(reply);
+        return { ended };
+      },
+    );
+  };
+}

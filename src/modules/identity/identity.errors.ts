@@ -1,0 +1,44 @@
+import { defineError } from '../../platform/errors.ts';
+
+export const identityErrors = {
+  passwordTooShort: defineError(
+    'password_too_short',
+    'invalid',
+    'The password is too short: at least 15 characters, or 8 when the account has MFA.',
+    (minimum: number) => ({
+      message: `the password must have at least ${minimum} characters`,
+      details: { minimum },
+    }),
+  ),
+  passwordTooLong: defineError('password_too_long', 'invalid', 'The password is longer than 1,024 bytes.'),
+  passwordCommon: defineError(
+    'password_too_common',
+    'invalid',
+    'The password is too common or too easy to guess (a well-known password, a repeated or sequential pattern, or the account’s own email or tenant).',
+  ),
+  invalidCredentials: defineError(
+    'invalid_credentials',
+    'unauthenticated',
+    'The tenant, email or password is wrong, or the account cannot sign in.',
+  ),
+  busy: defineError(
+    'login_busy',
+    'rate_limited',
+    'Too many sign-ins are being checked right now; retry in a moment.',
+  ),
+  setupTokenInvalid: defineError(
+    'setup_token_invalid',
+    'unauthenticated',
+    'The setup token is unknown, used or expired.',
+  ),
+  invalidDisplayName: defineError(
+    'invalid_display_name',
+    'invalid',
+    'A display name is 1-200 characters without control characters.',
+  ),
+  tenantSuspended: defineError(
+    'tenant_suspended',
+    'forbidden',
+    'The tenant is suspended; its data cannot be used until it is resumed.',
+  ),
+};

@@ -1,0 +1,236 @@
+import { generateToken, hashToken } from '../../crypto/tokens.ts';
+import type { WithTenant } from '../../db/with-tenant.ts';
+import type { Clock } from '../../platform/clock.ts';
+import { newId } from '../../platform/ids.ts';
+import type { TenantRepository } from '../tenants/tenant.repository.ts';
+import { normalizeEmail } from '../tenants/tenant-validation.ts';
+import type { CredentialsRepository } from './credentials.repository.ts';
+import { identityErrors } from './identity.errors.ts';
+import type { PasswordHasher } from './password-hasher.ts';
+import { acceptNewPassword, maxPasswordBytes, normalizePassword } from './password-policy.ts';
+import { type AccountRole, type User, userRepository } from './user.repository.ts';
+
+/** Who is calling the tenant API with a session: one person of one tenant. */
+export interface UserPrincipal {
+  kind: 'user';
+  tenantId: string;
+  userId: string;
+  role: AccountRole;
+  sessionId: string;
+}
+
+export interface IssuedSession {
+  /** Shown once (cookie and body); only its SHA-256 is stored. */
+  token: string;
+  expiresAt: Date;
+}
+
+export interface SessionPolicy {
+  /** A session unused this long ends (NIST 800-63B AAL2: 1 hour). */
+  idleTimeoutMs: number;
+  /** A session ends this long after login whatever happens (AAL2: 24 hours). */
+  absoluteTimeoutMs: number;
+}
+
+export const defaultSessionPolicy: SessionPolicy = {
+  idleTimeoutMs: 60 * 60_000,
+  absoluteTimeoutMs: 24 * 60 * 60_000,
+};
+
+/** Sliding the idle expiry costs a write; do it at most this often per session. */
+const touchIntervalMs = 60_000;
+
+/**
+ * Tenant accounts: the owner's first sign-up through the one-time setup token, login with a
+ * password, sessions (token → SHA-256 in the tenant's schema, plus the control-plane index that says
+ * which tenant a token belongs to), logout and "log out everywhere".
+ */
+export class IdentityService {
+  readonly #withTenant: WithTenant;
+  readonly #tenants: TenantRepository;
+  readonly #credentials: CredentialsRepository;
+  readonly #hasher: PasswordHasher;
+  readonly #clock: Clock;
+  readonly #policy: SessionPolicy;
+
+  constructor(deps: {
+    withTenant: WithTenant;
+    tenants: TenantRepository;
+    credentials: CredentialsRepository;
+    hasher: PasswordHasher;
+    clock: Clock;
+    sessionPolicy?: SessionPolicy;
+  }) {
+    this.#withTenant = deps.withTenant;
+    this.#tenants = deps.tenants;
+    this.#credentials = deps.credentials;
+    this.#hasher = deps.hasher;
+    this.#clock = deps.clock;
+    this.#policy = deps.sessionPolicy ?? defaultSessionPolicy;
+  }
+
+  /**
+   * The owner's first sign-in: the setup token printed by `tenant create` names the tenant and the
+   * owner's email; the owner picks a display name and a password, and is signed in.
+   */
+  async setupOwner(input: {
+    token: string;
+    displayName: string;
+    password: string;
+    sourceIp?: string;
+    userAgent?: string;
+  }): Promise<{ user: User; session: IssuedSession }> {
+    const tokenHash = hashToken(input.token);
+    const record = await this.#credentials.findSetupToken(tokenHash);
+    if (!record || record.usedAt !== null || record.expiresAt <= this.#clock.now()) {
+      throw identityErrors.setupTokenInvalid();
+    }
+    const tenant = await this.#tenants.findById(record.tenantId);
+    if (!tenant || tenant.status === 'deleted') throw identityErrors.setupTokenInvalid();
+    if (tenant.status === 'suspended') throw identityErrors.tenantSuspended();
+    const displayName = acceptDisplayName(input.displayName);
+    const password = acceptNewPassword(input.password, {
+      hasMfa: false,
+      context: [record.email, record.email.split('@')[0] ?? '', tenant.slug, tenant.name ?? ''],
+    });
+    const passwordHash = await this.#hasher.hash(password);
+    // Claim the token first: of two concurrent setups only one gets past this line.
+    if (!(await this.#credentials.consumeSetupToken(tokenHash))) throw identityErrors.setupTokenInvalid();
+    const user = await this.#withTenant(tenant.id, (scope) =>
+      userRepository.insert(scope.db, {
+        id: newId(),
+        email: record.email,
+        displayName,
+        status: 'active',
+        role: 'owner',
+        passwordHash,
+        createdAt: this.#clock.now(),
+      }),
+    );
+    const session = await this.#startSession(tenant.id, user.id, input);
+    return { user, session };
+  }
+
+  /**
+   * Login with tenant slug, email and password. Unknown tenant, unknown email, wrong password and a
+   * disabled account all answer `invalid_credentials`, after the same argon2 work.
+   */
+  async login(input: {
+    tenant: string;
+    email: string;
+    password: string;
+    sourceIp?: string;
+    userAgent?: string;
+  }): Promise<{ user: User; session: IssuedSession }> {
+    const password = typeof input.password === 'string' ? input.password : '';
+    if (Buffer.byteLength(password, 'utf8') > maxPasswordBytes) throw identityErrors.invalidCredentials();
+    const normalized = normalizePassword(password);
+    let email: string;
+    try {
+      email = normalizeEmail(input.email, 'email');
+    } catch {
+      email = '';
+    }
+    const tenant =
+      typeof input.tenant === 'string' ? await this.#tenants.findLiveBySlug(input.tenant) : undefined;
+    const account =
+      tenant && email
+        ? await this.#withTenant(tenant.id, (scope) => userRepository.findByEmail(scope.db, email))
+        : undefined;
+    if (!tenant || !account || account.passwordHash === null) {
+      await this.#hasher.verifyNothing(normalized);
+      throw identityErrors.invalidCredentials();
+    }
+    const check = await this.#hasher.verify(account.passwordHash, normalized);
+    if (!check.ok || account.status !== 'active') throw identityErrors.invalidCredentials();
+    // Only now, with the right password, does the caller learn the tenant is suspended.
+    if (tenant.status === 'suspended') throw identityErrors.tenantSuspended();
+    if (check.needsRehash) {
+      const upgraded = await this.#hasher.hash(normalized);
+      await this.#withTenant(tenant.id, (scope) =>
+        userRepository.updatePasswordHash(scope.db, account.id, upgraded),
+      );
+    }
+    const { passwordHash: _secret, ...user } = account;
+    const session = await this.#startSession(tenant.id, account.id, input);
+    return { user, session };
+  }
+
+  /** The principal behind a session token, or undefined; `tenant_suspended` if its tenant is. */
+  async authenticate(token: string): Promise<{ principal: UserPrincipal; user: User } | undefined> {
+    if (!token.startsWith('srt_') || token.length > 200) return undefined;
+    const tokenHash = hashToken(token);
+    const tenantId = await this.#credentials.findSessionTenant(tokenHash);
+    if (!tenantId) return undefined;
+    const tenant = await this.#tenants.findById(tenantId);
+    if (!tenant || tenant.status === 'deleted') return undefined;
+    if (tenant.status === 'suspended') throw identityErrors.tenantSuspended();
+    const session = await this.#withTenant(tenantId, async (scope) => {
+      const found = await userRepository.findActiveSession(scope.db, tokenHash);
+      if (found && this.#clock.now().getTime() - found.lastSeenAt.getTime() > touchIntervalMs) {
+        await userRepository.touchSession(scope.db, found.sessionId, this.#policy.idleTimeoutMs);
+      }
+      return found;
+    });
+    if (!session) return undefined;
+    return {
+      principal: {
+        kind: 'user',
+        tenantId,
+        userId: session.user.id,
+        role: session.user.role,
+        sessionId: session.sessionId,
+      },
+      user: session.user,
+    };
+  }
+
+  async logout(principal: UserPrincipal): Promise<void> {
+    const revoked = await this.#withTenant(principal.tenantId, (scope) =>
+      userRepository.revokeSessions(scope.db, { sessionId: principal.sessionId }),
+    );
+    await this.#credentials.deleteIndexEntries(revoked);
+  }
+
+  /** Ends every session of the caller, on every device, at once. Returns how many ended. */
+  async logoutEverywhere(principal: UserPrincipal): Promise<number> {
+    const revoked = await this.#withTenant(principal.tenantId, (scope) =>
+      userRepository.revokeSessions(scope.db, { userId: principal.userId }),
+    );
+    await this.#credentials.deleteIndexEntries(revoked);
+    return revoked.length;
+  }
+
+  async #startSession(
+    tenantId: string,
+    userId: string,
+    source: { sourceIp?: string; userAgent?: string },
+  ): Promise<IssuedSession> {
+    const token = generateToken('srt');
+    const tokenHash = hashToken(token);
+    const now = this.#clock.now().getTime();
+    const absoluteExpiresAt = new Date(now + this.#policy.absoluteTimeoutMs);
+    const idleExpiresAt = new Date(Math.min(now + this.#policy.idleTimeoutMs, absoluteExpiresAt.getTime()));
+    // Index first: a session row without its index entry would be unreachable, the reverse is harmless.
+    await this.#credentials.insertSessionIndex(tokenHash, tenantId, absoluteExpiresAt);
+    await this.#withTenant(tenantId, (scope) =>
+      userRepository.insertSession(scope.db, {
+        id: newId(),
+        user_id: userId,
+        token_hash: tokenHash,
+        source_ip: source.sourceIp?.slice(0, 64) ?? null,
+        user_agent: source.userAgent?.slice(0, 512) ?? null,
+        idleExpiresAt,
+        absoluteExpiresAt,
+      }),
+    );
+    return { token, expiresAt: absoluteExpiresAt };
+  }
+}
+
+function acceptDisplayName(name: unknown): string {
+  if (typeof name !== 'string' || name.trim().length === 0 || name.length > 200 || /\p{Cc}/u.test(name)) {
+    throw identityErrors.invalidDisplayName();
+  }
+  return name.trim();
+}

@@ -1,0 +1,151 @@
+import { type Kysely, type Selectable, sql } from 'kysely';
+import type { AnyKysely } from '../../db/database.ts';
+import type { SessionsTable, TenantTables, UsersTable } from '../../db/tenant-tables.ts';
+
+export type AccountRole = UsersTable['role'];
+
+export interface User {
+  id: string;
+  email: string;
+  displayName: string;
+  status: UsersTable['status'];
+  role: AccountRole;
+  createdAt: Date;
+}
+
+export interface UserWithSecret extends User {
+  passwordHash: string | null;
+}
+
+export interface ActiveSession {
+  sessionId: string;
+  user: User;
+  lastSeenAt: Date;
+}
+
+/**
+ * Users and sessions of one tenant. Every method takes the tenant-scoped handle from `withTenant`,
+ * so it can only ever touch the schema of the tenant in context.
+ */
+export const userRepository = {
+  async insert(db: AnyKysely, user: UserWithSecret): Promise<User> {
+    const row = await tenant(db)
+      .insertInto('users')
+      .values({
+        id: user.id,
+        email: user.email,
+        display_name: user.displayName,
+        status: user.status,
+        role: user.role,
+        password_hash: user.passwordHash,
+      })
+      .returningAll()
+      .executeTakeFirstOrThrow();
+    return toUser(row);
+  },
+
+  async findByEmail(db: AnyKysely, email: string): Promise<UserWithSecret | undefined> {
+    const row = await tenant(db)
+      .selectFrom('users')
+      .selectAll()
+      .where('email', '=', email)
+      .executeTakeFirst();
+    return row && { ...toUser(row), passwordHash: row.password_hash };
+  },
+
+  async updatePasswordHash(db: AnyKysely, userId: string, passwordHash: string): Promise<void> {
+    await tenant(db)
+      .updateTable('users')
+      .set({ password_hash: passwordHash, updated_at: sql`now()` })
+      .where('id', '=', userId)
+      .execute();
+  },
+
+  async insertSession(
+    db: AnyKysely,
+    session: Pick<Selectable<SessionsTable>, 'id' | 'user_id' | 'token_hash' | 'source_ip' | 'user_agent'> & {
+      idleExpiresAt: Date;
+      absoluteExpiresAt: Date;
+    },
+  ): Promise<void> {
+    await tenant(db)
+      .insertInto('sessions')
+      .values({
+        id: session.id,
+        user_id: session.user_id,
+        token_hash: session.token_hash,
+        source_ip: session.source_ip,
+        user_agent: session.user_agent,
+        idle_expires_at: session.idleExpiresAt,
+        absolute_expires_at: session.absoluteExpiresAt,
+      })
+      .execute();
+  },
+
+  /** The live session for a token hash: not revoked, not idle or absolutely expired, user active. */
+  async findActiveSession(db: AnyKysely, tokenHash: Buffer): Promise<ActiveSession | undefined> {
+    const row = await tenant(db)
+      .selectFrom('sessions as s')
+      .innerJoin('users as u', 'u.id', 's.user_id')
+      .select([
+        's.id as session_id',
+        's.last_seen_at',
+        'u.id',
+        'u.email',
+        'u.display_name',
+        'u.status',
+        'u.role',
+        'u.created_at',
+      ])
+      .where('s.token_hash', '=', tokenHash)
+      .where('s.revoked_at', 'is', null)
+      .where('s.idle_expires_at', '>', sql<Date>`now()`)
+      .where('s.absolute_expires_at', '>', sql<Date>`now()`)
+      .where('u.status', '=', 'active')
+      .executeTakeFirst();
+    return row && { sessionId: row.session_id, lastSeenAt: new Date(row.last_seen_at), user: toUser(row) };
+  },
+
+  /** Slides the idle expiry (never past the absolute one). */
+  async touchSession(db: AnyKysely, sessionId: string, idleTimeoutMs: number): Promise<void> {
+    await tenant(db)
+      .updateTable('sessions')
+      .set({
+        last_seen_at: sql`now()`,
+        idle_expires_at: sql`least(absolute_expires_at, now() + ${`${idleTimeoutMs} milliseconds`}::interval)`,
+      })
+      .where('id', '=', sessionId)
+      .execute();
+  },
+
+  /** Revokes one session, or every live session of a user; returns the token hashes revoked. */
+  async revokeSessions(db: AnyKysely, where: { sessionId: string } | { userId: string }): Promise<Buffer[]> {
+    let query = tenant(db)
+      .updateTable('sessions')
+      .set({ revoked_at: sql`now()` })
+      .where('revoked_at', 'is', null);
+    query =
+      'sessionId' in where
+        ? query.where('id', '=', where.sessionId)
+        : query.where('user_id', '=', where.userId);
+    const rows = await query.returning('token_hash').execute();
+    return rows.map((r) => Buffer.from(r.token_hash));
+  },
+};
+
+function tenant(db: AnyKysely): Kysely<TenantTables> {
+  return db as Kysely<TenantTables>;
+}
+
+function toUser(
+  row: Pick<Selectable<UsersTable>, 'id' | 'email' | 'display_name' | 'status' | 'role' | 'created_at'>,
+): User {
+  return {
+    id: row.id,
+    email: row.email,
+    displayName: row.display_name,
+    status: row.status,
+    role: row.role,
+    createdAt: new Date(row.created_at),
+  };
+}
