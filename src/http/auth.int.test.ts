@@ -87,6 +87,19 @@ for (const kind of await testDatabaseKinds()) {
       }
     });
 
+    it('throttles repeated failures with 429 and Retry-After', async () => {
+      const target = {
+        tenant: 'initech',
+        email: 'milton@initech.test',
+        password: 'not even an account here',
+      };
+      for (let i = 0; i < 5; i++) expect((await login(target)).statusCode).toBe(401);
+      const throttled = await login(target);
+      expect(throttled.statusCode).toBe(429);
+      expect(throttled.json().error.code).toBe('login_throttled');
+      expect(Number(throttled.headers['retry-after'])).toBeGreaterThanOrEqual(1);
+    });
+
     it('rejects extra fields instead of ignoring them (no mass assignment)', async () => {
       const res = await login({ tenant: 'initech', email: 'bill@initech.test', password, role: 'owner' });
       expect(res.statusCode).toBe(400);

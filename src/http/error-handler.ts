@@ -94,6 +94,8 @@ export function sendError(
   const body: ErrorBody = { error: { code: error.code, message: error.message, requestId: request.id } };
   if (error.details !== undefined) body.error.details = error.details;
   if (error.kind === 'unauthenticated') reply.header('www-authenticate', 'Bearer');
+  const retryAfter = error.details?.retryAfterSeconds;
+  if (typeof retryAfter === 'number') reply.header('retry-after', String(retryAfter));
   return reply.status(status).type('application/json; charset=utf-8').send(body);
 }
 

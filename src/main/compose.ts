@@ -1,3 +1,4 @@
+import { MemoryCache } from '../adapters/cache/cache.memory.ts';
 import { migrateControlPlane } from '../db/control-plane.ts';
 import type { Database } from '../db/database.ts';
 import { controlMigrations } from '../db/migrations/control/index.ts';
@@ -6,6 +7,7 @@ import type { Migration } from '../db/migrator.ts';
 import { createWithTenant, type WithTenant } from '../db/with-tenant.ts';
 import { CredentialsRepository } from '../modules/identity/credentials.repository.ts';
 import { IdentityService } from '../modules/identity/identity.service.ts';
+import { LoginThrottle } from '../modules/identity/login-throttle.ts';
 import { PasswordHasher } from '../modules/identity/password-hasher.ts';
 import type { KeyProvider } from '../modules/keys/key-provider.port.ts';
 import { TenantKeysRepository } from '../modules/keys/tenant-keys.repository.ts';
@@ -16,6 +18,7 @@ import { FleetMigrationService } from '../modules/tenants/fleet-migration.servic
 import { TenantRepository } from '../modules/tenants/tenant.repository.ts';
 import { TenantService } from '../modules/tenants/tenant.service.ts';
 import { type Clock, systemClock } from '../platform/clock.ts';
+import type { Cache } from '../ports/cache.port.ts';
 
 /** The services built over one database and key provider: what the server, the CLI and tests share. */
 export interface Core {
@@ -34,6 +37,11 @@ export interface CoreOptions {
   database: Database;
   keyProvider: KeyProvider;
   clock?: Clock;
+  /**
+   * Temporary data (login throttling, later sessions and rate limits). The runtime passes the
+   * configured cache; tests and tools that pass none get an in-process one.
+   */
+  cache?: Cache;
   /** Tenant migrations to use (the bench adds one); default: the shipped list. */
   tenantMigrations?: readonly Migration[];
 }
@@ -61,6 +69,7 @@ export function composeCore(options: CoreOptions): Core {
       tenants: tenantRepository,
       credentials: new CredentialsRepository(database.control),
       hasher: new PasswordHasher(),
+      throttle: new LoginThrottle({ cache: options.cache ?? new MemoryCache() }),
       clock,
     }),
     fleet: new FleetMigrationService({ database, tenants: tenantRepository, migrations }),

@@ -12,7 +12,7 @@ import { loadMasterKey } from './embedded.ts';
 export interface Runtime {
   core: Core;
   objects: ObjectStore | undefined;
-  cache: Cache | undefined;
+  cache: Cache;
   close(): Promise<void>;
 }
 
@@ -38,15 +38,15 @@ export async function openRuntime(
       await closeOne().catch((error) => log.warn({ err: error }, 'close failed'));
   };
   try {
-    const core = composeCore({ database, keyProvider });
+    // The cache is part of the core (login throttling must hold across nodes); objects only serve.
+    const cache = openCache(config.cache.url);
+    closers.push(() => cache.close());
+    const core = composeCore({ database, keyProvider, cache });
     await prepareControlPlane(core);
     let objects: ObjectStore | undefined;
-    let cache: Cache | undefined;
     if (options.withAdapters) {
       objects = openObjectStore(config.objects);
       closers.push(() => objects!.close());
-      cache = openCache(config.cache.url);
-      closers.push(() => cache!.close());
     }
     return { core, objects, cache, close };
   } catch (error) {

@@ -35,7 +35,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
       readinessChecks: {
         database: () => core.database.ping(),
         objects: () => objects!.ping(),
-        cache: () => cache!.ping(),
+        cache: () => cache.ping(),
       },
       isDraining: () => draining,
       logger: log,

@@ -21,6 +21,18 @@ export const identityErrors = {
     'unauthenticated',
     'The tenant, email or password is wrong, or the account cannot sign in.',
   ),
+  throttled: defineError(
+    'login_throttled',
+    'rate_limited',
+    'Too many failed sign-ins: wait before trying again (Retry-After). After 100 consecutive failures the account is locked for an hour.',
+    (retryAfterSeconds: number, reason: 'backoff' | 'locked' | 'source') => ({
+      message:
+        reason === 'locked'
+          ? `too many failed sign-ins: locked; retry in ${retryAfterSeconds} s`
+          : `too many failed sign-ins; retry in ${retryAfterSeconds} s`,
+      details: { retryAfterSeconds, reason },
+    }),
+  ),
   busy: defineError(
     'login_busy',
     'rate_limited',

@@ -6,6 +6,7 @@ import type { TenantRepository } from '../tenants/tenant.repository.ts';
 import { normalizeEmail } from '../tenants/tenant-validation.ts';
 import type { CredentialsRepository } from './credentials.repository.ts';
 import { identityErrors } from './identity.errors.ts';
+import type { LoginThrottle } from './login-throttle.ts';
 import type { PasswordHasher } from './password-hasher.ts';
 import { acceptNewPassword, maxPasswordBytes, normalizePassword } from './password-policy.ts';
 import { type AccountRole, type User, userRepository } from './user.repository.ts';
@@ -50,6 +51,7 @@ export class IdentityService {
   readonly #tenants: TenantRepository;
   readonly #credentials: CredentialsRepository;
   readonly #hasher: PasswordHasher;
+  readonly #throttle: LoginThrottle;
   readonly #clock: Clock;
   readonly #policy: SessionPolicy;
 
@@ -58,9 +60,11 @@ export class IdentityService {
     tenants: TenantRepository;
     credentials: CredentialsRepository;
     hasher: PasswordHasher;
+    throttle: LoginThrottle;
     clock: Clock;
     sessionPolicy?: SessionPolicy;
   }) {
+    this.#throttle = deps.throttle;
     this.#withTenant = deps.withTenant;
     this.#tenants = deps.tenants;
     this.#credentials = deps.credentials;
@@ -131,6 +135,8 @@ export class IdentityService {
     } catch {
       email = '';
     }
+    const attempt = { tenant: String(input.tenant), email: email || String(input.email) };
+    await this.#throttle.check(attempt, input.sourceIp);
     const tenant =
       typeof input.tenant === 'string' ? await this.#tenants.findLiveBySlug(input.tenant) : undefined;
     const account =
@@ -139,10 +145,15 @@ export class IdentityService {
         : undefined;
     if (!tenant || !account || account.passwordHash === null) {
       await this.#hasher.verifyNothing(normalized);
+      await this.#throttle.recordFailure(attempt, input.sourceIp);
       throw identityErrors.invalidCredentials();
     }
     const check = await this.#hasher.verify(account.passwordHash, normalized);
-    if (!check.ok || account.status !== 'active') throw identityErrors.invalidCredentials();
+    if (!check.ok || account.status !== 'active') {
+      await this.#throttle.recordFailure(attempt, input.sourceIp);
+      throw identityErrors.invalidCredentials();
+    }
+    await this.#throttle.recordSuccess(attempt);
     // Only now, with the right password, does the caller learn the tenant is suspended.
     if (tenant.status === 'suspended') throw identityErrors.tenantSuspended();
     if (check.needsRehash) {
