@@ -1,5 +1,6 @@
 import { listConfigVariables } from '../src/config/config.ts';
 import { statusByKind } from '../src/http/error-handler.ts';
+import { accountRoleAllows, actions, projectRoleAllows } from '../src/modules/access/policy.ts';
 import { staffRoles } from '../src/modules/staff/staff.service.ts';
 import { staffPermissions } from '../src/modules/staff/staff-permissions.ts';
 import { listErrorDefinitions } from '../src/platform/errors.ts';
@@ -46,6 +47,27 @@ export function renderStaffPermissionTable(): string {
   const rows = Object.entries(staffPermissions).map(
     ([action, roles]) =>
       `| \`${action}\` | ${staffRoles.map((role) => ((roles as readonly string[]).includes(role) ? 'yes' : 'no')).join(' | ')} |`,
+  );
+  return [header, rule, ...rows].join('\n');
+}
+
+/** The tenant allow matrix of `authorize`, as it is in code (docs/security.md quotes it verbatim). */
+export function renderAccessMatrix(): string {
+  const columns = [
+    ...Object.keys(accountRoleAllows).map((role) => ({
+      name: `account ${role}`,
+      allows: accountRoleAllows[role as keyof typeof accountRoleAllows],
+    })),
+    ...Object.keys(projectRoleAllows).map((role) => ({
+      name: role,
+      allows: projectRoleAllows[role as keyof typeof projectRoleAllows],
+    })),
+  ];
+  const header = `| action | ${columns.map((c) => c.name).join(' | ')} |`;
+  const rule = `| --- | ${columns.map(() => '---').join(' | ')} |`;
+  const rows = actions.map(
+    (action) =>
+      `| \`${action}\` | ${columns.map((c) => ((c.allows as readonly string[]).includes(action) ? 'yes' : 'no')).join(' | ')} |`,
   );
   return [header, rule, ...rows].join('\n');
 }

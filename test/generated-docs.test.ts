@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import {
+  renderAccessMatrix,
   renderEnvExample,
   renderErrorCatalogue,
   renderStaffPermissionTable,
@@ -18,6 +19,10 @@ describe('generated docs are current (run `npm run docs` after changing errors o
 
   it('docs/security.md quotes the staff permission table as it is in code', () => {
     expect(readFileSync(resolve(root, 'docs/security.md'), 'utf8')).toContain(renderStaffPermissionTable());
+  });
+
+  it('docs/security.md quotes the tenant allow matrix as it is in code', () => {
+    expect(readFileSync(resolve(root, 'docs/security.md'), 'utf8')).toContain(renderAccessMatrix());
   });
 
   it('.env.example lists every variable', () => {

@@ -90,7 +90,7 @@ describe('strongroom serve', () => {
     expect(res.status).toBe(200);
     expect(JSON.parse(res.body)).toEqual({
       status: 'ready',
-      checks: { database: 'ok', objects: 'ok', cache: 'ok' },
+      checks: { database: 'ok', objects: 'ok', cache: 'ok', mail: 'ok' },
     });
     expect(res.headers['strict-transport-security']).toContain('max-age=31536000');
   });

@@ -28,6 +28,12 @@ const objectsUrl = z
     (v) => v.startsWith('file://') || v.startsWith('s3://'),
     'must be file://<folder> or s3://<bucket>?…',
   );
+const mailUrl = z
+  .string()
+  .refine(
+    (v) => v === 'outbox:' || /^smtps?:\/\//.test(v),
+    'must be outbox:, smtp://host[:port] or smtps://host[:port]',
+  );
 const cacheUrl = z
   .string()
   .refine(
@@ -80,6 +86,12 @@ const envSchema = z.object({
 
   STRONGROOM_CACHE: cacheUrl.default('memory:'),
 
+  STRONGROOM_MAIL: mailUrl.default('outbox:'),
+  STRONGROOM_MAIL_FROM: z.string().min(1).max(300).default('Strongroom <no-reply@strongroom.localhost>'),
+  STRONGROOM_SMTP_USER: z.string().min(1).optional(),
+  STRONGROOM_SMTP_PASSWORD: z.string().min(1).optional(),
+  STRONGROOM_SMTP_REQUIRE_TLS: z.enum(['true', 'false']).optional(),
+
   STRONGROOM_MASTER_KEY: z.string().min(1).optional(),
   STRONGROOM_MASTER_KEY_FILE: z.string().min(1).optional(),
   STRONGROOM_PREVIOUS_MASTER_KEY: z.string().min(1).optional(),
@@ -94,7 +106,7 @@ const envSchema = z.object({
  * Variables whose value may instead come from the file named by `<VAR>_FILE`. (The master keys have
  * their own `_FILE` variables in the schema: the key provider reads, and may generate, that file.)
  */
-const fileSecrets = ['STRONGROOM_S3_SECRET_ACCESS_KEY', 'DATABASE_URL'] as const;
+const fileSecrets = ['STRONGROOM_S3_SECRET_ACCESS_KEY', 'DATABASE_URL', 'STRONGROOM_SMTP_PASSWORD'] as const;
 
 export type MasterKeySource =
   | { kind: 'value'; key: Secret<Buffer> }
@@ -131,6 +143,15 @@ export interface Config {
         credentials: { accessKeyId: string; secretAccessKey: Secret<string> } | undefined;
       };
   cache: { url: string };
+  mail:
+    | { kind: 'outbox'; dir: string; from: string }
+    | {
+        kind: 'smtp';
+        url: string;
+        from: string;
+        auth: { user: string; pass: Secret<string> } | undefined;
+        requireTls: boolean | undefined;
+      };
   keys: { master: MasterKeySource; previousMaster: Secret<Buffer> | undefined };
   migrate: { batchSize: number; concurrency: number; canarySize: number };
 }
@@ -284,6 +305,22 @@ export function loadConfig(env: Record<string, string | undefined>, options: Loa
         },
     objects,
     cache: { url: e.STRONGROOM_CACHE },
+    mail:
+      e.STRONGROOM_MAIL === 'outbox:'
+        ? { kind: 'outbox', dir: resolve(dataDir, 'outbox'), from: e.STRONGROOM_MAIL_FROM }
+        : {
+            kind: 'smtp',
+            url: e.STRONGROOM_MAIL,
+            from: e.STRONGROOM_MAIL_FROM,
+            auth:
+              e.STRONGROOM_SMTP_USER === undefined
+                ? undefined
+                : { user: e.STRONGROOM_SMTP_USER, pass: new Secret(e.STRONGROOM_SMTP_PASSWORD ?? '') },
+            requireTls:
+              e.STRONGROOM_SMTP_REQUIRE_TLS === undefined
+                ? undefined
+                : e.STRONGROOM_SMTP_REQUIRE_TLS === 'true',
+          },
     keys: { master, previousMaster },
     migrate: {
       batchSize: e.STRONGROOM_MIGRATE_BATCH_SIZE,
@@ -311,6 +348,17 @@ function checkRawValues(raw: Record<string, string | undefined>, problems: strin
   ) {
     problems.push(
       'STRONGROOM_PREVIOUS_MASTER_KEY and STRONGROOM_PREVIOUS_MASTER_KEY_FILE are both set; use one',
+    );
+  }
+  if (
+    both('STRONGROOM_SMTP_USER', 'STRONGROOM_SMTP_PASSWORD') &&
+    raw.STRONGROOM_SMTP_PASSWORD_FILE === undefined
+  ) {
+    problems.push('STRONGROOM_SMTP_USER and STRONGROOM_SMTP_PASSWORD must be set together');
+  }
+  if ((raw.STRONGROOM_MAIL ?? 'outbox:') === 'outbox:' && raw.STRONGROOM_SMTP_USER !== undefined) {
+    problems.push(
+      'STRONGROOM_SMTP_USER is set but STRONGROOM_MAIL is the outbox; set STRONGROOM_MAIL=smtp://…',
     );
   }
   if (raw.STRONGROOM_OBJECTS?.startsWith('s3://')) {

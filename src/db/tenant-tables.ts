@@ -5,6 +5,8 @@ export interface TenantTables {
   settings: { key: string; value: unknown; updated_at: Timestamp };
   users: UsersTable;
   sessions: SessionsTable;
+  projects: ProjectsTable;
+  project_members: ProjectMembersTable;
 }
 
 type Timestamp = ColumnType<Date, Date | string | undefined, Date | string>;
@@ -31,4 +33,20 @@ export interface SessionsTable {
   revoked_at: Timestamp | null;
   source_ip: string | null;
   user_agent: string | null;
+}
+
+export interface ProjectsTable {
+  id: string;
+  name: string;
+  created_by: string;
+  created_at: Timestamp;
+  updated_at: Timestamp;
+}
+
+export interface ProjectMembersTable {
+  project_id: string;
+  user_id: string;
+  role: 'project_admin' | 'contributor' | 'viewer';
+  granted_by: string;
+  granted_at: Timestamp;
 }

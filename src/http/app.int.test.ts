@@ -24,6 +24,7 @@ for (const kind of await testDatabaseKinds()) {
           tenants: core.tenants,
           staff: core.staff,
           identity: core.identity,
+          projects: core.projects,
           readinessChecks: {
             database: () => core.database.ping(),
             objects: async () => {
@@ -284,6 +285,7 @@ describe('behind a TLS-terminating proxy', () => {
         tenants: {} as Core['tenants'],
         staff: { authenticate: async () => undefined } as unknown as Core['staff'],
         identity: {} as Core['identity'],
+        projects: {} as Core['projects'],
         readinessChecks: {},
         isDraining: () => false,
       },

@@ -10,6 +10,7 @@ import {
   type ZodTypeProvider,
 } from 'fastify-type-provider-zod';
 import type { IdentityService } from '../modules/identity/identity.service.ts';
+import type { ProjectService } from '../modules/projects/project.service.ts';
 import type { StaffService } from '../modules/staff/staff.service.ts';
 import type { TenantService } from '../modules/tenants/tenant.service.ts';
 import type { Logger } from '../platform/logger.ts';
@@ -26,6 +27,7 @@ import { registerStaffAuth } from './plugins/staff-auth.ts';
 import { authRoutes, sessionRoutes } from './routes/auth.route.ts';
 import { healthRoutes, type ReadinessCheck } from './routes/health.route.ts';
 import { opsTenantRoutes } from './routes/ops-tenants.route.ts';
+import { projectRoutes } from './routes/projects.route.ts';
 
 /** The built app; its server type depends on whether TLS is on, so it is left open here. */
 export type App = AnyFastify;
@@ -34,6 +36,7 @@ export interface AppDeps {
   tenants: TenantService;
   staff: StaffService;
   identity: IdentityService;
+  projects: ProjectService;
   readinessChecks: Record<string, ReadinessCheck>;
   /** True once shutdown began: /readyz turns 503 and new requests are refused. */
   isDraining: () => boolean;
@@ -136,6 +139,7 @@ export async function buildApp(deps: AppDeps, options: AppOptions): Promise<App>
     async (tenantScope) => {
       registerSessionAuth(tenantScope, deps.identity);
       await tenantScope.register(sessionRoutes({ identity: deps.identity }));
+      await tenantScope.register(projectRoutes({ projects: deps.projects }));
     },
     { prefix: '/api/v1' },
   );

@@ -12,6 +12,7 @@ import { PasswordHasher } from '../modules/identity/password-hasher.ts';
 import type { KeyProvider } from '../modules/keys/key-provider.port.ts';
 import { TenantKeysRepository } from '../modules/keys/tenant-keys.repository.ts';
 import { TenantKeyService } from '../modules/keys/tenant-keys.service.ts';
+import { ProjectService } from '../modules/projects/project.service.ts';
 import { StaffRepository } from '../modules/staff/staff.repository.ts';
 import { StaffService } from '../modules/staff/staff.service.ts';
 import { FleetMigrationService } from '../modules/tenants/fleet-migration.service.ts';
@@ -29,6 +30,7 @@ export interface Core {
   tenantRepository: TenantRepository;
   staff: StaffService;
   identity: IdentityService;
+  projects: ProjectService;
   fleet: FleetMigrationService;
   tenantMigrations: readonly Migration[];
 }
@@ -72,6 +74,7 @@ export function composeCore(options: CoreOptions): Core {
       throttle: new LoginThrottle({ cache: options.cache ?? new MemoryCache() }),
       clock,
     }),
+    projects: new ProjectService({ withTenant }),
     fleet: new FleetMigrationService({ database, tenants: tenantRepository, migrations }),
     tenantMigrations: migrations,
   };

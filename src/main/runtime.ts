@@ -3,8 +3,9 @@ import type { Config } from '../config/config.ts';
 import { openDatabase } from '../db/database.ts';
 import type { Logger } from '../platform/logger.ts';
 import type { Cache } from '../ports/cache.port.ts';
+import type { Mailer } from '../ports/mail.port.ts';
 import type { ObjectStore } from '../ports/object-store.port.ts';
-import { openCache, openObjectStore } from './adapters.ts';
+import { openCache, openMailer, openObjectStore } from './adapters.ts';
 import { type Core, composeCore, prepareControlPlane } from './compose.ts';
 import { loadMasterKey } from './embedded.ts';
 
@@ -13,6 +14,7 @@ export interface Runtime {
   core: Core;
   objects: ObjectStore | undefined;
   cache: Cache;
+  mailer: Mailer | undefined;
   close(): Promise<void>;
 }
 
@@ -44,11 +46,14 @@ export async function openRuntime(
     const core = composeCore({ database, keyProvider, cache });
     await prepareControlPlane(core);
     let objects: ObjectStore | undefined;
+    let mailer: Mailer | undefined;
     if (options.withAdapters) {
       objects = openObjectStore(config.objects);
       closers.push(() => objects!.close());
+      mailer = openMailer(config.mail);
+      closers.push(() => mailer!.close());
     }
-    return { core, objects, cache, close };
+    return { core, objects, cache, mailer, close };
   } catch (error) {
     await close();
     throw error;

@@ -23,7 +23,7 @@ export interface RunningServer {
 export async function startServer(config: Config, log: Logger): Promise<RunningServer> {
   const runtime = await openRuntime(config, log, { withAdapters: true });
   let draining = false;
-  const { core, objects, cache } = runtime;
+  const { core, objects, cache, mailer } = runtime;
   const behindProxy = config.server.trustProxy !== undefined;
   const tls = behindProxy ? undefined : await loadTlsMaterial(config.server.tls, log);
 
@@ -32,10 +32,12 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
       tenants: core.tenants,
       staff: core.staff,
       identity: core.identity,
+      projects: core.projects,
       readinessChecks: {
         database: () => core.database.ping(),
         objects: () => objects!.ping(),
         cache: () => cache.ping(),
+        mail: () => mailer!.ping(),
       },
       isDraining: () => draining,
       logger: log,

@@ -1,10 +1,15 @@
 import type { Migration } from '../../migrator.ts';
 import { createSettings } from './20261122000000-create-settings.ts';
 import { createUsersAndSessions } from './20261122010000-create-users-and-sessions.ts';
+import { createProjects } from './20261122020000-create-projects.ts';
 
 /**
  * Tenant-schema migrations, oldest first, applied to every tenant by the fleet runner. Append only;
  * DDL must stay compatible with Citus schema-based sharding: no cross-schema foreign keys and no
  * `CREATE SCHEMA … CREATE TABLE`.
  */
-export const tenantMigrations: readonly Migration[] = [createSettings, createUsersAndSessions];
+export const tenantMigrations: readonly Migration[] = [
+  createSettings,
+  createUsersAndSessions,
+  createProjects,
+];

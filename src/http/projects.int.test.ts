@@ -1,0 +1,297 @@
+import { createHash } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openTestCore, type TestDatabase, testDatabaseKinds } from '../../test/support/databases.ts';
+import { hashPassword } from '../crypto/password.ts';
+import type { Core } from '../main/compose.ts';
+import { type AccountRole, type Action, decide, type ProjectRole } from '../modules/access/policy.ts';
+import { newId } from '../platform/ids.ts';
+import { type App, buildApp } from './app.ts';
+
+/** Each tenant-scope route and the policy action it performs; the matrix below is derived from it. */
+const routes: Array<{ method: string; path: string; action: Action | 'session'; body?: unknown }> = [
+  { method: 'GET', path: '/api/v1/me', action: 'session' },
+  { method: 'POST', path: '/api/v1/auth/logout', action: 'session' },
+  { method: 'POST', path: '/api/v1/auth/logout-everywhere', action: 'session' },
+  {
+    method: 'POST',
+    path: '/api/v1/projects',
+    action: 'projects.create',
+    body: { name: 'made in the matrix' },
+  },
+  { method: 'GET', path: '/api/v1/projects', action: 'projects.list' },
+  { method: 'GET', path: '/api/v1/projects/{projectId}', action: 'project.read' },
+  {
+    method: 'PATCH',
+    path: '/api/v1/projects/{projectId}',
+    action: 'project.update',
+    body: { name: 'renamed' },
+  },
+  { method: 'DELETE', path: '/api/v1/projects/{projectId}', action: 'project.delete' },
+  { method: 'GET', path: '/api/v1/projects/{projectId}/members', action: 'project.members.read' },
+  { method: 'GET', path: '/api/v1/projects/{projectId}/members/{userId}', action: 'project.members.read' },
+  {
+    method: 'PUT',
+    path: '/api/v1/projects/{projectId}/members/{userId}',
+    action: 'project.members.manage',
+    body: { role: 'viewer' },
+  },
+  {
+    method: 'DELETE',
+    path: '/api/v1/projects/{projectId}/members/{userId}',
+    action: 'project.members.manage',
+  },
+];
+const publicRoutes = ['POST /api/v1/auth/setup', 'POST /api/v1/auth/login'];
+
+const statusOf = { allow: [200, 201, 204], forbidden: [403], not_found: [404] } as const;
+const password = 'matrix users share one long password';
+
+interface Actor {
+  name: string;
+  email?: string;
+  token: string | undefined;
+  accountRole?: AccountRole;
+  projectRole?: ProjectRole;
+}
+
+for (const kind of await testDatabaseKinds()) {
+  describe.skipIf(kind.skipReason)(
+    `projects and permissions over HTTP on ${kind.name}${kind.skipReason}`,
+    () => {
+      let core: Core;
+      let testDb: TestDatabase;
+      let app: App;
+      const tenantA = { id: '', projectId: '', targetUserId: '' };
+      const actors: Actor[] = [];
+      let outsider: string; // owner of tenant B
+
+      async function addUser(
+        tenantId: string,
+        email: string,
+        role: AccountRole,
+        passwordHash: string,
+      ): Promise<string> {
+        const id = newId();
+        await core.withTenant(tenantId, (scope) =>
+          scope.db
+            .insertInto('users')
+            .values({ id, email, display_name: email, status: 'active', role, password_hash: passwordHash })
+            .execute(),
+        );
+        return id;
+      }
+      async function signIn(tenant: string, email: string): Promise<string> {
+        return (await core.identity.login({ tenant, email, password })).session.token;
+      }
+      const send = (method: string, url: string, token: string | undefined, body?: unknown) =>
+        app.inject({
+          method: method as 'GET',
+          url,
+          headers: {
+            ...(token ? { authorization: `Bearer ${token}` } : {}),
+            ...(body ? { 'content-type': 'application/json' } : {}),
+          },
+          ...(body ? { payload: JSON.stringify(body) } : {}),
+        });
+
+      beforeAll(async () => {
+        ({ core, testDb } = await openTestCore(kind));
+        app = await buildApp(
+          {
+            tenants: core.tenants,
+            staff: core.staff,
+            identity: core.identity,
+            projects: core.projects,
+            readinessChecks: {},
+            isDraining: () => false,
+          },
+          { bodyLimitBytes: 16_384 },
+        );
+        const passwordHash = await hashPassword(password);
+        tenantA.id = (
+          await core.tenants.create({ slug: 'tenant-a', name: 'A', ownerEmail: 'owner@a.test' })
+        ).tenant.id;
+        const tenantB = (
+          await core.tenants.create({ slug: 'tenant-b', name: 'B', ownerEmail: 'owner@b.test' })
+        ).tenant.id;
+        await addUser(tenantA.id, 'owner@a.test', 'owner', passwordHash);
+        await addUser(tenantB, 'owner@b.test', 'owner', passwordHash);
+        const ids: Record<string, string> = {};
+        for (const [email, role] of [
+          ['admin@a.test', 'admin'],
+          ['member@a.test', 'member'],
+          ['viewer@a.test', 'member'],
+          ['contributor@a.test', 'member'],
+          ['padmin@a.test', 'member'],
+          ['target@a.test', 'member'],
+        ] as const) {
+          ids[email] = await addUser(tenantA.id, email, role, passwordHash);
+        }
+        tenantA.targetUserId = ids['target@a.test']!;
+        const ownerToken = await signIn('tenant-a', 'owner@a.test');
+        const created = await send('POST', '/api/v1/projects', ownerToken, { name: 'CANARY-A-project-7f3e' });
+        expect(created.statusCode).toBe(201);
+        tenantA.projectId = created.json().id;
+        for (const [email, role] of [
+          ['viewer@a.test', 'viewer'],
+          ['contributor@a.test', 'contributor'],
+          ['padmin@a.test', 'project_admin'],
+          ['target@a.test', 'viewer'],
+        ] as const) {
+          const put = await send(
+            'PUT',
+            `/api/v1/projects/${tenantA.projectId}/members/${ids[email]}`,
+            ownerToken,
+            { role },
+          );
+          expect(put.statusCode).toBe(200);
+        }
+        for (const [name, email, accountRole, projectRole] of [
+          ['owner', 'owner@a.test', 'owner', undefined],
+          ['admin', 'admin@a.test', 'admin', undefined],
+          ['member without project', 'member@a.test', 'member', undefined],
+          ['viewer', 'viewer@a.test', 'member', 'viewer'],
+          ['contributor', 'contributor@a.test', 'member', 'contributor'],
+          ['project admin', 'padmin@a.test', 'member', 'project_admin'],
+        ] as const) {
+          actors.push({ name, email, accountRole, projectRole, token: await signIn('tenant-a', email) });
+        }
+        actors.push(
+          { name: 'anonymous', token: undefined },
+          {
+            name: 'staff operator',
+            token: (
+              await core.staff.create({ email: 'ops@platform.test', displayName: 'Ops', role: 'operator' })
+            ).apiKey,
+          },
+        );
+        outsider = await signIn('tenant-b', 'owner@b.test');
+      });
+      afterAll(async () => {
+        await app?.close();
+        await testDb?.close();
+      });
+
+      it('has a matrix row for every tenant-scope route in the OpenAPI document', async () => {
+        const doc = (await send('GET', '/api/v1/openapi.json', undefined)).json();
+        const documented = Object.entries(doc.paths as Record<string, Record<string, unknown>>)
+          .filter(([path]) => path.startsWith('/api/v1/') && !path.startsWith('/api/v1/ops/'))
+          .flatMap(([path, methods]) => Object.keys(methods).map((m) => `${m.toUpperCase()} ${path}`))
+          .filter((route) => !publicRoutes.includes(route))
+          .sort();
+        expect(documented).toEqual(routes.map((r) => `${r.method} ${r.path}`).sort());
+      });
+
+      it('answers every route for every principal exactly as the policy says', async () => {
+        const mismatches: string[] = [];
+        // Deletes run on throwaway projects; the session-ending routes run last, each on a fresh session.
+        const endsSessions = (r: (typeof routes)[number]) => r.action === 'session' && r.method === 'POST';
+        const ordered = [...routes.filter((r) => !endsSessions(r)), ...routes.filter(endsSessions)];
+        for (const route of ordered) {
+          for (const actor of actors) {
+            let projectId = tenantA.projectId;
+            let token = actor.token;
+            if (route.action === 'project.delete' || route.method === 'DELETE') {
+              // A fresh project (with the actor's membership) so a successful delete harms nothing.
+              const owner = actors.find((a) => a.name === 'owner')!.token;
+              projectId = (await send('POST', '/api/v1/projects', owner, { name: 'throwaway' })).json().id;
+              const self = actor.token && (await send('GET', '/api/v1/me', actor.token)).json().user?.id;
+              if (actor.projectRole && self)
+                await send('PUT', `/api/v1/projects/${projectId}/members/${self}`, owner, {
+                  role: actor.projectRole,
+                });
+              await send('PUT', `/api/v1/projects/${projectId}/members/${tenantA.targetUserId}`, owner, {
+                role: 'viewer',
+              });
+            }
+            if (route.action === 'session' && route.method === 'POST' && actor.accountRole) {
+              const email = `${actor.name === 'owner' ? 'owner' : actor.name === 'admin' ? 'admin' : actor.name === 'member without project' ? 'member' : actor.name === 'viewer' ? 'viewer' : actor.name === 'contributor' ? 'contributor' : 'padmin'}@a.test`;
+              token = await signIn('tenant-a', email); // logging out must not end the actor's main session
+            }
+            const url = route.path
+              .replace('{projectId}', projectId)
+              .replace('{userId}', tenantA.targetUserId);
+            const res = await send(route.method, url, token, route.body);
+            const expected =
+              actor.accountRole === undefined
+                ? [401]
+                : route.action === 'session'
+                  ? [200, 204]
+                  : statusOf[
+                      decide(
+                        { kind: 'user', tenantId: tenantA.id, userId: 'x', role: actor.accountRole },
+                        route.action,
+                        {
+                          tenantId: tenantA.id,
+                          isProject: route.path.includes('{projectId}'),
+                          projectRole: actor.projectRole,
+                        },
+                      )
+                    ];
+            if (!(expected as readonly number[]).includes(res.statusCode)) {
+              mismatches.push(
+                `${actor.name}: ${route.method} ${route.path} → ${res.statusCode} ${res.body.slice(0, 100)}, expected ${expected.join('/')}`,
+              );
+            }
+          }
+        }
+        expect(mismatches).toEqual([]);
+        // logout-everywhere ended the actors' sessions: sign them in again for the tests below.
+        for (const actor of actors) if (actor.email) actor.token = await signIn('tenant-a', actor.email);
+      });
+
+      it("gives another tenant's owner a 404 for every one of A's ids, leaks nothing and changes nothing", async () => {
+        const snapshot = async () => {
+          const owner = actors.find((a) => a.name === 'owner')!.token;
+          const projects = (await send('GET', '/api/v1/projects', owner)).body;
+          const members = (await send('GET', `/api/v1/projects/${tenantA.projectId}/members`, owner)).body;
+          return createHash('sha256').update(projects).update(members).digest('hex');
+        };
+        const before = await snapshot();
+        for (const route of routes.filter((r) => r.path.includes('{projectId}'))) {
+          const url = route.path
+            .replace('{projectId}', tenantA.projectId)
+            .replace('{userId}', tenantA.targetUserId);
+          const res = await send(route.method, url, outsider, route.body);
+          expect({ route: `${route.method} ${route.path}`, status: res.statusCode }).toEqual({
+            route: `${route.method} ${route.path}`,
+            status: 404,
+          });
+          expect(res.body).not.toContain('CANARY-A');
+          expect(res.body).not.toContain(tenantA.projectId);
+        }
+        const listed = await send('GET', '/api/v1/projects', outsider);
+        expect(listed.statusCode).toBe(200);
+        expect(listed.body).not.toContain('CANARY-A');
+        expect(await snapshot()).toBe(before);
+      });
+
+      it('refuses mass assignment and malformed ids with a precise 400', async () => {
+        const owner = actors.find((a) => a.name === 'owner')!.token;
+        for (const [method, url, body] of [
+          ['POST', '/api/v1/projects', { name: 'x', tenantId: tenantA.id }],
+          ['POST', '/api/v1/projects', { name: 'x', createdBy: tenantA.targetUserId }],
+          ['PUT', `/api/v1/projects/${tenantA.projectId}/members/${tenantA.targetUserId}`, { role: 'owner' }],
+          ['GET', '/api/v1/projects/not-a-uuid', undefined],
+          ['POST', '/api/v1/projects', { name: '' }],
+        ] as const) {
+          const res = await send(method, url, owner, body);
+          expect(res.statusCode, `${method} ${url}`).toBe(400);
+          expect(['invalid_request', 'invalid_project_name']).toContain(res.json().error.code);
+        }
+      });
+
+      it('applies a revoked project role on the very next request', async () => {
+        const owner = actors.find((a) => a.name === 'owner')!.token;
+        const viewer = actors.find((a) => a.name === 'viewer')!.token;
+        const viewerId = (await send('GET', '/api/v1/me', viewer)).json().user.id;
+        expect((await send('GET', `/api/v1/projects/${tenantA.projectId}`, viewer)).statusCode).toBe(200);
+        expect(
+          (await send('DELETE', `/api/v1/projects/${tenantA.projectId}/members/${viewerId}`, owner))
+            .statusCode,
+        ).toBe(204);
+        expect((await send('GET', `/api/v1/projects/${tenantA.projectId}`, viewer)).statusCode).toBe(404);
+      });
+    },
+  );
+}

@@ -1,0 +1,82 @@
+import { defineError } from '../../platform/errors.ts';
+
+/**
+ * The one authorization policy. Every allow/deny in the tenant API is decided by `authorize`, deny
+ * by default, from the allow matrix below, which is data (docs/security.md renders it).
+ */
+export type AccountRole = 'owner' | 'admin' | 'member';
+export type ProjectRole = 'project_admin' | 'contributor' | 'viewer';
+
+export const actions = [
+  'projects.create',
+  'projects.list',
+  'project.read',
+  'project.update',
+  'project.delete',
+  'project.members.read',
+  'project.members.manage',
+] as const;
+
+export type Action = (typeof actions)[number];
+
+/** What each account role may do on every project of its own tenant. */
+export const accountRoleAllows: Record<AccountRole, readonly Action[]> = {
+  owner: actions,
+  admin: actions,
+  member: ['projects.list'],
+};
+
+/** What each project role adds within that one project. */
+export const projectRoleAllows: Record<ProjectRole, readonly Action[]> = {
+  project_admin: ['project.read', 'project.update', 'project.members.read', 'project.members.manage'],
+  contributor: ['project.read', 'project.members.read'],
+  viewer: ['project.read'],
+};
+
+/** Who is asking, as far as the policy cares. Staff never reach tenant data through this policy. */
+export type AccessPrincipal =
+  | { kind: 'user'; tenantId: string; userId: string; role: AccountRole }
+  | { kind: 'staff' }
+  | { kind: 'anonymous' };
+
+/** What is asked about: the tenant it lives in, and (for one project) the caller's role there. */
+export interface AccessResource {
+  tenantId: string;
+  /** The caller's role in the project, undefined when not a member (or for tenant-wide actions). */
+  projectRole?: ProjectRole | undefined;
+  /** Whether the action is about one project. */
+  isProject: boolean;
+}
+
+export const accessErrors = {
+  forbidden: defineError('forbidden', 'forbidden', 'Your role does not allow this action.'),
+  notFound: defineError('not_found', 'not_found', 'The resource does not exist or is not visible to you.'),
+};
+
+export type Decision = 'allow' | 'forbidden' | 'not_found';
+
+/**
+ * Decides, never throws. Another tenant's resource, or a project the caller cannot even read, is
+ * `not_found`: exactly what a non-existent id gets, so ids cannot be probed. A visible resource the
+ * caller may not change is `forbidden`.
+ */
+export function decide(principal: AccessPrincipal, action: Action, resource: AccessResource): Decision {
+  // Staff are a separate realm: no staff credential opens tenant data by itself (support access
+  // needs a customer-approved grant, which is a later part of the product).
+  if (principal.kind !== 'user') return 'not_found';
+  if (principal.tenantId !== resource.tenantId) return 'not_found';
+  const allowed = new Set<Action>(accountRoleAllows[principal.role]);
+  if (resource.isProject && resource.projectRole) {
+    for (const granted of projectRoleAllows[resource.projectRole]) allowed.add(granted);
+  }
+  if (allowed.has(action)) return 'allow';
+  const canSee = !resource.isProject || allowed.has('project.read');
+  return canSee ? 'forbidden' : 'not_found';
+}
+
+/** `decide`, throwing the matching error unless allowed. */
+export function authorize(principal: AccessPrincipal, action: Action, resource: AccessResource): void {
+  const decision = decide(principal, action, resource);
+  if (decision === 'forbidden') throw accessErrors.forbidden();
+  if (decision === 'not_found') throw accessErrors.notFound();
+}
