@@ -69,7 +69,7 @@ export interface StaffKeysTable {
 export interface SetupTokensTable {
   token_hash: Uint8Array;
   tenant_id: string;
-  purpose: 'owner_setup';
+  purpose: 'owner_setup' | 'invitation';
   email: string;
   expires_at: Timestamp;
   used_at: Timestamp | null;

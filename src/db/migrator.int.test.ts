@@ -217,7 +217,14 @@ for (const kind of await testDatabaseKinds()) {
       expect(await listAppliedMigrations(db, schema)).toEqual(tenantMigrations.map((m) => m.name));
       expect(await columnsOf(db, schema, 'settings')).not.toContain('half');
       expect(await columnsOf(db, schema, 'settings')).not.toContain('note');
-      expect(await tablesIn(db, schema)).toEqual(['_migrations', 'project_members', 'projects', 'sessions', 'settings', 'users']);
+      expect(await tablesIn(db, schema)).toEqual([
+        '_migrations',
+        'project_members',
+        'projects',
+        'sessions',
+        'settings',
+        'users',
+      ]);
       // And the tenant still works.
       expect(await readSettings(core, tenant.id)).toEqual([]);
     });

@@ -8,15 +8,23 @@ import { newId } from '../platform/ids.ts';
 import { type App, buildApp } from './app.ts';
 
 /** Each tenant-scope route and the policy action it performs; the matrix below is derived from it. */
-const routes: Array<{ method: string; path: string; action: Action | 'session'; body?: unknown }> = [
+let invited = 0;
+const routes: Array<{ method: string; path: string; action: Action | 'session'; body?: () => unknown }> = [
   { method: 'GET', path: '/api/v1/me', action: 'session' },
   { method: 'POST', path: '/api/v1/auth/logout', action: 'session' },
   { method: 'POST', path: '/api/v1/auth/logout-everywhere', action: 'session' },
+  { method: 'GET', path: '/api/v1/users', action: 'users.list' },
+  {
+    method: 'POST',
+    path: '/api/v1/users/invitations',
+    action: 'users.invite',
+    body: () => ({ email: `invitee${++invited}@a.test`, role: 'member' }),
+  },
   {
     method: 'POST',
     path: '/api/v1/projects',
     action: 'projects.create',
-    body: { name: 'made in the matrix' },
+    body: () => ({ name: 'made in the matrix' }),
   },
   { method: 'GET', path: '/api/v1/projects', action: 'projects.list' },
   { method: 'GET', path: '/api/v1/projects/{projectId}', action: 'project.read' },
@@ -24,7 +32,7 @@ const routes: Array<{ method: string; path: string; action: Action | 'session'; 
     method: 'PATCH',
     path: '/api/v1/projects/{projectId}',
     action: 'project.update',
-    body: { name: 'renamed' },
+    body: () => ({ name: 'renamed' }),
   },
   { method: 'DELETE', path: '/api/v1/projects/{projectId}', action: 'project.delete' },
   { method: 'GET', path: '/api/v1/projects/{projectId}/members', action: 'project.members.read' },
@@ -33,7 +41,7 @@ const routes: Array<{ method: string; path: string; action: Action | 'session'; 
     method: 'PUT',
     path: '/api/v1/projects/{projectId}/members/{userId}',
     action: 'project.members.manage',
-    body: { role: 'viewer' },
+    body: () => ({ role: 'viewer' }),
   },
   {
     method: 'DELETE',
@@ -41,7 +49,11 @@ const routes: Array<{ method: string; path: string; action: Action | 'session'; 
     action: 'project.members.manage',
   },
 ];
-const publicRoutes = ['POST /api/v1/auth/setup', 'POST /api/v1/auth/login'];
+const publicRoutes = [
+  'POST /api/v1/auth/setup',
+  'POST /api/v1/auth/login',
+  'POST /api/v1/auth/accept-invitation',
+];
 
 const statusOf = { allow: [200, 201, 204], forbidden: [403], not_found: [404] } as const;
 const password = 'matrix users share one long password';
@@ -211,7 +223,7 @@ for (const kind of await testDatabaseKinds()) {
             const url = route.path
               .replace('{projectId}', projectId)
               .replace('{userId}', tenantA.targetUserId);
-            const res = await send(route.method, url, token, route.body);
+            const res = await send(route.method, url, token, route.body?.());
             const expected =
               actor.accountRole === undefined
                 ? [401]
@@ -252,7 +264,7 @@ for (const kind of await testDatabaseKinds()) {
           const url = route.path
             .replace('{projectId}', tenantA.projectId)
             .replace('{userId}', tenantA.targetUserId);
-          const res = await send(route.method, url, outsider, route.body);
+          const res = await send(route.method, url, outsider, route.body?.());
           expect({ route: `${route.method} ${route.path}`, status: res.statusCode }).toEqual({
             route: `${route.method} ${route.path}`,
             status: 404,

@@ -20,6 +20,7 @@ import { TenantRepository } from '../modules/tenants/tenant.repository.ts';
 import { TenantService } from '../modules/tenants/tenant.service.ts';
 import { type Clock, systemClock } from '../platform/clock.ts';
 import type { Cache } from '../ports/cache.port.ts';
+import type { Mailer } from '../ports/mail.port.ts';
 
 /** The services built over one database and key provider: what the server, the CLI and tests share. */
 export interface Core {
@@ -44,6 +45,8 @@ export interface CoreOptions {
    * configured cache; tests and tools that pass none get an in-process one.
    */
   cache?: Cache;
+  /** Sends invitations; the runtime passes the configured mailer. */
+  mailer?: Mailer;
   /** Tenant migrations to use (the bench adds one); default: the shipped list. */
   tenantMigrations?: readonly Migration[];
 }
@@ -72,6 +75,7 @@ export function composeCore(options: CoreOptions): Core {
       credentials: new CredentialsRepository(database.control),
       hasher: new PasswordHasher(),
       throttle: new LoginThrottle({ cache: options.cache ?? new MemoryCache() }),
+      ...(options.mailer ? { mailer: options.mailer } : {}),
       clock,
     }),
     projects: new ProjectService({ withTenant }),

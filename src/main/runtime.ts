@@ -14,7 +14,7 @@ export interface Runtime {
   core: Core;
   objects: ObjectStore | undefined;
   cache: Cache;
-  mailer: Mailer | undefined;
+  mailer: Mailer;
   close(): Promise<void>;
 }
 
@@ -43,15 +43,14 @@ export async function openRuntime(
     // The cache is part of the core (login throttling must hold across nodes); objects only serve.
     const cache = openCache(config.cache.url);
     closers.push(() => cache.close());
-    const core = composeCore({ database, keyProvider, cache });
+    const mailer = openMailer(config.mail);
+    closers.push(() => mailer.close());
+    const core = composeCore({ database, keyProvider, cache, mailer });
     await prepareControlPlane(core);
     let objects: ObjectStore | undefined;
-    let mailer: Mailer | undefined;
     if (options.withAdapters) {
       objects = openObjectStore(config.objects);
       closers.push(() => objects!.close());
-      mailer = openMailer(config.mail);
-      closers.push(() => mailer!.close());
     }
     return { core, objects, cache, mailer, close };
   } catch (error) {

@@ -37,7 +37,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
         database: () => core.database.ping(),
         objects: () => objects!.ping(),
         cache: () => cache.ping(),
-        mail: () => mailer!.ping(),
+        mail: () => mailer.ping(),
       },
       isDraining: () => draining,
       logger: log,

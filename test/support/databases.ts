@@ -1,7 +1,11 @@
 import { randomBytes } from 'node:crypto';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Kysely, PostgresDialect, sql } from 'kysely';
 import pg from 'pg';
 import { LocalKeyProvider } from '../../src/adapters/keys/key-provider.local.ts';
+import { OutboxMailer } from '../../src/adapters/mail/mailer.outbox.ts';
 import { type AnyKysely, type Database, openDatabase } from '../../src/db/database.ts';
 import type { Migration } from '../../src/db/migrator.ts';
 import { type Core, composeCore, prepareControlPlane } from '../../src/main/compose.ts';
@@ -92,14 +96,16 @@ export function randomMasterKey(): Buffer {
 export async function openTestCore(
   kind: TestDatabaseKind,
   options: { masterKey?: Buffer; tenantMigrations?: readonly Migration[] } = {},
-): Promise<{ core: Core; testDb: TestDatabase; masterKey: Buffer }> {
+): Promise<{ core: Core; testDb: TestDatabase; masterKey: Buffer; outboxDir: string }> {
   const testDb = await kind.open();
   const masterKey = options.masterKey ?? randomMasterKey();
+  const outboxDir = mkdtempSync(join(tmpdir(), 'strongroom-outbox-'));
   const core = composeCore({
+    mailer: new OutboxMailer({ dir: outboxDir, from: 'Strongroom <no-reply@strongroom.localhost>' }),
     database: testDb.database,
     keyProvider: new LocalKeyProvider({ current: masterKey }),
     ...(options.tenantMigrations ? { tenantMigrations: options.tenantMigrations } : {}),
   });
   await prepareControlPlane(core);
-  return { core, testDb, masterKey };
+  return { core, testDb, masterKey, outboxDir };
 }

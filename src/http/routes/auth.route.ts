@@ -81,6 +81,30 @@ export function authRoutes(deps: { identity: IdentityService }): FastifyPluginAs
     );
 
     app.post(
+      '/auth/accept-invitation',
+      {
+        schema: {
+          summary: 'Accept an emailed invitation by choosing a password; signs the new user in',
+          tags: ['auth'],
+          body: z.strictObject({
+            token: z.string().max(200),
+            displayName: z.string().max(1000),
+            password: z.string().max(4096),
+          }),
+          response: { 201: signedIn, ...errors },
+        },
+      },
+      async (request, reply) => {
+        const result = await deps.identity.acceptInvitation({
+          ...request.body,
+          sourceIp: request.ip,
+          userAgent: request.headers['user-agent'] ?? '',
+        });
+        return reply.status(201).send(presentSignedIn(reply, result));
+      },
+    );
+
+    app.post(
       '/auth/login',
       {
         schema: {
@@ -124,6 +148,43 @@ export function sessionRoutes(deps: { identity: IdentityService }): FastifyPlugi
       async (request) => {
         const { principal, user } = requireUser(request);
         return { user: presentUser(user), tenantId: principal.tenantId };
+      },
+    );
+
+    app.get(
+      '/users',
+      {
+        schema: {
+          summary: "List the tenant's accounts (account owner or admin)",
+          tags: ['users'],
+          security: [{ session: [] }],
+          response: { 200: z.object({ items: z.array(userSchema) }), ...errors },
+        },
+      },
+      async (request) => ({
+        items: (await deps.identity.listUsers(requireUser(request).principal)).map(presentUser),
+      }),
+    );
+
+    app.post(
+      '/users/invitations',
+      {
+        schema: {
+          summary:
+            'Invite a person by email (account owner or admin); the one-time token goes only to their inbox',
+          tags: ['users'],
+          security: [{ session: [] }],
+          body: z.strictObject({
+            email: z.string().max(1000),
+            displayName: z.string().max(1000).optional(),
+            role: z.enum(['admin', 'member']),
+          }),
+          response: { 201: userSchema, 409: errorResponseSchema, 503: errorResponseSchema, ...errors },
+        },
+      },
+      async (request, reply) => {
+        const user = await deps.identity.invite(requireUser(request).principal, request.body);
+        return reply.status(201).send(presentUser(user));
       },
     );
 

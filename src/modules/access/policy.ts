@@ -8,6 +8,8 @@ export type AccountRole = 'owner' | 'admin' | 'member';
 export type ProjectRole = 'project_admin' | 'contributor' | 'viewer';
 
 export const actions = [
+  'users.list',
+  'users.invite',
   'projects.create',
   'projects.list',
   'project.read',

@@ -2,6 +2,7 @@ import { type Kysely, sql } from 'kysely';
 import type { ControlTables } from '../../db/control-tables.ts';
 
 export interface SetupTokenRecord {
+  purpose: 'owner_setup' | 'invitation';
   tenantId: string;
   email: string;
   expiresAt: Date;
@@ -19,11 +20,12 @@ export class CredentialsRepository {
   async findSetupToken(tokenHash: Buffer): Promise<SetupTokenRecord | undefined> {
     const row = await this.#control
       .selectFrom('setup_tokens')
-      .select(['tenant_id', 'email', 'expires_at', 'used_at'])
+      .select(['purpose', 'tenant_id', 'email', 'expires_at', 'used_at'])
       .where('token_hash', '=', tokenHash)
       .executeTakeFirst();
     return (
       row && {
+        purpose: row.purpose,
         tenantId: row.tenant_id,
         email: row.email,
         expiresAt: new Date(row.expires_at),
@@ -41,6 +43,23 @@ export class CredentialsRepository {
       .where('used_at', 'is', null)
       .executeTakeFirst();
     return result.numUpdatedRows > 0n;
+  }
+
+  async insertInvitation(tokenHash: Buffer, tenantId: string, email: string, expiresAt: Date): Promise<void> {
+    await this.#control
+      .insertInto('setup_tokens')
+      .values({
+        token_hash: tokenHash,
+        tenant_id: tenantId,
+        purpose: 'invitation',
+        email,
+        expires_at: expiresAt,
+      })
+      .execute();
+  }
+
+  async deleteSetupToken(tokenHash: Buffer): Promise<void> {
+    await this.#control.deleteFrom('setup_tokens').where('token_hash', '=', tokenHash).execute();
   }
 
   async insertSessionIndex(tokenHash: Buffer, tenantId: string, expiresAt: Date): Promise<void> {

@@ -48,6 +48,7 @@ export const identityErrors = {
     'invalid',
     'A display name is 1-200 characters without control characters.',
   ),
+  userExists: defineError('user_exists', 'conflict', 'This tenant already has an account with that email.'),
   tenantSuspended: defineError(
     'tenant_suspended',
     'forbidden',

@@ -2,6 +2,8 @@ import { generateToken, hashToken } from '../../crypto/tokens.ts';
 import type { WithTenant } from '../../db/with-tenant.ts';
 import type { Clock } from '../../platform/clock.ts';
 import { newId } from '../../platform/ids.ts';
+import { type Mailer, mailErrors } from '../../ports/mail.port.ts';
+import { authorize } from '../access/policy.ts';
 import type { TenantRepository } from '../tenants/tenant.repository.ts';
 import { normalizeEmail } from '../tenants/tenant-validation.ts';
 import type { CredentialsRepository } from './credentials.repository.ts';
@@ -41,6 +43,9 @@ export const defaultSessionPolicy: SessionPolicy = {
 /** Sliding the idle expiry costs a write; do it at most this often per session. */
 const touchIntervalMs = 60_000;
 
+/** How long an emailed invitation stays valid. */
+const invitationTtlMs = 7 * 24 * 60 * 60_000;
+
 /**
  * Tenant accounts: the owner's first sign-up through the one-time setup token, login with a
  * password, sessions (token → SHA-256 in the tenant's schema, plus the control-plane index that says
@@ -54,6 +59,7 @@ export class IdentityService {
   readonly #throttle: LoginThrottle;
   readonly #clock: Clock;
   readonly #policy: SessionPolicy;
+  readonly #mailer: Mailer | undefined;
 
   constructor(deps: {
     withTenant: WithTenant;
@@ -63,7 +69,10 @@ export class IdentityService {
     throttle: LoginThrottle;
     clock: Clock;
     sessionPolicy?: SessionPolicy;
+    /** Sends invitations; without one, inviting answers `mail_unavailable`. */
+    mailer?: Mailer;
   }) {
+    this.#mailer = deps.mailer;
     this.#throttle = deps.throttle;
     this.#withTenant = deps.withTenant;
     this.#tenants = deps.tenants;
@@ -86,7 +95,13 @@ export class IdentityService {
   }): Promise<{ user: User; session: IssuedSession }> {
     const tokenHash = hashToken(input.token);
     const record = await this.#credentials.findSetupToken(tokenHash);
-    if (!record || record.usedAt !== null || record.expiresAt <= this.#clock.now()) {
+    // Purpose matters: an invitation token must never set up an owner.
+    if (
+      !record ||
+      record.purpose !== 'owner_setup' ||
+      record.usedAt !== null ||
+      record.expiresAt <= this.#clock.now()
+    ) {
       throw identityErrors.setupTokenInvalid();
     }
     const tenant = await this.#tenants.findById(record.tenantId);
@@ -165,6 +180,104 @@ export class IdentityService {
     const { passwordHash: _secret, ...user } = account;
     const session = await this.#startSession(tenant.id, account.id, input);
     return { user, session };
+  }
+
+  /**
+   * An account owner or admin invites a person: an `invited` account with the given role, and a
+   * one-time token sent only by email (7 days). If the mail cannot be sent, nothing is kept.
+   */
+  async invite(
+    principal: UserPrincipal,
+    input: { email: string; displayName?: string; role: 'admin' | 'member' },
+  ): Promise<User> {
+    authorize(principal, 'users.invite', { tenantId: principal.tenantId, isProject: false });
+    if (!this.#mailer) throw mailErrors.unavailable(new Error('no mailer configured'));
+    const email = normalizeEmail(input.email, 'email');
+    const displayName = acceptDisplayName(input.displayName ?? email.split('@')[0]);
+    const tenant = await this.#tenants.findById(principal.tenantId);
+    if (!tenant || tenant.status !== 'active') throw identityErrors.tenantSuspended();
+    const user = await this.#withTenant(principal.tenantId, async (scope) => {
+      if (await userRepository.findByEmail(scope.db, email)) throw identityErrors.userExists();
+      return userRepository.insert(scope.db, {
+        id: newId(),
+        email,
+        displayName,
+        status: 'invited',
+        role: input.role,
+        passwordHash: null,
+        createdAt: this.#clock.now(),
+      });
+    });
+    const token = generateToken('sri');
+    const tokenHash = hashToken(token);
+    const expiresAt = new Date(this.#clock.now().getTime() + invitationTtlMs);
+    await this.#credentials.insertInvitation(tokenHash, principal.tenantId, email, expiresAt);
+    try {
+      await this.#mailer.send({
+        to: [email],
+        subject: `You are invited to ${tenant.name ?? tenant.slug} on Strongroom`,
+        text: [
+          `You have been invited to join ${tenant.name ?? tenant.slug} (${tenant.slug}) on Strongroom as ${input.role}.`,
+          '',
+          `Your invitation code, valid until ${expiresAt.toISOString()} and usable once:`,
+          '',
+          `    ${token}`,
+          '',
+          'Accept it by choosing a password: POST /api/v1/auth/accept-invitation',
+          '{"token": "<the code>", "displayName": "<your name>", "password": "<15 characters or more>"}',
+          '',
+          'If you did not expect this, ignore this message.',
+        ].join('\n'),
+      });
+    } catch (error) {
+      // Undo, so the admin can simply invite again.
+      await this.#credentials.deleteSetupToken(tokenHash);
+      await this.#withTenant(principal.tenantId, (scope) => userRepository.deleteInvited(scope.db, user.id));
+      throw error;
+    }
+    return user;
+  }
+
+  /** The invited person chooses a password with the emailed token, and is signed in. */
+  async acceptInvitation(input: {
+    token: string;
+    displayName: string;
+    password: string;
+    sourceIp?: string;
+    userAgent?: string;
+  }): Promise<{ user: User; session: IssuedSession }> {
+    const tokenHash = hashToken(input.token);
+    const record = await this.#credentials.findSetupToken(tokenHash);
+    if (
+      !record ||
+      record.purpose !== 'invitation' ||
+      record.usedAt !== null ||
+      record.expiresAt <= this.#clock.now()
+    ) {
+      throw identityErrors.setupTokenInvalid();
+    }
+    const tenant = await this.#tenants.findById(record.tenantId);
+    if (!tenant || tenant.status === 'deleted') throw identityErrors.setupTokenInvalid();
+    if (tenant.status === 'suspended') throw identityErrors.tenantSuspended();
+    const displayName = acceptDisplayName(input.displayName);
+    const password = acceptNewPassword(input.password, {
+      hasMfa: false,
+      context: [record.email, record.email.split('@')[0] ?? '', tenant.slug, tenant.name ?? ''],
+    });
+    const passwordHash = await this.#hasher.hash(password);
+    if (!(await this.#credentials.consumeSetupToken(tokenHash))) throw identityErrors.setupTokenInvalid();
+    const user = await this.#withTenant(tenant.id, (scope) =>
+      userRepository.activateInvited(scope.db, record.email, displayName, passwordHash),
+    );
+    if (!user) throw identityErrors.setupTokenInvalid();
+    const session = await this.#startSession(tenant.id, user.id, input);
+    return { user, session };
+  }
+
+  /** Every account of the caller's tenant (owners and admins). */
+  async listUsers(principal: UserPrincipal): Promise<User[]> {
+    authorize(principal, 'users.list', { tenantId: principal.tenantId, isProject: false });
+    return this.#withTenant(principal.tenantId, (scope) => userRepository.list(scope.db), { readOnly: true });
   }
 
   /** The principal behind a session token, or undefined; `tenant_suspended` if its tenant is. */

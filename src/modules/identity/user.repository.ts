@@ -53,6 +53,37 @@ export const userRepository = {
     return row && { ...toUser(row), passwordHash: row.password_hash };
   },
 
+  async list(db: AnyKysely): Promise<User[]> {
+    const rows = await tenant(db).selectFrom('users').selectAll().orderBy('email').execute();
+    return rows.map(toUser);
+  },
+
+  /** Turns an invitation into an active account; undefined if there is no such invited account. */
+  async activateInvited(
+    db: AnyKysely,
+    email: string,
+    displayName: string,
+    passwordHash: string,
+  ): Promise<User | undefined> {
+    const row = await tenant(db)
+      .updateTable('users')
+      .set({
+        status: 'active',
+        display_name: displayName,
+        password_hash: passwordHash,
+        updated_at: sql`now()`,
+      })
+      .where('email', '=', email)
+      .where('status', '=', 'invited')
+      .returningAll()
+      .executeTakeFirst();
+    return row && toUser(row);
+  },
+
+  async deleteInvited(db: AnyKysely, userId: string): Promise<void> {
+    await tenant(db).deleteFrom('users').where('id', '=', userId).where('status', '=', 'invited').execute();
+  },
+
   async updatePasswordHash(db: AnyKysely, userId: string, passwordHash: string): Promise<void> {
     await tenant(db)
       .updateTable('users')

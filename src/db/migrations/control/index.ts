@@ -1,6 +1,11 @@
 import type { Migration } from '../../migrator.ts';
 import { createControlPlane } from './20261122000000-create-control-plane.ts';
 import { createCredentials } from './20261122010000-create-credentials.ts';
+import { allowInvitationTokens } from './20261122020000-allow-invitation-tokens.ts';
 
 /** Control-plane migrations, oldest first. Append only; see the expand/contract note in migrator.ts. */
-export const controlMigrations: readonly Migration[] = [createControlPlane, createCredentials];
+export const controlMigrations: readonly Migration[] = [
+  createControlPlane,
+  createCredentials,
+  allowInvitationTokens,
+];
