@@ -97,7 +97,7 @@ export interface MigrationRunsTable {
 
 export interface CredentialsTable {
   token_hash: Uint8Array;
-  kind: 'session';
+  kind: 'session' | 'api_key';
   tenant_id: string;
   expires_at: Timestamp;
   created_at: ColumnType<Date, Date | string | undefined, never>;

@@ -7,6 +7,7 @@ export interface TenantTables {
   sessions: SessionsTable;
   projects: ProjectsTable;
   project_members: ProjectMembersTable;
+  api_keys: ApiKeysTable;
 }
 
 type Timestamp = ColumnType<Date, Date | string | undefined, Date | string>;
@@ -49,4 +50,18 @@ export interface ProjectMembersTable {
   role: 'project_admin' | 'contributor' | 'viewer';
   granted_by: string;
   granted_at: Timestamp;
+}
+
+export interface ApiKeysTable {
+  id: string;
+  user_id: string;
+  name: string;
+  key_hash: Uint8Array;
+  prefix: string;
+  last4: string;
+  access: 'read' | 'write';
+  project_ids: string[] | null;
+  expires_at: Timestamp | null;
+  revoked_at: Timestamp | null;
+  created_at: Timestamp;
 }

@@ -9,8 +9,30 @@ import { type App, buildApp } from './app.ts';
 
 /** Each tenant-scope route and the policy action it performs; the matrix below is derived from it. */
 let invited = 0;
-const routes: Array<{ method: string; path: string; action: Action | 'session'; body?: () => unknown }> = [
+const routes: Array<{
+  method: string;
+  path: string;
+  action: Action | 'session';
+  body?: () => unknown;
+  /** For routes on the caller's own things: what any signed-in caller gets. */
+  own?: number[];
+}> = [
   { method: 'GET', path: '/api/v1/me', action: 'session' },
+  { method: 'GET', path: '/api/v1/api-keys', action: 'session' },
+  {
+    method: 'POST',
+    path: '/api/v1/api-keys',
+    action: 'session',
+    body: () => ({ name: 'matrix key', access: 'read' }),
+    own: [201],
+  },
+  // A key id that is nobody's: not found for everyone, like another user's key.
+  {
+    method: 'DELETE',
+    path: '/api/v1/api-keys/{keyId}',
+    action: 'session',
+    own: [404],
+  },
   { method: 'POST', path: '/api/v1/auth/logout', action: 'session' },
   { method: 'POST', path: '/api/v1/auth/logout-everywhere', action: 'session' },
   { method: 'GET', path: '/api/v1/users', action: 'users.list' },
@@ -55,6 +77,7 @@ const publicRoutes = [
   'POST /api/v1/auth/accept-invitation',
 ];
 
+const nobodysKeyId = '0d9c2a8e-3f4b-4c4d-9e8f-1a2b3c4d5e6f';
 const statusOf = { allow: [200, 201, 204], forbidden: [403], not_found: [404] } as const;
 const password = 'matrix users share one long password';
 
@@ -64,6 +87,8 @@ interface Actor {
   token: string | undefined;
   accountRole?: AccountRole;
   projectRole?: ProjectRole;
+  /** An API key of the owner's, with this access. */
+  keyAccess?: 'read' | 'write';
 }
 
 for (const kind of await testDatabaseKinds()) {
@@ -168,6 +193,13 @@ for (const kind of await testDatabaseKinds()) {
         ] as const) {
           actors.push({ name, email, accountRole, projectRole, token: await signIn('tenant-a', email) });
         }
+        for (const access of ['read', 'write'] as const) {
+          const owner = actors.find((a) => a.name === 'owner')!.token;
+          const key = (
+            await send('POST', '/api/v1/api-keys', owner, { name: `${access} key`, access })
+          ).json().secret;
+          actors.push({ name: `owner's ${access} key`, token: key, accountRole: 'owner', keyAccess: access });
+        }
         actors.push(
           { name: 'anonymous', token: undefined },
           {
@@ -216,22 +248,31 @@ for (const kind of await testDatabaseKinds()) {
                 role: 'viewer',
               });
             }
-            if (route.action === 'session' && route.method === 'POST' && actor.accountRole) {
+            if (route.action === 'session' && route.method === 'POST' && actor.email) {
               const email = `${actor.name === 'owner' ? 'owner' : actor.name === 'admin' ? 'admin' : actor.name === 'member without project' ? 'member' : actor.name === 'viewer' ? 'viewer' : actor.name === 'contributor' ? 'contributor' : 'padmin'}@a.test`;
               token = await signIn('tenant-a', email); // logging out must not end the actor's main session
             }
             const url = route.path
               .replace('{projectId}', projectId)
-              .replace('{userId}', tenantA.targetUserId);
+              .replace('{userId}', tenantA.targetUserId)
+              .replace('{keyId}', nobodysKeyId);
             const res = await send(route.method, url, token, route.body?.());
             const expected =
               actor.accountRole === undefined
                 ? [401]
                 : route.action === 'session'
-                  ? [200, 204]
+                  ? actor.keyAccess && route.method === 'POST'
+                    ? [403] // minting keys and logging out take a session
+                    : (route.own ?? [200, 204])
                   : statusOf[
                       decide(
-                        { kind: 'user', tenantId: tenantA.id, userId: 'x', role: actor.accountRole },
+                        {
+                          kind: 'user',
+                          tenantId: tenantA.id,
+                          userId: 'x',
+                          role: actor.accountRole,
+                          scope: actor.keyAccess ? { access: actor.keyAccess, projectIds: null } : undefined,
+                        },
                         route.action,
                         {
                           tenantId: tenantA.id,

@@ -38,7 +38,9 @@ export function registerSessionAuth(app: AnyFastify, identity: IdentityService):
     const header = request.headers.authorization;
     const bearer =
       typeof header === 'string' ? /^Bearer ([A-Za-z0-9_-]{1,200})$/.exec(header)?.[1] : undefined;
-    const cookie = bearer ? undefined : readCookie(request.headers.cookie, sessionCookieName);
+    // The cookie carries only session tokens; API keys travel as bearer tokens only.
+    const fromCookie = bearer ? undefined : readCookie(request.headers.cookie, sessionCookieName);
+    const cookie = fromCookie?.startsWith('srt_') ? fromCookie : undefined;
     const token = bearer ?? cookie;
     if (!token) throw sessionAuthErrors.unauthenticated();
     const found = await identity.authenticate(token);

@@ -2,7 +2,7 @@ import type { FastifyReply } from 'fastify';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { IdentityService, IssuedSession } from '../../modules/identity/identity.service.ts';
-import type { User } from '../../modules/identity/user.repository.ts';
+import type { ApiKey, User } from '../../modules/identity/user.repository.ts';
 import { clearSessionCookie, requireUser, setSessionCookie } from '../plugins/session-auth.ts';
 import { errorResponseSchema } from '../presenters.ts';
 
@@ -185,6 +185,84 @@ export function sessionRoutes(deps: { identity: IdentityService }): FastifyPlugi
       async (request, reply) => {
         const user = await deps.identity.invite(requireUser(request).principal, request.body);
         return reply.status(201).send(presentUser(user));
+      },
+    );
+
+    const apiKeySchema = z.object({
+      id: z.uuid(),
+      name: z.string(),
+      prefix: z.string(),
+      last4: z.string(),
+      access: z.enum(['read', 'write']),
+      projectIds: z.array(z.uuid()).nullable(),
+      expiresAt: z.iso.datetime().nullable(),
+      revokedAt: z.iso.datetime().nullable(),
+      createdAt: z.iso.datetime(),
+    });
+    const presentKey = (k: ApiKey) => ({
+      ...k,
+      expiresAt: k.expiresAt?.toISOString() ?? null,
+      revokedAt: k.revokedAt?.toISOString() ?? null,
+      createdAt: k.createdAt.toISOString(),
+    });
+
+    app.post(
+      '/api-keys',
+      {
+        schema: {
+          summary: 'Create an API key for yourself (from a session only); the secret is shown once',
+          description:
+            '`read` keys may only read; `projectIds` limits a key to those projects. Send it as `Authorization: Bearer srk_…`, never in a URL.',
+          tags: ['api keys'],
+          security: [{ session: [] }],
+          body: z.strictObject({
+            name: z.string().max(200),
+            access: z.enum(['read', 'write']),
+            projectIds: z.array(z.uuid()).max(100).optional(),
+            expiresAt: z.iso.datetime().optional(),
+          }),
+          response: { 201: z.object({ key: apiKeySchema, secret: z.string() }), ...errors },
+        },
+      },
+      async (request, reply) => {
+        const { expiresAt, ...rest } = request.body;
+        const created = await deps.identity.createApiKey(requireUser(request).principal, {
+          ...rest,
+          ...(expiresAt ? { expiresAt: new Date(expiresAt) } : {}),
+        });
+        return reply.status(201).send({ key: presentKey(created.key), secret: created.secret });
+      },
+    );
+
+    app.get(
+      '/api-keys',
+      {
+        schema: {
+          summary: 'List your API keys (never their secrets)',
+          tags: ['api keys'],
+          security: [{ session: [] }],
+          response: { 200: z.object({ items: z.array(apiKeySchema) }), ...errors },
+        },
+      },
+      async (request) => ({
+        items: (await deps.identity.listApiKeys(requireUser(request).principal)).map(presentKey),
+      }),
+    );
+
+    app.delete(
+      '/api-keys/:keyId',
+      {
+        schema: {
+          summary: 'Revoke one of your API keys, at once on every node',
+          tags: ['api keys'],
+          security: [{ session: [] }],
+          params: z.strictObject({ keyId: z.uuid() }),
+          response: { 204: z.null(), 404: errorResponseSchema, ...errors },
+        },
+      },
+      async (request, reply) => {
+        await deps.identity.revokeApiKey(requireUser(request).principal, request.params.keyId);
+        return reply.status(204).send(null);
       },
     );
 

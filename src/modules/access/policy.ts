@@ -35,9 +35,26 @@ export const projectRoleAllows: Record<ProjectRole, readonly Action[]> = {
   viewer: ['project.read'],
 };
 
+/**
+ * What an API key narrows its user's rights to: `read` keeps only reading actions; a project list
+ * keeps only those projects (and no tenant-wide changes).
+ */
+export interface KeyScope {
+  access: 'read' | 'write';
+  projectIds: readonly string[] | null;
+}
+
+/** Actions that only read: all a `read` key may do. */
+export const readActions: ReadonlySet<Action> = new Set<Action>([
+  'users.list',
+  'projects.list',
+  'project.read',
+  'project.members.read',
+]);
+
 /** Who is asking, as far as the policy cares. Staff never reach tenant data through this policy. */
 export type AccessPrincipal =
-  | { kind: 'user'; tenantId: string; userId: string; role: AccountRole }
+  | { kind: 'user'; tenantId: string; userId: string; role: AccountRole; scope?: KeyScope | undefined }
   | { kind: 'staff' }
   | { kind: 'anonymous' };
 
@@ -48,6 +65,8 @@ export interface AccessResource {
   projectRole?: ProjectRole | undefined;
   /** Whether the action is about one project. */
   isProject: boolean;
+  /** The project's id, when it is about one (API keys may be limited to some projects). */
+  projectId?: string | undefined;
 }
 
 export const accessErrors = {
@@ -67,9 +86,19 @@ export function decide(principal: AccessPrincipal, action: Action, resource: Acc
   // needs a customer-approved grant, which is a later part of the product).
   if (principal.kind !== 'user') return 'not_found';
   if (principal.tenantId !== resource.tenantId) return 'not_found';
+  const scope = principal.scope;
+  if (scope?.projectIds) {
+    // A key limited to some projects does not see the others at all, nor change anything tenant-wide.
+    if (resource.isProject && (!resource.projectId || !scope.projectIds.includes(resource.projectId)))
+      return 'not_found';
+    if (!resource.isProject && !readActions.has(action)) return 'forbidden';
+  }
   const allowed = new Set<Action>(accountRoleAllows[principal.role]);
   if (resource.isProject && resource.projectRole) {
     for (const granted of projectRoleAllows[resource.projectRole]) allowed.add(granted);
+  }
+  if (scope?.access === 'read' && !readActions.has(action)) {
+    return !resource.isProject || allowed.has('project.read') ? 'forbidden' : 'not_found';
   }
   if (allowed.has(action)) return 'allow';
   const canSee = !resource.isProject || allowed.has('project.read');

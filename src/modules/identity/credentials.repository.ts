@@ -62,20 +62,25 @@ export class CredentialsRepository {
     await this.#control.deleteFrom('setup_tokens').where('token_hash', '=', tokenHash).execute();
   }
 
-  async insertSessionIndex(tokenHash: Buffer, tenantId: string, expiresAt: Date): Promise<void> {
+  async insertIndexEntry(
+    kind: 'session' | 'api_key',
+    tokenHash: Buffer,
+    tenantId: string,
+    expiresAt: Date,
+  ): Promise<void> {
     await this.#control
       .insertInto('credentials')
-      .values({ token_hash: tokenHash, kind: 'session', tenant_id: tenantId, expires_at: expiresAt })
+      .values({ token_hash: tokenHash, kind, tenant_id: tenantId, expires_at: expiresAt })
       .execute();
   }
 
-  /** The tenant a live session token belongs to. */
-  async findSessionTenant(tokenHash: Buffer): Promise<string | undefined> {
+  /** The tenant a live credential (session token or API key) belongs to. */
+  async findIndexedTenant(kind: 'session' | 'api_key', tokenHash: Buffer): Promise<string | undefined> {
     const row = await this.#control
       .selectFrom('credentials')
       .select('tenant_id')
       .where('token_hash', '=', tokenHash)
-      .where('kind', '=', 'session')
+      .where('kind', '=', kind)
       .where('expires_at', '>', sql<Date>`now()`)
       .executeTakeFirst();
     return row?.tenant_id;

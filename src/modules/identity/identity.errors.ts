@@ -48,6 +48,12 @@ export const identityErrors = {
     'invalid',
     'A display name is 1-200 characters without control characters.',
   ),
+  sessionRequired: defineError(
+    'session_required',
+    'forbidden',
+    'Only a signed-in session may do this (not an API key).',
+  ),
+  invalidExpiry: defineError('invalid_expiry', 'invalid', 'The expiry must be in the future.'),
   userExists: defineError('user_exists', 'conflict', 'This tenant already has an account with that email.'),
   tenantSuspended: defineError(
     'tenant_suspended',

@@ -3,7 +3,7 @@ import type { WithTenant } from '../../db/with-tenant.ts';
 import type { Clock } from '../../platform/clock.ts';
 import { newId } from '../../platform/ids.ts';
 import { type Mailer, mailErrors } from '../../ports/mail.port.ts';
-import { authorize } from '../access/policy.ts';
+import { accessErrors, authorize, type KeyScope } from '../access/policy.ts';
 import type { TenantRepository } from '../tenants/tenant.repository.ts';
 import { normalizeEmail } from '../tenants/tenant-validation.ts';
 import type { CredentialsRepository } from './credentials.repository.ts';
@@ -11,7 +11,7 @@ import { identityErrors } from './identity.errors.ts';
 import type { LoginThrottle } from './login-throttle.ts';
 import type { PasswordHasher } from './password-hasher.ts';
 import { acceptNewPassword, maxPasswordBytes, normalizePassword } from './password-policy.ts';
-import { type AccountRole, type User, userRepository } from './user.repository.ts';
+import { type AccountRole, type ApiKey, type User, userRepository } from './user.repository.ts';
 
 /** Who is calling the tenant API with a session: one person of one tenant. */
 export interface UserPrincipal {
@@ -19,7 +19,11 @@ export interface UserPrincipal {
   tenantId: string;
   userId: string;
   role: AccountRole;
-  sessionId: string;
+  /** How the caller authenticated, and the id of that session or key. */
+  via: 'session' | 'api_key';
+  credentialId: string;
+  /** An API key's narrowing of the user's rights; none for a session. */
+  scope?: KeyScope;
 }
 
 export interface IssuedSession {
@@ -280,15 +284,43 @@ export class IdentityService {
     return this.#withTenant(principal.tenantId, (scope) => userRepository.list(scope.db), { readOnly: true });
   }
 
-  /** The principal behind a session token, or undefined; `tenant_suspended` if its tenant is. */
+  /**
+   * The principal behind a session token (`srt_…`) or an API key (`srk_…`), or undefined;
+   * `tenant_suspended` if its tenant is. No cache sits in between: a revoked key or ended session
+   * stops working on every node at once.
+   */
   async authenticate(token: string): Promise<{ principal: UserPrincipal; user: User } | undefined> {
-    if (!token.startsWith('srt_') || token.length > 200) return undefined;
+    if (token.length > 200) return undefined;
+    const kind = token.startsWith('srt_') ? 'session' : token.startsWith('srk_') ? 'api_key' : undefined;
+    if (!kind) return undefined;
     const tokenHash = hashToken(token);
-    const tenantId = await this.#credentials.findSessionTenant(tokenHash);
+    const tenantId = await this.#credentials.findIndexedTenant(kind, tokenHash);
     if (!tenantId) return undefined;
     const tenant = await this.#tenants.findById(tenantId);
     if (!tenant || tenant.status === 'deleted') return undefined;
     if (tenant.status === 'suspended') throw identityErrors.tenantSuspended();
+    if (kind === 'api_key') {
+      const found = await this.#withTenant(
+        tenantId,
+        (scope) => userRepository.findActiveApiKey(scope.db, tokenHash),
+        {
+          readOnly: true,
+        },
+      );
+      if (!found) return undefined;
+      return {
+        principal: {
+          kind: 'user',
+          tenantId,
+          userId: found.user.id,
+          role: found.user.role,
+          via: 'api_key',
+          credentialId: found.key.id,
+          scope: { access: found.key.access, projectIds: found.key.projectIds },
+        },
+        user: found.user,
+      };
+    }
     const session = await this.#withTenant(tenantId, async (scope) => {
       const found = await userRepository.findActiveSession(scope.db, tokenHash);
       if (found && this.#clock.now().getTime() - found.lastSeenAt.getTime() > touchIntervalMs) {
@@ -303,21 +335,76 @@ export class IdentityService {
         tenantId,
         userId: session.user.id,
         role: session.user.role,
-        sessionId: session.sessionId,
+        via: 'session',
+        credentialId: session.sessionId,
       },
       user: session.user,
     };
   }
 
+  /**
+   * A new API key for the signed-in user: shown once, stored as SHA-256 with its prefix and last 4
+   * characters. Only a session may create keys, so a key can never mint a broader key.
+   */
+  async createApiKey(
+    principal: UserPrincipal,
+    input: { name: string; access: 'read' | 'write'; projectIds?: string[]; expiresAt?: Date },
+  ): Promise<{ key: ApiKey; secret: string }> {
+    if (principal.via !== 'session') throw identityErrors.sessionRequired();
+    const name = acceptDisplayName(input.name);
+    if (input.expiresAt && input.expiresAt <= this.#clock.now()) throw identityErrors.invalidExpiry();
+    const secret = generateToken('srk');
+    const keyHash = hashToken(secret);
+    const expiresAt = input.expiresAt ?? null;
+    // The index entry expires with the key; a key without expiry is indexed for 100 years.
+    const indexExpiry = expiresAt ?? new Date(this.#clock.now().getTime() + 100 * 365 * 24 * 60 * 60_000);
+    await this.#credentials.insertIndexEntry('api_key', keyHash, principal.tenantId, indexExpiry);
+    const key = await this.#withTenant(principal.tenantId, (scope) =>
+      userRepository.insertApiKey(scope.db, {
+        id: newId(),
+        userId: principal.userId,
+        name,
+        keyHash,
+        prefix: secret.slice(0, 8),
+        last4: secret.slice(-4),
+        access: input.access,
+        projectIds: input.projectIds && input.projectIds.length > 0 ? [...new Set(input.projectIds)] : null,
+        expiresAt,
+      }),
+    );
+    return { key, secret };
+  }
+
+  async listApiKeys(principal: UserPrincipal): Promise<ApiKey[]> {
+    return this.#withTenant(
+      principal.tenantId,
+      (scope) => userRepository.listApiKeys(scope.db, principal.userId),
+      {
+        readOnly: true,
+      },
+    );
+  }
+
+  /** Revokes one of the caller's own keys, at once on every node; another's key is not found. */
+  async revokeApiKey(principal: UserPrincipal, keyId: string): Promise<void> {
+    const keyHash = await this.#withTenant(principal.tenantId, (scope) =>
+      userRepository.revokeApiKey(scope.db, principal.userId, keyId),
+    );
+    if (!keyHash) throw accessErrors.notFound();
+    await this.#credentials.deleteIndexEntries([keyHash]);
+  }
+
   async logout(principal: UserPrincipal): Promise<void> {
+    if (principal.via !== 'session') throw identityErrors.sessionRequired();
     const revoked = await this.#withTenant(principal.tenantId, (scope) =>
-      userRepository.revokeSessions(scope.db, { sessionId: principal.sessionId }),
+      userRepository.revokeSessions(scope.db, { sessionId: principal.credentialId }),
     );
     await this.#credentials.deleteIndexEntries(revoked);
   }
 
   /** Ends every session of the caller, on every device, at once. Returns how many ended. */
   async logoutEverywhere(principal: UserPrincipal): Promise<number> {
+    if (principal.via !== 'session') throw identityErrors.sessionRequired();
     const revoked = await this.#withTenant(principal.tenantId, (scope) =>
       userRepository.revokeSessions(scope.db, { userId: principal.userId }),
     );
@@ -336,7 +423,7 @@ export class IdentityService {
     const absoluteExpiresAt = new Date(now + this.#policy.absoluteTimeoutMs);
     const idleExpiresAt = new Date(Math.min(now + this.#policy.idleTimeoutMs, absoluteExpiresAt.getTime()));
     // Index first: a session row without its index entry would be unreachable, the reverse is harmless.
-    await this.#credentials.insertSessionIndex(tokenHash, tenantId, absoluteExpiresAt);
+    await this.#credentials.insertIndexEntry('session', tokenHash, tenantId, absoluteExpiresAt);
     await this.#withTenant(tenantId, (scope) =>
       userRepository.insertSession(scope.db, {
         id: newId(),

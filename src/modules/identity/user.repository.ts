@@ -1,6 +1,6 @@
 import { type Kysely, type Selectable, sql } from 'kysely';
 import type { AnyKysely } from '../../db/database.ts';
-import type { SessionsTable, TenantTables, UsersTable } from '../../db/tenant-tables.ts';
+import type { ApiKeysTable, SessionsTable, TenantTables, UsersTable } from '../../db/tenant-tables.ts';
 
 export type AccountRole = UsersTable['role'];
 
@@ -15,6 +15,18 @@ export interface User {
 
 export interface UserWithSecret extends User {
   passwordHash: string | null;
+}
+
+export interface ApiKey {
+  id: string;
+  name: string;
+  prefix: string;
+  last4: string;
+  access: 'read' | 'write';
+  projectIds: string[] | null;
+  expiresAt: Date | null;
+  revokedAt: Date | null;
+  createdAt: Date;
 }
 
 export interface ActiveSession {
@@ -137,6 +149,71 @@ export const userRepository = {
     return row && { sessionId: row.session_id, lastSeenAt: new Date(row.last_seen_at), user: toUser(row) };
   },
 
+  async insertApiKey(
+    db: AnyKysely,
+    key: Omit<ApiKey, 'revokedAt' | 'createdAt'> & { userId: string; keyHash: Buffer },
+  ): Promise<ApiKey> {
+    const row = await tenant(db)
+      .insertInto('api_keys')
+      .values({
+        id: key.id,
+        user_id: key.userId,
+        name: key.name,
+        key_hash: key.keyHash,
+        prefix: key.prefix,
+        last4: key.last4,
+        access: key.access,
+        project_ids: key.projectIds,
+        expires_at: key.expiresAt,
+      })
+      .returningAll()
+      .executeTakeFirstOrThrow();
+    return toApiKey(row);
+  },
+
+  /** A live key (not revoked, not expired) of an active user, with that user. */
+  async findActiveApiKey(db: AnyKysely, keyHash: Buffer): Promise<{ key: ApiKey; user: User } | undefined> {
+    const row = await tenant(db)
+      .selectFrom('api_keys as k')
+      .innerJoin('users as u', 'u.id', 'k.user_id')
+      .selectAll('k')
+      .select(['u.email', 'u.display_name', 'u.status', 'u.role', 'u.created_at as user_created_at'])
+      .where('k.key_hash', '=', keyHash)
+      .where('k.revoked_at', 'is', null)
+      .where((eb) => eb.or([eb('k.expires_at', 'is', null), eb('k.expires_at', '>', sql<Date>`now()`)]))
+      .where('u.status', '=', 'active')
+      .executeTakeFirst();
+    return (
+      row && {
+        key: toApiKey(row),
+        user: toUser({ ...row, id: row.user_id, created_at: row.user_created_at }),
+      }
+    );
+  },
+
+  async listApiKeys(db: AnyKysely, userId: string): Promise<ApiKey[]> {
+    const rows = await tenant(db)
+      .selectFrom('api_keys')
+      .selectAll()
+      .where('user_id', '=', userId)
+      .orderBy('created_at')
+      .execute();
+    return rows.map(toApiKey);
+  },
+
+  /** Revokes one of the user's keys; returns its hash (for the index), or undefined if not theirs. */
+  async revokeApiKey(db: AnyKysely, userId: string, keyId: string): Promise<Buffer | undefined> {
+    const row = await tenant(db)
+      .updateTable('api_keys')
+      .set({ revoked_at: sql`now()` })
+      .where('id', '=', keyId)
+      .where('user_id', '=', userId)
+      .where('revoked_at', 'is', null)
+      .returning('key_hash')
+      .executeTakeFirst();
+    return row && Buffer.from(row.key_hash);
+  },
+
   /** Slides the idle expiry (never past the absolute one). */
   async touchSession(db: AnyKysely, sessionId: string, idleTimeoutMs: number): Promise<void> {
     await tenant(db)
@@ -166,6 +243,20 @@ export const userRepository = {
 
 function tenant(db: AnyKysely): Kysely<TenantTables> {
   return db as Kysely<TenantTables>;
+}
+
+function toApiKey(row: Selectable<ApiKeysTable>): ApiKey {
+  return {
+    id: row.id,
+    name: row.name,
+    prefix: row.prefix,
+    last4: row.last4,
+    access: row.access,
+    projectIds: row.project_ids,
+    expiresAt: row.expires_at === null ? null : new Date(row.expires_at),
+    revokedAt: row.revoked_at === null ? null : new Date(row.revoked_at),
+    createdAt: new Date(row.created_at),
+  };
 }
 
 function toUser(

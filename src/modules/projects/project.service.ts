@@ -55,11 +55,14 @@ export class ProjectService {
   async list(principal: UserAccess): Promise<Array<Project & { role: ProjectRole | null }>> {
     authorize(principal, 'projects.list', { tenantId: principal.tenantId, isProject: false });
     const everything = principal.role === 'owner' || principal.role === 'admin';
-    return this.#withTenant(
+    const listed = await this.#withTenant(
       principal.tenantId,
       (scope) => projectRepository.list(scope.db, everything ? undefined : principal.userId),
       { readOnly: true },
     );
+    // An API key limited to some projects lists only those.
+    const only = principal.scope?.projectIds;
+    return only ? listed.filter((p) => only.includes(p.id)) : listed;
   }
 
   async get(principal: UserAccess, projectId: string): Promise<Project & { role: ProjectRole | null }> {
@@ -149,7 +152,12 @@ export class ProjectService {
         const project = await projectRepository.find(scope.db, projectId);
         if (!project) throw notFound();
         const role = await projectRepository.findRole(scope.db, projectId, principal.userId);
-        authorize(principal, action, { tenantId: principal.tenantId, isProject: true, projectRole: role });
+        authorize(principal, action, {
+          tenantId: principal.tenantId,
+          isProject: true,
+          projectId,
+          projectRole: role,
+        });
         return work(scope.db, project, role);
       },
       { readOnly },

@@ -2,10 +2,12 @@ import type { Migration } from '../../migrator.ts';
 import { createControlPlane } from './20261122000000-create-control-plane.ts';
 import { createCredentials } from './20261122010000-create-credentials.ts';
 import { allowInvitationTokens } from './20261122020000-allow-invitation-tokens.ts';
+import { allowApiKeyCredentials } from './20261122030000-allow-api-key-credentials.ts';
 
 /** Control-plane migrations, oldest first. Append only; see the expand/contract note in migrator.ts. */
 export const controlMigrations: readonly Migration[] = [
   createControlPlane,
   createCredentials,
   allowInvitationTokens,
+  allowApiKeyCredentials,
 ];

@@ -2,6 +2,7 @@ import type { Migration } from '../../migrator.ts';
 import { createSettings } from './20261122000000-create-settings.ts';
 import { createUsersAndSessions } from './20261122010000-create-users-and-sessions.ts';
 import { createProjects } from './20261122020000-create-projects.ts';
+import { createApiKeys } from './20261122030000-create-api-keys.ts';
 
 /**
  * Tenant-schema migrations, oldest first, applied to every tenant by the fleet runner. Append only;
@@ -12,4 +13,5 @@ export const tenantMigrations: readonly Migration[] = [
   createSettings,
   createUsersAndSessions,
   createProjects,
+  createApiKeys,
 ];
