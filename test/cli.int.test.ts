@@ -83,6 +83,27 @@ describe('strongroom CLI on the embedded defaults', () => {
     expect(bad.stderr).toContain('error [invalid_staff_role]');
   });
 
+  it("disables a staff member, and lists a tenant's accounts without secrets", async () => {
+    await runCli(['staff', 'create', '--email', 'temp@p.test', '--name', 'Temp', '--role', 'support'], env);
+    expect((await runCli(['staff', 'disable', 'Temp@p.test'], env)).stdout).toContain('disabled temp@p.test');
+    const staff = JSON.parse((await runCli(['staff', 'list', '--json'], env)).stdout);
+    expect(staff.find((m: { email: string }) => m.email === 'temp@p.test').status).toBe('disabled');
+    expect((await runCli(['staff', 'disable', 'nobody@p.test'], env)).stderr).toContain(
+      'error [staff_not_found]',
+    );
+
+    await runCli(
+      ['tenant', 'create', '--slug', 'listed', '--name', 'L', '--owner-email', 'o@listed.test'],
+      env,
+    );
+    const empty = await runCli(['user', 'list', '--tenant', 'listed'], env);
+    expect(empty.code).toBe(0);
+    expect(empty.stdout).toContain('no accounts yet');
+    const missing = await runCli(['user', 'list', '--tenant', 'no-such-tenant'], env);
+    expect(missing.code).toBe(4);
+    expect(missing.stderr).toContain('error [tenant_not_found]');
+  });
+
   it('refuses a master key that is not the one the database was set up with, changing nothing', async () => {
     const wrong = await runCli(['tenant', 'list'], {
       ...env,

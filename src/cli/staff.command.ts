@@ -37,6 +37,16 @@ export function registerStaffCommands(program: Command, context: CliContext): vo
     });
 
   staff
+    .command('disable <email>')
+    .description('disable a staff member: every key of theirs stops working at once')
+    .action(async (email: string) => {
+      await withRuntime(context, async ({ core }) => {
+        await core.staff.disable(email);
+        context.stdout(`disabled ${email.toLowerCase()}\n`);
+      });
+    });
+
+  staff
     .command('list')
     .description('list staff members')
     .option('--json', 'print JSON instead of text')

@@ -118,6 +118,22 @@ for (const kind of await testDatabaseKinds()) {
       expect(res.statusCode).toBe(401);
     });
 
+    it("refuses a disabled staff member's keys on the next request", async () => {
+      const { apiKey } = await core.staff.create({
+        email: 'leaver@platform.test',
+        displayName: 'L',
+        role: 'operator',
+      });
+      const auth = { authorization: `Bearer ${apiKey}` };
+      expect(
+        (await app.inject({ method: 'GET', url: '/api/v1/ops/tenants', headers: auth })).statusCode,
+      ).toBe(200);
+      await core.staff.disable('leaver@platform.test');
+      expect(
+        (await app.inject({ method: 'GET', url: '/api/v1/ops/tenants', headers: auth })).statusCode,
+      ).toBe(401);
+    });
+
     it('denies staff roles the permission table does not allow', async () => {
       const res = await app.inject({
         method: 'POST',

@@ -6,6 +6,7 @@ import { registerMigrateCommand } from '../cli/migrate.command.ts';
 import { registerServeCommand } from '../cli/serve.command.ts';
 import { registerStaffCommands } from '../cli/staff.command.ts';
 import { registerTenantCommands } from '../cli/tenant.command.ts';
+import { registerUserCommands } from '../cli/user.command.ts';
 
 /** The `strongroom` command line. Returns the exit code instead of exiting, so tests can run it. */
 export async function main(argv: string[], context: CliContext = processContext()): Promise<number> {
@@ -20,6 +21,7 @@ export async function main(argv: string[], context: CliContext = processContext(
   registerMigrateCommand(program, context);
   registerTenantCommands(program, context);
   registerStaffCommands(program, context);
+  registerUserCommands(program, context);
   registerKeysCommands(program, context);
   registerConfigCommands(program, context);
   for (const command of program.commands)

@@ -4,6 +4,7 @@ import type { Clock } from '../../platform/clock.ts';
 import { newId } from '../../platform/ids.ts';
 import { type Mailer, mailErrors } from '../../ports/mail.port.ts';
 import { accessErrors, authorize, type KeyScope } from '../access/policy.ts';
+import { tenantErrors } from '../tenants/tenant.errors.ts';
 import type { TenantRepository } from '../tenants/tenant.repository.ts';
 import { normalizeEmail } from '../tenants/tenant-validation.ts';
 import type { CredentialsRepository } from './credentials.repository.ts';
@@ -276,6 +277,18 @@ export class IdentityService {
     if (!user) throw identityErrors.setupTokenInvalid();
     const session = await this.#startSession(tenant.id, user.id, input);
     return { user, session };
+  }
+
+  /**
+   * A tenant's accounts for `strongroom user list`: the CLI runs with the operator's own database
+   * access, outside the staff API (where tenant data stays closed without a customer's grant).
+   */
+  async listUsersForOperator(idOrSlug: string): Promise<User[]> {
+    const tenant = /^[0-9a-f-]{36}$/.test(idOrSlug)
+      ? await this.#tenants.findById(idOrSlug)
+      : await this.#tenants.findLiveBySlug(idOrSlug);
+    if (!tenant || tenant.status === 'deleted') throw tenantErrors.notFound();
+    return this.#withTenant(tenant.id, (scope) => userRepository.list(scope.db), { readOnly: true });
   }
 
   /** Every account of the caller's tenant (owners and admins). */

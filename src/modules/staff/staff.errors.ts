@@ -13,5 +13,6 @@ export const staffErrors = {
   ),
   emailTaken: defineError('staff_email_taken', 'conflict', 'A staff member with this email already exists.'),
   unauthenticated: commonErrors.unauthenticated,
+  notFound: defineError('staff_not_found', 'not_found', 'No staff member has that email.'),
   forbidden: defineError('forbidden', 'forbidden', 'Your role does not allow this action.'),
 };

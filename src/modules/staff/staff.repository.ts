@@ -79,6 +79,16 @@ export class StaffRepository {
     );
   }
 
+  /** Disables the person; their keys stop working on the next request. False if unknown. */
+  async disable(email: string): Promise<boolean> {
+    const result = await this.#control
+      .updateTable('staff')
+      .set({ status: 'disabled' })
+      .where('email', '=', email)
+      .executeTakeFirst();
+    return result.numUpdatedRows > 0n;
+  }
+
   async list(): Promise<StaffMember[]> {
     const rows = await this.#control.selectFrom('staff').selectAll().orderBy('email').execute();
     return rows.map((r) => ({

@@ -77,6 +77,10 @@ export class StaffService {
     );
   }
 
+  async disable(email: string): Promise<void> {
+    if (!(await this.#staff.disable(normalizeEmail(email, 'email')))) throw staffErrors.notFound();
+  }
+
   async list(): Promise<StaffMember[]> {
     return this.#staff.list();
   }
