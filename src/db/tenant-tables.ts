@@ -8,6 +8,7 @@ export interface TenantTables {
   projects: ProjectsTable;
   project_members: ProjectMembersTable;
   api_keys: ApiKeysTable;
+  mfa_recovery_codes: MfaRecoveryCodesTable;
 }
 
 type Timestamp = ColumnType<Date, Date | string | undefined, Date | string>;
@@ -19,6 +20,12 @@ export interface UsersTable {
   status: 'invited' | 'active' | 'disabled';
   role: 'owner' | 'admin' | 'member';
   password_hash: string | null;
+  /** The TOTP secret, encrypted with the tenant key (`enc:v1:…`); set at enrolment. */
+  mfa_secret: string | null;
+  /** Set once the first code confirmed the enrolment; only then does login ask for a code. */
+  mfa_enabled_at: Timestamp | null;
+  /** The last accepted TOTP time step: a code of that step or earlier is a replay. */
+  mfa_last_step: ColumnType<string | null, number | null | undefined, number | null>;
   created_at: Timestamp;
   updated_at: Timestamp;
 }
@@ -63,5 +70,12 @@ export interface ApiKeysTable {
   project_ids: string[] | null;
   expires_at: Timestamp | null;
   revoked_at: Timestamp | null;
+  created_at: Timestamp;
+}
+
+export interface MfaRecoveryCodesTable {
+  user_id: string;
+  code_hash: Uint8Array;
+  used_at: Timestamp | null;
   created_at: Timestamp;
 }

@@ -24,6 +24,7 @@ for (const kind of await testDatabaseKinds()) {
           tenants: core.tenants,
           staff: core.staff,
           identity: core.identity,
+          mfa: core.mfa,
           projects: core.projects,
           readinessChecks: {
             database: () => core.database.ping(),
@@ -301,6 +302,7 @@ describe('behind a TLS-terminating proxy', () => {
         tenants: {} as Core['tenants'],
         staff: { authenticate: async () => undefined } as unknown as Core['staff'],
         identity: {} as Core['identity'],
+        mfa: {} as Core['mfa'],
         projects: {} as Core['projects'],
         readinessChecks: {},
         isDraining: () => false,

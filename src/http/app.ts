@@ -10,6 +10,7 @@ import {
   type ZodTypeProvider,
 } from 'fastify-type-provider-zod';
 import type { IdentityService } from '../modules/identity/identity.service.ts';
+import type { MfaService } from '../modules/identity/mfa.service.ts';
 import type { ProjectService } from '../modules/projects/project.service.ts';
 import type { StaffService } from '../modules/staff/staff.service.ts';
 import type { TenantService } from '../modules/tenants/tenant.service.ts';
@@ -36,6 +37,7 @@ export interface AppDeps {
   tenants: TenantService;
   staff: StaffService;
   identity: IdentityService;
+  mfa: MfaService;
   projects: ProjectService;
   readinessChecks: Record<string, ReadinessCheck>;
   /** True once shutdown began: /readyz turns 503 and new requests are refused. */
@@ -138,7 +140,7 @@ export async function buildApp(deps: AppDeps, options: AppOptions): Promise<App>
   await app.register(
     async (tenantScope) => {
       registerSessionAuth(tenantScope, deps.identity);
-      await tenantScope.register(sessionRoutes({ identity: deps.identity }));
+      await tenantScope.register(sessionRoutes({ identity: deps.identity, mfa: deps.mfa }));
       await tenantScope.register(projectRoutes({ projects: deps.projects }));
     },
     { prefix: '/api/v1' },

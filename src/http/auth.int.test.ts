@@ -20,6 +20,7 @@ for (const kind of await testDatabaseKinds()) {
           tenants: core.tenants,
           staff: core.staff,
           identity: core.identity,
+          mfa: core.mfa,
           projects: core.projects,
           readinessChecks: {},
           isDraining: () => false,

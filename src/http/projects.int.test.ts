@@ -33,6 +33,15 @@ const routes: Array<{
     action: 'session',
     own: [404],
   },
+  { method: 'POST', path: '/api/v1/me/mfa', action: 'session', own: [200] },
+  // A wrong code, after the enrolment above: the route is reachable, the code refused.
+  {
+    method: 'POST',
+    path: '/api/v1/me/mfa/confirm',
+    action: 'session',
+    body: () => ({ code: 'abcdef' }),
+    own: [400],
+  },
   { method: 'POST', path: '/api/v1/auth/logout', action: 'session' },
   { method: 'POST', path: '/api/v1/auth/logout-everywhere', action: 'session' },
   { method: 'GET', path: '/api/v1/users', action: 'users.list' },
@@ -138,6 +147,7 @@ for (const kind of await testDatabaseKinds()) {
             tenants: core.tenants,
             staff: core.staff,
             identity: core.identity,
+            mfa: core.mfa,
             projects: core.projects,
             readinessChecks: {},
             isDraining: () => false,

@@ -8,6 +8,7 @@ import { createWithTenant, type WithTenant } from '../db/with-tenant.ts';
 import { CredentialsRepository } from '../modules/identity/credentials.repository.ts';
 import { IdentityService } from '../modules/identity/identity.service.ts';
 import { LoginThrottle } from '../modules/identity/login-throttle.ts';
+import { MfaService } from '../modules/identity/mfa.service.ts';
 import { PasswordHasher } from '../modules/identity/password-hasher.ts';
 import type { KeyProvider } from '../modules/keys/key-provider.port.ts';
 import { TenantKeysRepository } from '../modules/keys/tenant-keys.repository.ts';
@@ -31,6 +32,7 @@ export interface Core {
   tenantRepository: TenantRepository;
   staff: StaffService;
   identity: IdentityService;
+  mfa: MfaService;
   projects: ProjectService;
   fleet: FleetMigrationService;
   tenantMigrations: readonly Migration[];
@@ -62,6 +64,7 @@ export function composeCore(options: CoreOptions): Core {
     repository: new TenantKeysRepository(database.control),
     provider: keyProvider,
   });
+  const mfa = new MfaService({ withTenant, keys });
   return {
     database,
     withTenant,
@@ -75,9 +78,11 @@ export function composeCore(options: CoreOptions): Core {
       credentials: new CredentialsRepository(database.control),
       hasher: new PasswordHasher(),
       throttle: new LoginThrottle({ cache: options.cache ?? new MemoryCache() }),
+      mfa,
       ...(options.mailer ? { mailer: options.mailer } : {}),
       clock,
     }),
+    mfa,
     projects: new ProjectService({ withTenant }),
     fleet: new FleetMigrationService({ database, tenants: tenantRepository, migrations }),
     tenantMigrations: migrations,

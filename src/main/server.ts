@@ -32,6 +32,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
       tenants: core.tenants,
       staff: core.staff,
       identity: core.identity,
+      mfa: core.mfa,
       projects: core.projects,
       readinessChecks: {
         database: () => core.database.ping(),

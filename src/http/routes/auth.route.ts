@@ -2,6 +2,7 @@ import type { FastifyReply } from 'fastify';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { IdentityService, IssuedSession } from '../../modules/identity/identity.service.ts';
+import type { MfaService } from '../../modules/identity/mfa.service.ts';
 import type { ApiKey, User } from '../../modules/identity/user.repository.ts';
 import { clearSessionCookie, requireUser, setSessionCookie } from '../plugins/session-auth.ts';
 import { errorResponseSchema } from '../presenters.ts';
@@ -116,6 +117,16 @@ export function authRoutes(deps: { identity: IdentityService }): FastifyPluginAs
             tenant: z.string().max(200),
             email: z.string().max(1000),
             password: z.string().max(4096),
+            totp: z
+              .string()
+              .max(20)
+              .optional()
+              .describe('The current 6-digit code, when the account has MFA'),
+            recoveryCode: z
+              .string()
+              .max(40)
+              .optional()
+              .describe('A one-time recovery code instead of the TOTP code'),
           }),
           response: { 200: signedIn, ...errors },
         },
@@ -133,7 +144,7 @@ export function authRoutes(deps: { identity: IdentityService }): FastifyPluginAs
 }
 
 /** Routes for a signed-in user (the tenant scope's session authentication runs before these). */
-export function sessionRoutes(deps: { identity: IdentityService }): FastifyPluginAsyncZod {
+export function sessionRoutes(deps: { identity: IdentityService; mfa: MfaService }): FastifyPluginAsyncZod {
   return async (app) => {
     app.get(
       '/me',
@@ -149,6 +160,45 @@ export function sessionRoutes(deps: { identity: IdentityService }): FastifyPlugi
         const { principal, user } = requireUser(request);
         return { user: presentUser(user), tenantId: principal.tenantId };
       },
+    );
+
+    app.post(
+      '/me/mfa',
+      {
+        schema: {
+          summary: 'Start two-factor enrolment: a TOTP secret and otpauth:// URI to scan (session only)',
+          tags: ['auth'],
+          security: [{ session: [] }],
+          response: {
+            200: z.object({ secret: z.string(), otpauthUri: z.string() }),
+            409: errorResponseSchema,
+            ...errors,
+          },
+        },
+      },
+      async (request) => {
+        const { principal, user } = requireUser(request);
+        return deps.mfa.enroll(principal, user.email);
+      },
+    );
+
+    app.post(
+      '/me/mfa/confirm',
+      {
+        schema: {
+          summary:
+            'Confirm enrolment with a current code; turns MFA on and returns 10 one-time recovery codes (shown once)',
+          tags: ['auth'],
+          security: [{ session: [] }],
+          body: z.strictObject({ code: z.string().max(20) }),
+          response: {
+            200: z.object({ recoveryCodes: z.array(z.string()) }),
+            409: errorResponseSchema,
+            ...errors,
+          },
+        },
+      },
+      async (request) => deps.mfa.confirm(requireUser(request).principal, request.body.code),
     );
 
     app.get(

@@ -54,6 +54,22 @@ export const identityErrors = {
     'Only a signed-in session may do this (not an API key).',
   ),
   invalidExpiry: defineError('invalid_expiry', 'invalid', 'The expiry must be in the future.'),
+  mfaRequired: defineError(
+    'mfa_required',
+    'unauthenticated',
+    'This account has two-factor authentication: send the current `totp` code or a `recoveryCode` with the password.',
+  ),
+  invalidMfaCode: defineError('invalid_mfa_code', 'invalid', 'The code is wrong, expired or already used.'),
+  mfaAlreadyEnabled: defineError(
+    'mfa_already_enabled',
+    'conflict',
+    'Two-factor authentication is already on for this account.',
+  ),
+  mfaNotEnrolled: defineError(
+    'mfa_not_enrolled',
+    'conflict',
+    'Start the enrolment first (POST /api/v1/me/mfa).',
+  ),
   userExists: defineError('user_exists', 'conflict', 'This tenant already has an account with that email.'),
   tenantSuspended: defineError(
     'tenant_suspended',

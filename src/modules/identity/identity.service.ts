@@ -10,6 +10,7 @@ import { normalizeEmail } from '../tenants/tenant-validation.ts';
 import type { CredentialsRepository } from './credentials.repository.ts';
 import { identityErrors } from './identity.errors.ts';
 import type { LoginThrottle } from './login-throttle.ts';
+import type { MfaService } from './mfa.service.ts';
 import type { PasswordHasher } from './password-hasher.ts';
 import { acceptNewPassword, maxPasswordBytes, normalizePassword } from './password-policy.ts';
 import { type AccountRole, type ApiKey, type User, userRepository } from './user.repository.ts';
@@ -62,6 +63,7 @@ export class IdentityService {
   readonly #credentials: CredentialsRepository;
   readonly #hasher: PasswordHasher;
   readonly #throttle: LoginThrottle;
+  readonly #mfa: MfaService;
   readonly #clock: Clock;
   readonly #policy: SessionPolicy;
   readonly #mailer: Mailer | undefined;
@@ -72,6 +74,7 @@ export class IdentityService {
     credentials: CredentialsRepository;
     hasher: PasswordHasher;
     throttle: LoginThrottle;
+    mfa: MfaService;
     clock: Clock;
     sessionPolicy?: SessionPolicy;
     /** Sends invitations; without one, inviting answers `mail_unavailable`. */
@@ -79,6 +82,7 @@ export class IdentityService {
   }) {
     this.#mailer = deps.mailer;
     this.#throttle = deps.throttle;
+    this.#mfa = deps.mfa;
     this.#withTenant = deps.withTenant;
     this.#tenants = deps.tenants;
     this.#credentials = deps.credentials;
@@ -143,6 +147,8 @@ export class IdentityService {
     tenant: string;
     email: string;
     password: string;
+    totp?: string | undefined;
+    recoveryCode?: string | undefined;
     sourceIp?: string;
     userAgent?: string;
   }): Promise<{ user: User; session: IssuedSession }> {
@@ -173,6 +179,18 @@ export class IdentityService {
       await this.#throttle.recordFailure(attempt, input.sourceIp);
       throw identityErrors.invalidCredentials();
     }
+    if (account.mfaEnabled && account.mfaSecret !== null) {
+      // Asked for only after the right password, so it reveals nothing to someone without it.
+      if (input.totp === undefined && input.recoveryCode === undefined) throw identityErrors.mfaRequired();
+      const secret = account.mfaSecret;
+      const passed = await this.#withTenant(tenant.id, (scope) =>
+        this.#mfa.verifySecondFactor(scope.db, tenant.id, { id: account.id, mfaSecret: secret }, input),
+      );
+      if (!passed) {
+        await this.#throttle.recordFailure(attempt, input.sourceIp);
+        throw identityErrors.invalidCredentials();
+      }
+    }
     await this.#throttle.recordSuccess(attempt);
     // Only now, with the right password, does the caller learn the tenant is suspended.
     if (tenant.status === 'suspended') throw identityErrors.tenantSuspended();
@@ -182,7 +200,7 @@ export class IdentityService {
         userRepository.updatePasswordHash(scope.db, account.id, upgraded),
       );
     }
-    const { passwordHash: _secret, ...user } = account;
+    const { passwordHash: _secret, mfaSecret: _mfa, mfaEnabled: _enabled, ...user } = account;
     const session = await this.#startSession(tenant.id, account.id, input);
     return { user, session };
   }

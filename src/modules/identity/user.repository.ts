@@ -15,6 +15,10 @@ export interface User {
 
 export interface UserWithSecret extends User {
   passwordHash: string | null;
+  /** The encrypted TOTP secret, once enrolment started. */
+  mfaSecret: string | null;
+  /** Whether login asks for a second factor (enrolment confirmed). */
+  mfaEnabled: boolean;
 }
 
 export interface ApiKey {
@@ -40,7 +44,7 @@ export interface ActiveSession {
  * so it can only ever touch the schema of the tenant in context.
  */
 export const userRepository = {
-  async insert(db: AnyKysely, user: UserWithSecret): Promise<User> {
+  async insert(db: AnyKysely, user: Omit<UserWithSecret, 'mfaSecret' | 'mfaEnabled'>): Promise<User> {
     const row = await tenant(db)
       .insertInto('users')
       .values({
@@ -62,7 +66,14 @@ export const userRepository = {
       .selectAll()
       .where('email', '=', email)
       .executeTakeFirst();
-    return row && { ...toUser(row), passwordHash: row.password_hash };
+    return (
+      row && {
+        ...toUser(row),
+        passwordHash: row.password_hash,
+        mfaSecret: row.mfa_secret,
+        mfaEnabled: row.mfa_enabled_at !== null,
+      }
+    );
   },
 
   async list(db: AnyKysely): Promise<User[]> {

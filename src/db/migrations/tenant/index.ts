@@ -3,6 +3,7 @@ import { createSettings } from './20261122000000-create-settings.ts';
 import { createUsersAndSessions } from './20261122010000-create-users-and-sessions.ts';
 import { createProjects } from './20261122020000-create-projects.ts';
 import { createApiKeys } from './20261122030000-create-api-keys.ts';
+import { addMfa } from './20261122040000-add-mfa.ts';
 
 /**
  * Tenant-schema migrations, oldest first, applied to every tenant by the fleet runner. Append only;
@@ -14,4 +15,5 @@ export const tenantMigrations: readonly Migration[] = [
   createUsersAndSessions,
   createProjects,
   createApiKeys,
+  addMfa,
 ];
