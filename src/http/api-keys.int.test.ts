@@ -1,13 +1,15 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openTestCore, type TestDatabase, testDatabaseKinds } from '../../test/support/databases.ts';
+import { LocalKeyProvider } from '../adapters/keys/key-provider.local.ts';
 import { hashToken } from '../crypto/tokens.ts';
-import type { Core } from '../main/compose.ts';
+import { type Core, composeCore } from '../main/compose.ts';
 import { type App, buildApp } from './app.ts';
 
 for (const kind of await testDatabaseKinds()) {
   describe.skipIf(kind.skipReason)(`API keys on ${kind.name}${kind.skipReason}`, () => {
     let core: Core;
     let testDb: TestDatabase;
+    let masterKey: Buffer;
     let app: App;
     let session: string;
     let projectA: string;
@@ -30,7 +32,7 @@ for (const kind of await testDatabaseKinds()) {
     };
 
     beforeAll(async () => {
-      ({ core, testDb } = await openTestCore(kind));
+      ({ core, testDb, masterKey } = await openTestCore(kind));
       app = await buildApp(
         {
           tenants: core.tenants,
@@ -123,6 +125,36 @@ for (const kind of await testDatabaseKinds()) {
         expiresAt: '2001-01-01T00:00:00Z',
       });
       expect(past.json().error.code).toBe('invalid_expiry');
+    });
+
+    it('is refused by every app instance the moment one of them revokes it', async () => {
+      // A second node: its own services over the same database (and, in production, the same cache).
+      const node2 = composeCore({
+        database: testDb.database,
+        keyProvider: new LocalKeyProvider({ current: masterKey }),
+      });
+      const other = await buildApp(
+        {
+          tenants: node2.tenants,
+          staff: node2.staff,
+          identity: node2.identity,
+          mfa: node2.mfa,
+          projects: node2.projects,
+          readinessChecks: {},
+          isDraining: () => false,
+        },
+        { bodyLimitBytes: 16_384 },
+      );
+      try {
+        const { key, secret } = await newKey({ access: 'read' });
+        const onOther = () =>
+          other.inject({ method: 'GET', url: '/api/v1/me', headers: { authorization: `Bearer ${secret}` } });
+        expect((await onOther()).statusCode).toBe(200);
+        expect((await call('DELETE', `/api/v1/api-keys/${key.id}`, session)).statusCode).toBe(204);
+        expect((await onOther()).statusCode).toBe(401);
+      } finally {
+        await other.close();
+      }
     });
 
     it('is never read from a query string or a cookie', async () => {
