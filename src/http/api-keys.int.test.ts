@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openTestCore, type TestDatabase, testDatabaseKinds } from '../../test/support/databases.ts';
 import { LocalKeyProvider } from '../adapters/keys/key-provider.local.ts';
 import { hashToken } from '../crypto/tokens.ts';
-import { type Core, composeCore } from '../main/compose.ts';
+import { appServices, type Core, composeCore } from '../main/compose.ts';
 import { type App, buildApp } from './app.ts';
 
 for (const kind of await testDatabaseKinds()) {
@@ -35,11 +35,7 @@ for (const kind of await testDatabaseKinds()) {
       ({ core, testDb, masterKey } = await openTestCore(kind));
       app = await buildApp(
         {
-          tenants: core.tenants,
-          staff: core.staff,
-          identity: core.identity,
-          mfa: core.mfa,
-          projects: core.projects,
+          ...appServices(core),
           readinessChecks: {},
           isDraining: () => false,
         },
@@ -135,11 +131,7 @@ for (const kind of await testDatabaseKinds()) {
       });
       const other = await buildApp(
         {
-          tenants: node2.tenants,
-          staff: node2.staff,
-          identity: node2.identity,
-          mfa: node2.mfa,
-          projects: node2.projects,
+          ...appServices(node2),
           readinessChecks: {},
           isDraining: () => false,
         },

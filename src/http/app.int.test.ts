@@ -1,7 +1,7 @@
 import type { Response as LightResponse } from 'light-my-request';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openTestCore, type TestDatabase, testDatabaseKinds } from '../../test/support/databases.ts';
-import type { Core } from '../main/compose.ts';
+import { appServices, type Core } from '../main/compose.ts';
 import { type App, buildApp } from './app.ts';
 
 const json = { 'content-type': 'application/json' };
@@ -21,11 +21,7 @@ for (const kind of await testDatabaseKinds()) {
       ({ core, testDb } = await openTestCore(kind));
       app = await buildApp(
         {
-          tenants: core.tenants,
-          staff: core.staff,
-          identity: core.identity,
-          mfa: core.mfa,
-          projects: core.projects,
+          ...appServices(core),
           readinessChecks: {
             database: () => core.database.ping(),
             objects: async () => {

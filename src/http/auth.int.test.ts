@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openTestCore, type TestDatabase, testDatabaseKinds } from '../../test/support/databases.ts';
-import type { Core } from '../main/compose.ts';
+import { appServices, type Core } from '../main/compose.ts';
 import { type App, buildApp } from './app.ts';
 
 const password = 'the owner picks a long passphrase';
@@ -17,11 +17,7 @@ for (const kind of await testDatabaseKinds()) {
       ({ core, testDb } = await openTestCore(kind));
       app = await buildApp(
         {
-          tenants: core.tenants,
-          staff: core.staff,
-          identity: core.identity,
-          mfa: core.mfa,
-          projects: core.projects,
+          ...appServices(core),
           readinessChecks: {},
           isDraining: () => false,
         },

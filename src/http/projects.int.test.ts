@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openTestCore, type TestDatabase, testDatabaseKinds } from '../../test/support/databases.ts';
 import { hashPassword } from '../crypto/password.ts';
-import type { Core } from '../main/compose.ts';
+import { appServices, type Core } from '../main/compose.ts';
 import { type AccountRole, type Action, decide, type ProjectRole } from '../modules/access/policy.ts';
 import { newId } from '../platform/ids.ts';
 import { type App, buildApp } from './app.ts';
@@ -144,11 +144,7 @@ for (const kind of await testDatabaseKinds()) {
         ({ core, testDb } = await openTestCore(kind));
         app = await buildApp(
           {
-            tenants: core.tenants,
-            staff: core.staff,
-            identity: core.identity,
-            mfa: core.mfa,
-            projects: core.projects,
+            ...appServices(core),
             readinessChecks: {},
             isDraining: () => false,
           },

@@ -97,3 +97,14 @@ export async function prepareControlPlane(core: Core): Promise<void> {
   await migrateControlPlane(core.database.db, controlMigrations);
   await core.keys.verifyMasterKey();
 }
+
+/** The services the HTTP app is built from, taken from a core (the server and tests share this). */
+export function appServices(core: Core) {
+  return {
+    tenants: core.tenants,
+    staff: core.staff,
+    identity: core.identity,
+    mfa: core.mfa,
+    projects: core.projects,
+  };
+}

@@ -4,6 +4,7 @@ import { type App, buildApp } from '../http/app.ts';
 import { registerErrorHandling } from '../http/error-handler.ts';
 import { refusePlainHttp } from '../http/https-only.ts';
 import type { Logger } from '../platform/logger.ts';
+import { appServices } from './compose.ts';
 import { loadTlsMaterial } from './embedded.ts';
 import { openRuntime, type Runtime } from './runtime.ts';
 
@@ -29,11 +30,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
 
   const app = await buildApp(
     {
-      tenants: core.tenants,
-      staff: core.staff,
-      identity: core.identity,
-      mfa: core.mfa,
-      projects: core.projects,
+      ...appServices(core),
       readinessChecks: {
         database: () => core.database.ping(),
         objects: () => objects!.ping(),

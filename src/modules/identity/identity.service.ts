@@ -102,28 +102,7 @@ export class IdentityService {
     sourceIp?: string;
     userAgent?: string;
   }): Promise<{ user: User; session: IssuedSession }> {
-    const tokenHash = hashToken(input.token);
-    const record = await this.#credentials.findSetupToken(tokenHash);
-    // Purpose matters: an invitation token must never set up an owner.
-    if (
-      !record ||
-      record.purpose !== 'owner_setup' ||
-      record.usedAt !== null ||
-      record.expiresAt <= this.#clock.now()
-    ) {
-      throw identityErrors.setupTokenInvalid();
-    }
-    const tenant = await this.#tenants.findById(record.tenantId);
-    if (!tenant || tenant.status === 'deleted') throw identityErrors.setupTokenInvalid();
-    if (tenant.status === 'suspended') throw identityErrors.tenantSuspended();
-    const displayName = acceptDisplayName(input.displayName);
-    const password = acceptNewPassword(input.password, {
-      hasMfa: false,
-      context: [record.email, record.email.split('@')[0] ?? '', tenant.slug, tenant.name ?? ''],
-    });
-    const passwordHash = await this.#hasher.hash(password);
-    // Claim the token first: of two concurrent setups only one gets past this line.
-    if (!(await this.#credentials.consumeSetupToken(tokenHash))) throw identityErrors.setupTokenInvalid();
+    const { record, tenant, displayName, passwordHash } = await this.#redeemToken('owner_setup', input);
     const user = await this.#withTenant(tenant.id, (scope) =>
       userRepository.insert(scope.db, {
         id: newId(),
@@ -269,26 +248,7 @@ export class IdentityService {
     sourceIp?: string;
     userAgent?: string;
   }): Promise<{ user: User; session: IssuedSession }> {
-    const tokenHash = hashToken(input.token);
-    const record = await this.#credentials.findSetupToken(tokenHash);
-    if (
-      !record ||
-      record.purpose !== 'invitation' ||
-      record.usedAt !== null ||
-      record.expiresAt <= this.#clock.now()
-    ) {
-      throw identityErrors.setupTokenInvalid();
-    }
-    const tenant = await this.#tenants.findById(record.tenantId);
-    if (!tenant || tenant.status === 'deleted') throw identityErrors.setupTokenInvalid();
-    if (tenant.status === 'suspended') throw identityErrors.tenantSuspended();
-    const displayName = acceptDisplayName(input.displayName);
-    const password = acceptNewPassword(input.password, {
-      hasMfa: false,
-      context: [record.email, record.email.split('@')[0] ?? '', tenant.slug, tenant.name ?? ''],
-    });
-    const passwordHash = await this.#hasher.hash(password);
-    if (!(await this.#credentials.consumeSetupToken(tokenHash))) throw identityErrors.setupTokenInvalid();
+    const { record, tenant, displayName, passwordHash } = await this.#redeemToken('invitation', input);
     const user = await this.#withTenant(tenant.id, (scope) =>
       userRepository.activateInvited(scope.db, record.email, displayName, passwordHash),
     );
@@ -441,6 +401,39 @@ export class IdentityService {
     );
     await this.#credentials.deleteIndexEntries(revoked);
     return revoked.length;
+  }
+
+  /**
+   * Checks a one-time token of `purpose` (unknown, used, expired, another purpose or a deleted
+   * tenant all answer `setup_token_invalid`), accepts the chosen name and password, and claims the
+   * token: of two concurrent redemptions only one gets past the claim.
+   */
+  async #redeemToken(
+    purpose: 'owner_setup' | 'invitation',
+    input: { token: string; displayName: string; password: string },
+  ) {
+    const tokenHash = hashToken(input.token);
+    const record = await this.#credentials.findSetupToken(tokenHash);
+    // Purpose matters: an invitation token must never set up an owner, nor the reverse.
+    if (
+      !record ||
+      record.purpose !== purpose ||
+      record.usedAt !== null ||
+      record.expiresAt <= this.#clock.now()
+    ) {
+      throw identityErrors.setupTokenInvalid();
+    }
+    const tenant = await this.#tenants.findById(record.tenantId);
+    if (!tenant || tenant.status === 'deleted') throw identityErrors.setupTokenInvalid();
+    if (tenant.status === 'suspended') throw identityErrors.tenantSuspended();
+    const displayName = acceptDisplayName(input.displayName);
+    const password = acceptNewPassword(input.password, {
+      hasMfa: false,
+      context: [record.email, record.email.split('@')[0] ?? '', tenant.slug, tenant.name ?? ''],
+    });
+    const passwordHash = await this.#hasher.hash(password);
+    if (!(await this.#credentials.consumeSetupToken(tokenHash))) throw identityErrors.setupTokenInvalid();
+    return { record, tenant, displayName, passwordHash };
   }
 
   async #startSession(
