@@ -15,6 +15,9 @@ export interface LoadSpec {
   path: string;
   idsFile?: string;
   headers?: Record<string, string>;
+  /** GET unless given; a `body` is sent as JSON with every request. */
+  method?: 'GET' | 'POST';
+  body?: unknown;
   connections: number;
   durationS: number;
   warmupS: number;
@@ -72,11 +75,20 @@ async function runLoad(spec: LoadSpec): Promise<LoadResult> {
           setupRequest: (r: Record<string, unknown>) => ({ ...r, path: spec.path.replace('{id}', pick()) }),
         },
       ]
-    : [{ method: 'GET', path: spec.path }];
+    : [
+        {
+          method: spec.method ?? 'GET',
+          path: spec.path,
+          ...(spec.body === undefined ? {} : { body: JSON.stringify(spec.body) }),
+        },
+      ];
   const options = {
     url: origin.origin,
     connections: spec.connections,
-    headers: spec.headers ?? {},
+    headers: {
+      ...(spec.body === undefined ? {} : { 'content-type': 'application/json' }),
+      ...(spec.headers ?? {}),
+    },
     requests,
     pipelining: 1,
     timeout: 30,

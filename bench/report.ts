@@ -48,6 +48,10 @@ export interface BenchResults {
     | undefined;
 }
 
+/** The one line that points from RESULTS.md to the identity scenarios' own report. */
+export const identityLink =
+  'Identity scenarios (`/me`, project read with an API key, bare-Fastify ceiling, login throughput and memory): see [RESULTS-identity.md](RESULTS-identity.md).';
+
 /** Targets from the issue. */
 export const targets = {
   provisionP50Ms: 50,
@@ -127,6 +131,8 @@ export function renderResults(r: BenchResults): string {
     `Latest run of \`npm run bench\` (overwritten by each run; raw numbers in \`bench/out/results.json\`, not committed). ` +
       'On a noisy 2-core machine absolute numbers move from run to run; compare the ratios within one run.',
   );
+  out.push('');
+  out.push(identityLink);
   out.push('');
   out.push('| | |');
   out.push('|---|---|');

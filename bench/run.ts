@@ -3,7 +3,7 @@
 // Run: npm run bench   (node bench/run.ts; env knobs in bench/README.md). Writes bench/RESULTS.md.
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { sql } from 'kysely';
@@ -12,6 +12,7 @@ import { type Database, openDatabase } from '../src/db/database.ts';
 import type { Migration } from '../src/db/migrator.ts';
 import { type Core, composeCore, prepareControlPlane } from '../src/main/compose.ts';
 import { Secret } from '../src/platform/secret.ts';
+import { renderIdentity, runIdentityScenarios } from './identity.ts';
 import type { LoadResult, LoadSpec } from './load.ts';
 import {
   dropDirectusDatabase,
@@ -52,9 +53,24 @@ const settings = {
   peerVersion: process.env.DIRECTUS_VERSION || '11.3.5',
   peerNode: process.env.BENCH_PEER_NODE || '/usr/bin/node',
   peerSeed: envNumber('BENCH_PEER_SEED', 10_000, 1, 100_000),
+  /** Which parts run: `tenants` (provisioning, HTTP at 1 and N tenants, fleet, peer), `identity`. */
+  scenarios: parseScenarios(process.env.BENCH_SCENARIOS),
+  identityRuns: envNumber('BENCH_IDENTITY_RUNS', 3, 1, 9),
+  identityDurationS: envNumber('BENCH_IDENTITY_DURATION_S', 8, 1, 60),
   /** Whole-run watchdog: the bench stops itself (and what it started) after this. */
   maxMinutes: envNumber('BENCH_MAX_MINUTES', 60, 1, 240),
 };
+
+function parseScenarios(raw: string | undefined): Set<'tenants' | 'identity'> {
+  const known = ['tenants', 'identity'] as const;
+  if (raw === undefined || raw === '' || raw === 'all') return new Set(known);
+  const picked = raw.split(',').map((part) => part.trim());
+  for (const name of picked) {
+    if (!(known as readonly string[]).includes(name))
+      throw new Error(`BENCH_SCENARIOS: unknown scenario ${name} (known: ${known.join(', ')}, all)`);
+  }
+  return new Set(picked as Array<(typeof known)[number]>);
+}
 
 const fleetOptions = { batchSize: 50, concurrency: 4, canarySize: 5 };
 
@@ -146,10 +162,10 @@ async function runLoadProcess(spec: LoadSpec): Promise<LoadResult> {
 async function loadOurs(
   probe: CpuProbe,
   target: CpuTarget,
-  spec: Omit<LoadSpec, 'connections' | 'durationS' | 'warmupS'>,
+  spec: Omit<LoadSpec, 'connections' | 'durationS' | 'warmupS'> & { connections?: number },
   timing: { durationS: number; warmupS: number } = settings,
 ): Promise<Measured> {
-  const base = { ...spec, connections: settings.connections, warmupS: 0 };
+  const base = { ...spec, connections: spec.connections ?? settings.connections, warmupS: 0 };
   if (timing.warmupS > 0) await runLoadProcess({ ...base, label: 'warm-up', durationS: timing.warmupS });
   const result = await probe.around(target, () => runLoadProcess({ ...base, durationS: timing.durationS }));
   logResult(result);
@@ -293,9 +309,12 @@ async function main(): Promise<void> {
   try {
     const pg = await postgresFacts(settings.adminUrl);
     log(
-      `postgres: ${pg.version}; ${settings.tenants} tenants, ${settings.runs} runs x ${settings.durationS} s at c=${settings.connections}`,
+      `postgres: ${pg.version}; scenarios ${[...settings.scenarios].join(', ')}` +
+        (settings.scenarios.has('tenants')
+          ? `; ${settings.tenants} tenants, ${settings.runs} runs x ${settings.durationS} s at c=${settings.connections}`
+          : ''),
     );
-    if (settings.peer) {
+    if (settings.peer && settings.scenarios.has('tenants')) {
       // Before any measurement, so the (minutes-long, CPU-heavy) npm install never overlaps one.
       log(
         `peer: installing directus@${settings.peerVersion} into ${settings.peerInstallDir} (skipped if present)`,
@@ -327,197 +346,242 @@ async function main(): Promise<void> {
       role: 'operator',
     });
 
-    // ---- 1 tenant: provision it, start the server, measure while it is the only tenant ----
-    const timer = new SqlTimer();
-    timer.start();
-    const provisionMs: number[] = [];
-    const tenantIds: string[] = [];
-    let t0 = performance.now();
-    await provision(core, 0, 1, provisionMs, tenantIds);
-    let provisionWallMs = performance.now() - t0;
+    if (settings.scenarios.has('tenants')) {
+      // ---- 1 tenant: provision it, start the server, measure while it is the only tenant ----
+      const timer = new SqlTimer();
+      timer.start();
+      const provisionMs: number[] = [];
+      const tenantIds: string[] = [];
+      let t0 = performance.now();
+      await provision(core, 0, 1, provisionMs, tenantIds);
+      let provisionWallMs = performance.now() - t0;
 
-    const server: StrongroomServer = await startStrongroom({
-      packageDir,
-      databaseUrl: benchDb.url,
-      masterKeyHex: masterKey.toString('hex'),
-      dataDir: join(tmp, 'server-tls'),
-      logFile: join(outDir, 'server-tls.log'),
-    });
-    cleanups.push(() => server.stop());
-    log(`server ${server.origin} (pid ${server.pid}) up in ${Math.round(server.startMs)} ms`);
-    const tls: HttpTarget = { origin: server.origin, proxyHeaders: {}, suffix: '' };
-    const tlsCpu: CpuTarget = { serverPid: server.nodePid, database: benchDb.name };
-    const oneIdFile = join(tmp, 'ids-1.txt');
-    writeFileSync(oneIdFile, `${tenantIds[0]}\n`);
-    await assertReadWorks(tls, staffKey, tenantIds[0]!);
-    // A fresh server's JIT and connection pool are cold; without priming, the 1-tenant phase
-    // (always first) would be handicapped and the 1,000/1 ratio flattered. Results discarded.
-    log('priming the fresh server (not measured)');
-    const priming = { durationS: 5, warmupS: 0 };
-    await loadOurs(probe, tlsCpu, healthzSpec(tls, 'priming healthz'), priming);
-    await loadOurs(probe, tlsCpu, readSpec(tls, 'priming tenant-read', staffKey, oneIdFile), priming);
-    log('HTTP at 1 tenant');
-    const provisionShares1 = timer.take();
-    const http1 = await measureHttp(probe, tlsCpu, tls, '1', staffKey, oneIdFile);
-
-    // ---- provision the rest ----
-    log(`provisioning ${settings.tenants - 1} more tenants, one after another`);
-    timer.take();
-    t0 = performance.now();
-    await provision(core, 1, settings.tenants, provisionMs, tenantIds);
-    provisionWallMs += performance.now() - t0;
-    const provisionShares = mergeShares(provisionShares1, timer.take());
-
-    // ---- 1,000 tenants ----
-    const allIdsFile = join(tmp, 'ids-all.txt');
-    writeFileSync(allIdsFile, `${tenantIds.join('\n')}\n`);
-    await assertReadWorks(tls, staffKey, tenantIds.at(-1)!);
-    // Interleaved with the random-tenant read: the first tenant alone (the one the 1-tenant phase
-    // read), so the cost of spreading over 1,000 tenants is seen without the drift between phases.
-    log(`HTTP at ${settings.tenants} tenants`);
-    const httpN = await measureHttp(
-      probe,
-      tlsCpu,
-      tls,
-      String(settings.tenants),
-      staffKey,
-      allIdsFile,
-      oneIdFile,
-    );
-
-    // ---- fleet migration with the next release's migration list ----
-    log('fleet migration');
-    const next = composeCore({
-      database,
-      keyProvider: new LocalKeyProvider({ current: masterKey }),
-      tenantMigrations: [...core.tenantMigrations, addSettingsBenchNote],
-    });
-    timer.take();
-    t0 = performance.now();
-    const fleet = await next.fleet.run({
-      ...fleetOptions,
-      onProgress: (p) => {
-        if (p.migrated > 0 && p.migrated % 200 === 0) log(`  migrated ${p.migrated}/${p.total}`);
-      },
-    });
-    const fleetWallMs = performance.now() - t0;
-    const fleetShares = timer.take();
-    timer.stop();
-    const { rows: columnRows } = await sql<{ n: number }>`
-      select count(*)::int as n from information_schema.columns
-      where table_name = 'settings' and column_name = 'bench_note' and table_schema ~ '^t_[0-9a-f]{32}$'`.execute(
-      database.db,
-    );
-    const fleetVerified = columnRows[0]?.n ?? 0;
-    log(
-      `fleet: ${fleet.status}, ${fleet.migrated}/${fleet.total} in ${(fleetWallMs / 1000).toFixed(1)} s; column present in ${fleetVerified} schemas`,
-    );
-
-    // ---- peer, interleaved with ours (TLS and plain HTTP behind-proxy mode) ----
-    let peerResults: BenchResults['peer'];
-    if (settings.peer) {
-      log('peer: our server in behind-proxy mode (plain HTTP) for a like-for-like transport');
-      const proxied = await startStrongroom({
+      const server: StrongroomServer = await startStrongroom({
         packageDir,
         databaseUrl: benchDb.url,
         masterKeyHex: masterKey.toString('hex'),
-        dataDir: join(tmp, 'server-http'),
-        logFile: join(outDir, 'server-http.log'),
-        behindProxy: true,
+        dataDir: join(tmp, 'server-tls'),
+        logFile: join(outDir, 'server-tls.log'),
       });
-      cleanups.push(() => proxied.stop());
-      const http: HttpTarget = {
-        origin: proxied.origin,
-        proxyHeaders: { 'x-forwarded-proto': 'https' },
-        suffix: ' (http)',
-      };
-      const httpCpu: CpuTarget = { serverPid: proxied.nodePid, database: benchDb.name };
-      await assertReadWorks(http, staffKey, tenantIds[0]!);
-      log('peer: directus bootstrap on a fresh `directus` database, setup and seed');
-      cleanups.push(() => dropDirectusDatabase(settings.adminUrl));
-      const peer: RunningPeer = await startDirectus(peerOptions);
-      cleanups.push(() => peer.stop());
-      log(`peer: directus ${peer.version} on node ${peer.nodeVersion} at ${peer.url}`);
-      const peerCpu: CpuTarget = { serverPid: peer.nodePid, database: peer.database };
-      const rows: Record<string, Measured[]> = {};
-      const push = (key: string, result: Measured) => {
-        rows[key] ??= [];
-        rows[key].push(result);
-      };
-      const n = String(settings.tenants);
-      const loadDirectus = async (mode: 'plain' | 'get-one', label: string) => {
-        let measured: Measured | undefined;
-        await loadPeer(
-          { peersDir: settings.peersDir, packageDir },
-          peer,
-          {
-            mode,
-            label,
-            connections: settings.connections,
-            durationS: settings.durationS,
-            warmupS: settings.warmupS,
-            ids: settings.peerSeed,
-          },
-          async (measure) => {
-            measured = await probe.around(peerCpu, measure);
-            return measured;
-          },
-        );
-        logResult(measured!);
-        return measured!;
-      };
-      const steps: Array<[string, () => Promise<Measured>]> = [
-        ['directus-ping', () => loadDirectus('plain', 'directus-ping')],
-        ['ours-healthz-tls', () => loadOurs(probe, tlsCpu, healthzSpec(tls, `healthz@${n}`))],
-        ['ours-healthz-http', () => loadOurs(probe, httpCpu, healthzSpec(http, `healthz@${n}`))],
-        ['directus-item', () => loadDirectus('get-one', 'directus-item')],
-        [
-          'ours-read-tls',
-          () => loadOurs(probe, tlsCpu, readSpec(tls, `tenant-read@${n}`, staffKey, allIdsFile)),
-        ],
-        [
-          'ours-read-http',
-          () => loadOurs(probe, httpCpu, readSpec(http, `tenant-read@${n}`, staffKey, allIdsFile)),
-        ],
-      ];
-      for (let run = 0; run < settings.runs; run++) {
-        // Rotate the order, so no server always follows the same one.
-        for (let i = 0; i < steps.length; i++) {
-          const [key, step] = steps[(run + i) % steps.length]!;
-          push(key, await step());
+      cleanups.push(() => server.stop());
+      log(`server ${server.origin} (pid ${server.pid}) up in ${Math.round(server.startMs)} ms`);
+      const tls: HttpTarget = { origin: server.origin, proxyHeaders: {}, suffix: '' };
+      const tlsCpu: CpuTarget = { serverPid: server.nodePid, database: benchDb.name };
+      const oneIdFile = join(tmp, 'ids-1.txt');
+      writeFileSync(oneIdFile, `${tenantIds[0]}\n`);
+      await assertReadWorks(tls, staffKey, tenantIds[0]!);
+      // A fresh server's JIT and connection pool are cold; without priming, the 1-tenant phase
+      // (always first) would be handicapped and the 1,000/1 ratio flattered. Results discarded.
+      log('priming the fresh server (not measured)');
+      const priming = { durationS: 5, warmupS: 0 };
+      await loadOurs(probe, tlsCpu, healthzSpec(tls, 'priming healthz'), priming);
+      await loadOurs(probe, tlsCpu, readSpec(tls, 'priming tenant-read', staffKey, oneIdFile), priming);
+      log('HTTP at 1 tenant');
+      const provisionShares1 = timer.take();
+      const http1 = await measureHttp(probe, tlsCpu, tls, '1', staffKey, oneIdFile);
+
+      // ---- provision the rest ----
+      log(`provisioning ${settings.tenants - 1} more tenants, one after another`);
+      timer.take();
+      t0 = performance.now();
+      await provision(core, 1, settings.tenants, provisionMs, tenantIds);
+      provisionWallMs += performance.now() - t0;
+      const provisionShares = mergeShares(provisionShares1, timer.take());
+
+      // ---- 1,000 tenants ----
+      const allIdsFile = join(tmp, 'ids-all.txt');
+      writeFileSync(allIdsFile, `${tenantIds.join('\n')}\n`);
+      await assertReadWorks(tls, staffKey, tenantIds.at(-1)!);
+      // Interleaved with the random-tenant read: the first tenant alone (the one the 1-tenant phase
+      // read), so the cost of spreading over 1,000 tenants is seen without the drift between phases.
+      log(`HTTP at ${settings.tenants} tenants`);
+      const httpN = await measureHttp(
+        probe,
+        tlsCpu,
+        tls,
+        String(settings.tenants),
+        staffKey,
+        allIdsFile,
+        oneIdFile,
+      );
+
+      // ---- fleet migration with the next release's migration list ----
+      log('fleet migration');
+      const next = composeCore({
+        database,
+        keyProvider: new LocalKeyProvider({ current: masterKey }),
+        tenantMigrations: [...core.tenantMigrations, addSettingsBenchNote],
+      });
+      timer.take();
+      t0 = performance.now();
+      const fleet = await next.fleet.run({
+        ...fleetOptions,
+        onProgress: (p) => {
+          if (p.migrated > 0 && p.migrated % 200 === 0) log(`  migrated ${p.migrated}/${p.total}`);
+        },
+      });
+      const fleetWallMs = performance.now() - t0;
+      const fleetShares = timer.take();
+      timer.stop();
+      const { rows: columnRows } = await sql<{ n: number }>`
+        select count(*)::int as n from information_schema.columns
+        where table_name = 'settings' and column_name = 'bench_note' and table_schema ~ '^t_[0-9a-f]{32}$'`.execute(
+        database.db,
+      );
+      const fleetVerified = columnRows[0]?.n ?? 0;
+      log(
+        `fleet: ${fleet.status}, ${fleet.migrated}/${fleet.total} in ${(fleetWallMs / 1000).toFixed(1)} s; column present in ${fleetVerified} schemas`,
+      );
+
+      // ---- peer, interleaved with ours (TLS and plain HTTP behind-proxy mode) ----
+      let peerResults: BenchResults['peer'];
+      if (settings.peer) {
+        log('peer: our server in behind-proxy mode (plain HTTP) for a like-for-like transport');
+        const proxied = await startStrongroom({
+          packageDir,
+          databaseUrl: benchDb.url,
+          masterKeyHex: masterKey.toString('hex'),
+          dataDir: join(tmp, 'server-http'),
+          logFile: join(outDir, 'server-http.log'),
+          behindProxy: true,
+        });
+        cleanups.push(() => proxied.stop());
+        const http: HttpTarget = {
+          origin: proxied.origin,
+          proxyHeaders: { 'x-forwarded-proto': 'https' },
+          suffix: ' (http)',
+        };
+        const httpCpu: CpuTarget = { serverPid: proxied.nodePid, database: benchDb.name };
+        await assertReadWorks(http, staffKey, tenantIds[0]!);
+        log('peer: directus bootstrap on a fresh `directus` database, setup and seed');
+        cleanups.push(() => dropDirectusDatabase(settings.adminUrl));
+        const peer: RunningPeer = await startDirectus(peerOptions);
+        cleanups.push(() => peer.stop());
+        log(`peer: directus ${peer.version} on node ${peer.nodeVersion} at ${peer.url}`);
+        const peerCpu: CpuTarget = { serverPid: peer.nodePid, database: peer.database };
+        const rows: Record<string, Measured[]> = {};
+        const push = (key: string, result: Measured) => {
+          rows[key] ??= [];
+          rows[key].push(result);
+        };
+        const n = String(settings.tenants);
+        const loadDirectus = async (mode: 'plain' | 'get-one', label: string) => {
+          let measured: Measured | undefined;
+          await loadPeer(
+            { peersDir: settings.peersDir, packageDir },
+            peer,
+            {
+              mode,
+              label,
+              connections: settings.connections,
+              durationS: settings.durationS,
+              warmupS: settings.warmupS,
+              ids: settings.peerSeed,
+            },
+            async (measure) => {
+              measured = await probe.around(peerCpu, measure);
+              return measured;
+            },
+          );
+          logResult(measured!);
+          return measured!;
+        };
+        const steps: Array<[string, () => Promise<Measured>]> = [
+          ['directus-ping', () => loadDirectus('plain', 'directus-ping')],
+          ['ours-healthz-tls', () => loadOurs(probe, tlsCpu, healthzSpec(tls, `healthz@${n}`))],
+          ['ours-healthz-http', () => loadOurs(probe, httpCpu, healthzSpec(http, `healthz@${n}`))],
+          ['directus-item', () => loadDirectus('get-one', 'directus-item')],
+          [
+            'ours-read-tls',
+            () => loadOurs(probe, tlsCpu, readSpec(tls, `tenant-read@${n}`, staffKey, allIdsFile)),
+          ],
+          [
+            'ours-read-http',
+            () => loadOurs(probe, httpCpu, readSpec(http, `tenant-read@${n}`, staffKey, allIdsFile)),
+          ],
+        ];
+        for (let run = 0; run < settings.runs; run++) {
+          // Rotate the order, so no server always follows the same one.
+          for (let i = 0; i < steps.length; i++) {
+            const [key, step] = steps[(run + i) % steps.length]!;
+            push(key, await step());
+          }
         }
+        peerResults = {
+          version: peer.version,
+          nodeVersion: peer.nodeVersion,
+          bootstrapMs: peer.bootstrapMs,
+          seedMs: peer.seedMs,
+          seedCount: settings.peerSeed,
+          runs: rows,
+        };
       }
-      peerResults = {
-        version: peer.version,
-        nodeVersion: peer.nodeVersion,
-        bootstrapMs: peer.bootstrapMs,
-        seedMs: peer.seedMs,
-        seedCount: settings.peerSeed,
-        runs: rows,
+
+      const results: BenchResults = {
+        startedAt: startedAt.toISOString(),
+        finishedAt: new Date().toISOString(),
+        machine: machineFacts(),
+        postgres: pg,
+        settings: {
+          tenants: settings.tenants,
+          durationS: settings.durationS,
+          warmupS: settings.warmupS,
+          runs: settings.runs,
+          connections: settings.connections,
+          fleet: fleetOptions,
+        },
+        provisioning: { durationsMs: provisionMs, wallMs: provisionWallMs, statements: provisionShares },
+        fleet: {
+          summary: fleet,
+          wallMs: fleetWallMs,
+          verifiedColumns: fleetVerified,
+          statements: fleetShares,
+        },
+        http: { one: http1, many: httpN },
+        peer: peerResults,
       };
+      writeFileSync(join(outDir, 'results.json'), `${JSON.stringify(results, null, 2)}\n`);
+      writeFileSync(join(benchDir, 'RESULTS.md'), renderResults(results));
+      log('wrote bench/RESULTS.md and bench/out/results.json');
     }
 
-    const results: BenchResults = {
-      startedAt: startedAt.toISOString(),
-      finishedAt: new Date().toISOString(),
-      machine: machineFacts(),
-      postgres: pg,
-      settings: {
-        tenants: settings.tenants,
-        durationS: settings.durationS,
+    if (settings.scenarios.has('identity')) {
+      log(
+        `identity scenarios: ${settings.identityRuns} runs x ${settings.warmupS} s warm-up + ${settings.identityDurationS} s at c=${settings.connections}`,
+      );
+      const identityStartedAt = new Date();
+      const load0 = loadavg()[0]!;
+      const identity = await runIdentityScenarios({
+        core,
+        databaseUrl: benchDb.url,
+        databaseName: benchDb.name,
+        masterKeyHex: masterKey.toString('hex'),
+        packageDir,
+        benchDir,
+        tmp,
+        outDir,
+        runs: settings.identityRuns,
+        durationS: settings.identityDurationS,
         warmupS: settings.warmupS,
-        runs: settings.runs,
         connections: settings.connections,
-        fleet: fleetOptions,
-      },
-      provisioning: { durationsMs: provisionMs, wallMs: provisionWallMs, statements: provisionShares },
-      fleet: { summary: fleet, wallMs: fleetWallMs, verifiedColumns: fleetVerified, statements: fleetShares },
-      http: { one: http1, many: httpN },
-      peer: peerResults,
-    };
-    writeFileSync(join(outDir, 'results.json'), `${JSON.stringify(results, null, 2)}\n`);
-    writeFileSync(join(benchDir, 'RESULTS.md'), renderResults(results));
-    log('wrote bench/RESULTS.md and bench/out/results.json');
+        load: (target, spec, timing) => loadOurs(probe, target, spec, timing),
+        log,
+        cleanups,
+      });
+      const meta = {
+        startedAt: identityStartedAt.toISOString(),
+        finishedAt: new Date().toISOString(),
+        machine: machineFacts(),
+        postgres: pg,
+        loadavg: `${load0.toFixed(2)} → ${loadavg()[0]!.toFixed(2)}`,
+      };
+      writeFileSync(
+        join(outDir, 'results-identity.json'),
+        `${JSON.stringify({ ...meta, ...identity }, null, 2)}\n`,
+      );
+      writeFileSync(join(benchDir, 'RESULTS-identity.md'), renderIdentity(identity, meta));
+      log('wrote bench/RESULTS-identity.md and bench/out/results-identity.json');
+    }
   } finally {
     clearTimeout(watchdog);
     if (!interrupted) await cleanup();

@@ -1,0 +1,443 @@
+// Identity scenarios of the bench: authenticated reads (session token, API key) against a bare
+// Fastify ceiling in the same run, login throughput, and the server's peak memory under a login
+// burst. Run by bench/run.ts (BENCH_SCENARIOS=identity for these alone); writes
+// bench/RESULTS-identity.md.
+import { readFileSync, writeFileSync } from 'node:fs';
+import { request as httpsRequest } from 'node:https';
+import { join } from 'node:path';
+import type { Core } from '../src/main/compose.ts';
+import type { LoadSpec } from './load.ts';
+import { childPid, fetchOnce, freePort, spawnBounded, waitForHttp } from './processes.ts';
+import type { Measured } from './report.ts';
+import { fmt, median } from './stats.ts';
+import { type StrongroomServer, startStrongroom } from './strongroom-server.ts';
+
+/** Targets from the identity issue (req/s on the 2-core bench machine, load generator included). */
+export const identityTargets = { meRps: 5_000, projectReadRps: 3_000 };
+
+export interface CpuTarget {
+  /** The server's own process (not its `timeout` wrapper). */
+  serverPid: number;
+  /** The database its backends are connected to. */
+  database: string;
+}
+
+export type LoadFn = (
+  cpu: CpuTarget,
+  spec: Omit<LoadSpec, 'durationS' | 'warmupS'>,
+  timing: { durationS: number; warmupS: number },
+) => Promise<Measured>;
+
+export interface IdentityContext {
+  core: Core;
+  databaseUrl: string;
+  databaseName: string;
+  masterKeyHex: string;
+  packageDir: string;
+  benchDir: string;
+  tmp: string;
+  outDir: string;
+  runs: number;
+  durationS: number;
+  warmupS: number;
+  connections: number;
+  load: LoadFn;
+  log(message: string): void;
+  cleanups: Array<() => Promise<void>>;
+}
+
+export interface MemorySample {
+  vmRssKiB: number;
+  vmHwmKiB: number;
+}
+
+export interface IdentityResults {
+  settings: { runs: number; durationS: number; warmupS: number; connections: number };
+  me: Measured[];
+  projectRead: Measured[];
+  bare: Measured[];
+  login: Measured[];
+  loginConnections: number;
+  burst: {
+    size: number;
+    wallMs: number;
+    statuses: Record<string, number>;
+    latenciesMs: number[];
+    before: MemorySample;
+    after: MemorySample;
+    /** Whether the peak (VmHWM) could be reset right before the burst (clear_refs 5). */
+    hwmReset: boolean;
+    /** Highest VmRSS seen by polling every 20 ms during the burst. */
+    polledPeakRssKiB: number;
+  };
+}
+
+const password = 'bench-correct-horse-battery-staple-7';
+const loginConnections = 8;
+const burstSize = 200;
+
+function memory(pid: number): MemorySample {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kib = (field: string) =>
+    Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? Number.NaN);
+  return { vmRssKiB: kib('VmRSS'), vmHwmKiB: kib('VmHWM') };
+}
+
+/** One POST with a JSON body; resolves to the status (0 on a network error) and the time it took. */
+function postJson(url: string, body: unknown): Promise<{ status: number; ms: number; body: string }> {
+  const target = new URL(url);
+  if (target.hostname !== '127.0.0.1') throw new Error('loopback targets only');
+  const payload = JSON.stringify(body);
+  const t0 = performance.now();
+  return new Promise((resolve) => {
+    const req = httpsRequest(
+      target,
+      {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) },
+        timeout: 60_000,
+        rejectUnauthorized: false,
+        servername: 'localhost',
+        // One connection per request: the burst really is 200 requests in flight at once.
+        agent: false,
+      },
+      (res) => {
+        let text = '';
+        res.setEncoding('utf8').on('data', (chunk: string) => {
+          text += chunk;
+        });
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, ms: performance.now() - t0, body: text }));
+      },
+    );
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.on('error', () => resolve({ status: 0, ms: performance.now() - t0, body: '' }));
+    req.end(payload);
+  });
+}
+
+async function startBare(
+  ctx: IdentityContext,
+  certDir: string,
+): Promise<{ origin: string; nodePid: number }> {
+  const port = await freePort();
+  const proc = spawnBounded(
+    process.execPath,
+    [
+      join(ctx.benchDir, 'bare-server.ts'),
+      String(port),
+      join(certDir, 'localhost.crt'),
+      join(certDir, 'localhost.key'),
+    ],
+    { cwd: ctx.packageDir, env: process.env, logFile: join(ctx.outDir, 'bare-server.log'), maxSeconds: 3600 },
+  );
+  ctx.cleanups.push(() => proc.stop());
+  const origin = `https://127.0.0.1:${port}`;
+  await waitForHttp(`${origin}/healthz`, 30, () => proc.child.exitCode === null);
+  // spawnBounded runs the command under `timeout`; the Node process is its child.
+  const nodePid = childPid(proc.pid);
+  if (nodePid === undefined) throw new Error('the bare server process is gone');
+  return { origin, nodePid };
+}
+
+export async function runIdentityScenarios(ctx: IdentityContext): Promise<IdentityResults> {
+  const { core, log } = ctx;
+  log('identity: tenant, owner, project and read API key through the product');
+  const created = await core.tenants.create({
+    slug: 'bench-identity',
+    name: 'Bench identity tenant',
+    ownerEmail: 'owner@bench-identity.test',
+  });
+  const { session } = await core.identity.setupOwner({
+    token: created.ownerSetupToken,
+    displayName: 'Bench Owner',
+    password,
+  });
+  const auth = await core.identity.authenticate(session.token);
+  if (!auth) throw new Error('the fresh session does not authenticate');
+  const project = await core.projects.create(auth.principal, { name: 'Bench project' });
+  const { secret: apiKey } = await core.identity.createApiKey(auth.principal, {
+    name: 'bench',
+    access: 'read',
+  });
+
+  const dataDir = join(ctx.tmp, 'server-identity');
+  const server: StrongroomServer = await startStrongroom({
+    packageDir: ctx.packageDir,
+    databaseUrl: ctx.databaseUrl,
+    masterKeyHex: ctx.masterKeyHex,
+    dataDir,
+    logFile: join(ctx.outDir, 'server-identity.log'),
+  });
+  ctx.cleanups.push(() => server.stop());
+  log(`identity: server ${server.origin} (pid ${server.nodePid})`);
+  const bare = await startBare(ctx, join(dataDir, 'tls'));
+  log(`identity: bare Fastify ${bare.origin} (pid ${bare.nodePid})`);
+  const cpu: CpuTarget = { serverPid: server.nodePid, database: ctx.databaseName };
+  const bareCpu: CpuTarget = { serverPid: bare.nodePid, database: ctx.databaseName };
+
+  const meSpec = {
+    label: 'GET /api/v1/me (session)',
+    origin: server.origin,
+    path: '/api/v1/me',
+    headers: { authorization: `Bearer ${session.token}` },
+    connections: ctx.connections,
+  };
+  const projectSpec = {
+    label: 'GET /api/v1/projects/{id} (read API key)',
+    origin: server.origin,
+    path: `/api/v1/projects/${project.id}`,
+    headers: { authorization: `Bearer ${apiKey}` },
+    connections: ctx.connections,
+  };
+  const bareSpec = {
+    label: 'bare Fastify GET /bare',
+    origin: bare.origin,
+    path: '/bare',
+    connections: ctx.connections,
+  };
+  const loginBody = { tenant: 'bench-identity', email: 'owner@bench-identity.test', password };
+  const loginSpec = {
+    label: `POST /api/v1/auth/login (c=${loginConnections})`,
+    origin: server.origin,
+    path: '/api/v1/auth/login',
+    method: 'POST' as const,
+    body: loginBody,
+    connections: loginConnections,
+  };
+
+  for (const [spec, token] of [
+    [meSpec, session.token],
+    [projectSpec, apiKey],
+  ] as const) {
+    const res = await fetchOnce(`${spec.origin}${spec.path}`, { authorization: `Bearer ${token}` });
+    if (res.status !== 200) throw new Error(`${spec.label} answered ${res.status}: ${res.body}`);
+  }
+  const bareCheck = await fetchOnce(`${bare.origin}/bare`);
+  if (bareCheck.status !== 200) throw new Error(`bare answered ${bareCheck.status}`);
+  const loginCheck = await postJson(`${server.origin}/api/v1/auth/login`, loginBody);
+  if (loginCheck.status !== 200) throw new Error(`login answered ${loginCheck.status}: ${loginCheck.body}`);
+
+  const timing = { durationS: ctx.durationS, warmupS: ctx.warmupS };
+  log('identity: priming the fresh servers (not measured)');
+  await ctx.load(cpu, { ...meSpec, label: 'priming /me' }, { durationS: 3, warmupS: 0 });
+  await ctx.load(cpu, { ...projectSpec, label: 'priming project read' }, { durationS: 3, warmupS: 0 });
+  await ctx.load(bareCpu, { ...bareSpec, label: 'priming bare' }, { durationS: 3, warmupS: 0 });
+
+  const results: Omit<IdentityResults, 'burst'> = {
+    settings: {
+      runs: ctx.runs,
+      durationS: ctx.durationS,
+      warmupS: ctx.warmupS,
+      connections: ctx.connections,
+    },
+    me: [],
+    projectRead: [],
+    bare: [],
+    login: [],
+    loginConnections,
+  };
+  const steps: Array<() => Promise<void>> = [
+    async () => {
+      results.me.push(await ctx.load(cpu, meSpec, timing));
+    },
+    async () => {
+      results.projectRead.push(await ctx.load(cpu, projectSpec, timing));
+    },
+    async () => {
+      results.bare.push(await ctx.load(bareCpu, bareSpec, timing));
+    },
+  ];
+  log('identity: /me, project read, bare Fastify (interleaved, order rotated)');
+  for (let run = 0; run < ctx.runs; run++) {
+    for (let i = 0; i < steps.length; i++) await steps[(run + i) % steps.length]!();
+  }
+  log(`identity: login throughput at c=${loginConnections}`);
+  for (let run = 0; run < ctx.runs; run++) results.login.push(await ctx.load(cpu, loginSpec, timing));
+
+  log(`identity: ${burstSize} concurrent logins`);
+  await new Promise((resolve) => setTimeout(resolve, 2_000));
+  let hwmReset = false;
+  try {
+    // "5" resets the peak resident set size (VmHWM) to the current one (Linux ≥ 4.0, own processes).
+    writeFileSync(`/proc/${server.nodePid}/clear_refs`, '5');
+    hwmReset = true;
+  } catch {
+    hwmReset = false;
+  }
+  const before = memory(server.nodePid);
+  let polledPeakRssKiB = before.vmRssKiB;
+  const poll = setInterval(() => {
+    polledPeakRssKiB = Math.max(polledPeakRssKiB, memory(server.nodePid).vmRssKiB);
+  }, 20);
+  const t0 = performance.now();
+  const answers = await Promise.all(
+    Array.from({ length: burstSize }, () => postJson(`${server.origin}/api/v1/auth/login`, loginBody)),
+  );
+  const wallMs = performance.now() - t0;
+  clearInterval(poll);
+  const after = memory(server.nodePid);
+  const statuses: Record<string, number> = {};
+  for (const a of answers) {
+    let key = String(a.status);
+    if (a.status !== 200) {
+      try {
+        const parsed = JSON.parse(a.body) as { error?: { code?: string }; code?: string };
+        key = `${key} ${parsed.error?.code ?? parsed.code ?? ''}`.trimEnd();
+      } catch {
+        // Not JSON (or no answer at all): the status alone.
+      }
+    }
+    statuses[key] = (statuses[key] ?? 0) + 1;
+  }
+  log(
+    `identity: burst ${JSON.stringify(statuses)} in ${Math.round(wallMs)} ms; VmHWM ${before.vmHwmKiB} → ${after.vmHwmKiB} KiB`,
+  );
+  return {
+    ...results,
+    burst: {
+      size: burstSize,
+      wallMs,
+      statuses,
+      latenciesMs: answers.map((a) => a.ms),
+      before,
+      after,
+      hwmReset,
+      polledPeakRssKiB,
+    },
+  };
+}
+
+const medianOf = (runs: readonly Measured[], key: keyof Measured): number =>
+  median(runs.map((r) => r[key]).filter((v): v is number => typeof v === 'number'));
+const perRun = (runs: readonly Measured[]) => runs.map((r) => fmt(r.rps_avg)).join(' / ');
+const failures = (runs: readonly Measured[]) =>
+  runs.reduce((n, r) => n + r.non2xx + r.errors + r.timeouts, 0);
+/** What the measured split of CPU per request says about where the time goes. */
+function dbShare(runs: readonly Measured[], bare: readonly Measured[]): string {
+  const server = medianOf(runs, 'server_cpu_ms_per_req');
+  const db = medianOf(runs, 'db_cpu_ms_per_req');
+  const bareServer = medianOf(bare, 'server_cpu_ms_per_req');
+  return (
+    `of the ${fmt(server + db, 3)} CPU-ms a \`/me\` costs, Postgres backends spend ${fmt(db, 3)} (${((db / (server + db)) * 100).toFixed(0)} %), ` +
+    `and the server ${fmt(server, 3)} against ${fmt(bareServer, 3)} for the bare route over the same TLS: ` +
+    "the difference is the product's per-request work, which with a one-row answer is most likely dominated by issuing, awaiting and decoding those round trips (pool checkout, begin, role switch, queries, commit); the server side was not profiled statement by statement here."
+  );
+}
+const mib = (kib: number) => `${(kib / 1024).toFixed(1)} MiB`;
+
+export function renderIdentity(
+  r: IdentityResults,
+  meta: {
+    startedAt: string;
+    finishedAt: string;
+    machine: Record<string, string>;
+    postgres: Record<string, string>;
+    /** 1-minute load average at the start and end of the identity runs (other work on the machine). */
+    loadavg?: string;
+  },
+): string {
+  const s = r.settings;
+  const meRps = medianOf(r.me, 'rps_avg');
+  const projectRps = medianOf(r.projectRead, 'rps_avg');
+  const bareRps = medianOf(r.bare, 'rps_avg');
+  const loginRps = medianOf(r.login, 'rps_avg');
+  const cpuPerReq = (runs: readonly Measured[]) =>
+    medianOf(runs, 'server_cpu_ms_per_req') + medianOf(runs, 'db_cpu_ms_per_req');
+  const verdict = (ok: boolean) => (ok ? '**PASS**' : '**FAIL**');
+  const row = (name: string, runs: readonly Measured[]) =>
+    `| ${name} | ${runs[0]?.connections ?? ''} | ${perRun(runs)} | **${fmt(medianOf(runs, 'rps_avg'))}** | ${fmt(
+      medianOf(runs, 'p50_ms'),
+    )} | ${fmt(medianOf(runs, 'p99_ms'))} | ${fmt(medianOf(runs, 'server_cpu_ms_per_req'), 3)} | ${fmt(
+      medianOf(runs, 'db_cpu_ms_per_req'),
+      3,
+    )} | ${fmt(medianOf(runs, 'server_cpu_pct'), 0)} % | ${fmt(medianOf(runs, 'db_cpu_pct'), 0)} % | ${fmt(
+      medianOf(runs, 'client_cpu_pct'),
+      0,
+    )} % | ${failures(runs)} |`;
+  const burst = r.burst;
+  const sortedBurst = [...burst.latenciesMs].sort((a, b) => a - b);
+  const statusCells = Object.entries(burst.statuses)
+    .sort(([a], [b]) => a.localeCompare(b))
+    .map(([k, v]) => `${k}: ${v}`)
+    .join(', ');
+  const meCpu = cpuPerReq(r.me);
+  const projectCpu = cpuPerReq(r.projectRead);
+  const bareCpu = cpuPerReq(r.bare);
+  const lines = [
+    '# Bench results: identity',
+    '',
+    `Latest run of the identity scenarios of \`npm run bench\` (\`BENCH_SCENARIOS=identity npm run bench\` runs only these; overwritten by each run). Linked from \`bench/RESULTS.md\`. On a noisy 2-core machine absolute numbers move from run to run; the bare-Fastify ceiling is measured in the same run, interleaved, for that reason.`,
+    '',
+    '| | |',
+    '|---|---|',
+    `| date | ${meta.startedAt} → ${meta.finishedAt} |`,
+    `| CPU | ${meta.machine.cpu}, ${meta.machine.cores} cores |`,
+    `| memory | ${meta.machine.memory} |`,
+    `| Node (bench, load generator, servers) | ${meta.machine.node} |`,
+    `| Postgres | ${meta.postgres.version} (${Object.entries(meta.postgres)
+      .filter(([k]) => k !== 'version')
+      .map(([k, v]) => `${k}=${v}`)
+      .join(', ')}) |`,
+    `| machine load | 1-minute load average ${meta.loadavg ?? 'n/a'} (start → end of the identity runs; 2 cores, other work was running) |`,
+    `| load | autocannon in its own process, TLS, pipelining 1, ${s.warmupS} s warm-up + ${s.durationS} s measured per run, ${s.runs} runs each, median reported |`,
+    '| server | `strongroom serve` (TLS, self-signed localhost certificate, `STRONGROOM_CACHE=memory:`, default pool of 10) on its own bench database, one tenant set up through the product: owner via setup token, one project, one `read` API key of the owner |',
+    '| ceiling | a bare Fastify 5 server (`bench/bare-server.ts`: `GET /bare` → `{"ok":true}`, no plugins) over the same certificate, in its own process |',
+    '',
+    '## Targets',
+    '',
+    '| target | measured | bare Fastify ratio | result |',
+    '|---|---|---:|---|',
+    `| \`GET /api/v1/me\` with a session token ≥ ${fmt(identityTargets.meRps)} req/s (c=${s.connections}) | ${fmt(meRps)} req/s | ${(meRps / bareRps).toFixed(3)} of ${fmt(bareRps)} | ${verdict(meRps >= identityTargets.meRps)} |`,
+    `| \`GET /api/v1/projects/{id}\` with a read API key ≥ ${fmt(identityTargets.projectReadRps)} req/s (c=${s.connections}) | ${fmt(projectRps)} req/s | ${(projectRps / bareRps).toFixed(3)} of ${fmt(bareRps)} | ${verdict(projectRps >= identityTargets.projectReadRps)} |`,
+    `| login throughput (reported, no target), c=${r.loginConnections} | ${fmt(loginRps)} logins/s, p99 ${fmt(medianOf(r.login, 'p99_ms'))} ms | — | — |`,
+    `| peak server RSS during ${burst.size} concurrent logins (reported, no target) | VmHWM ${mib(burst.after.vmHwmKiB)} (${mib(burst.before.vmRssKiB)} before the burst) | — | — |`,
+    '',
+    `Non-2xx answers and errors in the measured load runs: ${failures([...r.me, ...r.projectRead, ...r.bare, ...r.login])}.`,
+    '',
+    '## Throughput',
+    '',
+    "Server CPU is the server process's user + system time during the measured run divided by requests; Postgres CPU the same for the backends connected to the bench database. CPU % is of one core (the machine has 2: 200 % in all, shared by load generator, server and Postgres).",
+    '',
+    '| scenario | connections | req/s per run | median req/s | p50 ms | p99 ms | server CPU ms/req | Postgres CPU ms/req | server CPU | Postgres CPU | load generator CPU | non-2xx + errors |',
+    '|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
+    row('bare Fastify `GET /bare` (ceiling)', r.bare),
+    row('`GET /api/v1/me` (session `srt_…`)', r.me),
+    row('`GET /api/v1/projects/{id}` (API key `srk_…`, read)', r.projectRead),
+    row('`POST /api/v1/auth/login` (argon2id m=19456, t=2, p=1)', r.login),
+    '',
+    `## ${burst.size} concurrent logins`,
+    '',
+    `One burst of ${burst.size} parallel \`POST /api/v1/auth/login\` with the correct password, one TLS connection each, sent from the bench process after the throughput runs. The server hashes at most 4 at once (bounded argon2 semaphore); the rest queue and answer 429 \`login_busy\` after waiting more than 5 s for a slot.`,
+    '',
+    '| | |',
+    '|---|---|',
+    `| statuses | ${statusCells} |`,
+    `| wall time of the burst | ${fmt(burst.wallMs / 1000)} s |`,
+    `| latency p50 / p99 / max | ${fmt(sortedBurst[Math.floor(sortedBurst.length / 2)] ?? Number.NaN)} / ${fmt(
+      sortedBurst[Math.min(sortedBurst.length - 1, Math.ceil(sortedBurst.length * 0.99) - 1)] ?? Number.NaN,
+    )} / ${fmt(sortedBurst.at(-1) ?? Number.NaN)} ms |`,
+    `| server VmRSS / VmHWM before | ${mib(burst.before.vmRssKiB)} / ${mib(burst.before.vmHwmKiB)} ${burst.hwmReset ? '(peak reset to current just before the burst via `/proc/<pid>/clear_refs`)' : '(peak could not be reset: includes the earlier runs)'} |`,
+    `| server VmRSS / VmHWM after | ${mib(burst.after.vmRssKiB)} / ${mib(burst.after.vmHwmKiB)} |`,
+    `| peak VmRSS polled every 20 ms during the burst | ${mib(burst.polledPeakRssKiB)} |`,
+    '',
+    '## Why the authenticated reads miss, and what would fix it',
+    '',
+    `Per request, \`/me\` costs ${fmt(meCpu, 3)} CPU-ms (server ${fmt(medianOf(r.me, 'server_cpu_ms_per_req'), 3)} + Postgres ${fmt(
+      medianOf(r.me, 'db_cpu_ms_per_req'),
+      3,
+    )}) and the project read ${fmt(projectCpu, 3)} (server ${fmt(medianOf(r.projectRead, 'server_cpu_ms_per_req'), 3)} + Postgres ${fmt(
+      medianOf(r.projectRead, 'db_cpu_ms_per_req'),
+      3,
+    )}), against ${fmt(bareCpu, 3)} for the bare route. Even with both cores to server, Postgres and load generator alone, ${fmt(meCpu, 3)} ms per request caps \`/me\` at roughly ${fmt(
+      (2000 - medianOf(r.me, 'client_cpu_pct') * 10) / meCpu,
+    )} req/s; in this run those three used ${fmt(
+      medianOf(r.me, 'server_cpu_pct') + medianOf(r.me, 'db_cpu_pct') + medianOf(r.me, 'client_cpu_pct'),
+      0,
+    )} % of the 200 % during the \`/me\` runs, the rest going to other work on the machine (1-minute load average ${meta.loadavg ?? 'n/a'} over the identity runs), which is why the measured req/s sits below that estimate and moves between runs (so does the bare route's). Reaching ${fmt(identityTargets.meRps)} req/s would need server + Postgres to stay under about ${fmt(
+      (2000 - medianOf(r.me, 'client_cpu_pct') * 10) / identityTargets.meRps,
+      2,
+    )} CPU-ms per request. The cost is round trips, not the route: \`IdentityService.authenticate\` does, with no cache in between, (1) the credentials-index lookup in \`control\` by token hash, (2) the tenant status lookup, and (3) a \`withTenant\` transaction (begin, role switch, the session or key join, commit; a session also gets a \`last_seen\` touch at most once per interval); the project read then opens a second \`withTenant\` transaction for the project itself and its membership. Each of those is a pool checkout and several statements; ${dbShare(r.me, r.bare)} What would fix it: (a) a short-TTL principal cache (a few seconds to a minute) in the shared cache (\`STRONGROOM_CACHE\`), keyed by the token hash and holding the principal, user and tenant id, with explicit invalidation on logout, session end, key revocation, user disable or role change and tenant suspension, so revocation stays immediate on every node; (b) caching the tenant status the same way, invalidated by suspend/delete; (c) with both, a cached \`/me\` does no database work and a cached project read one transaction. The session \`last_seen\` touch already happens at most once per interval, so it does not need the database on every request either.`,
+    '',
+  ];
+  return lines.join('\n');
+}
