@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildTestApp } from '../../test/support/app.ts';
 import { openTestCore, type TestDatabase, testDatabaseKinds } from '../../test/support/databases.ts';
 import { LocalKeyProvider } from '../adapters/keys/key-provider.local.ts';
 import { hashToken } from '../crypto/tokens.ts';
@@ -33,14 +34,7 @@ for (const kind of await testDatabaseKinds()) {
 
     beforeAll(async () => {
       ({ core, testDb, masterKey } = await openTestCore(kind));
-      app = await buildApp(
-        {
-          ...appServices(core),
-          readinessChecks: {},
-          isDraining: () => false,
-        },
-        { bodyLimitBytes: 16_384 },
-      );
+      app = await buildTestApp(core);
       const { ownerSetupToken } = await core.tenants.create({
         slug: 'vandelay',
         name: 'Vandelay',

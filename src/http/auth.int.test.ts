@@ -1,7 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildTestApp } from '../../test/support/app.ts';
 import { openTestCore, type TestDatabase, testDatabaseKinds } from '../../test/support/databases.ts';
-import { appServices, type Core } from '../main/compose.ts';
-import { type App, buildApp } from './app.ts';
+import type { Core } from '../main/compose.ts';
+import type { App } from './app.ts';
 
 const password = 'the owner picks a long passphrase';
 const json = { 'content-type': 'application/json' };
@@ -15,14 +16,7 @@ for (const kind of await testDatabaseKinds()) {
 
     beforeAll(async () => {
       ({ core, testDb } = await openTestCore(kind));
-      app = await buildApp(
-        {
-          ...appServices(core),
-          readinessChecks: {},
-          isDraining: () => false,
-        },
-        { bodyLimitBytes: 16_384 },
-      );
+      app = await buildTestApp(core);
       setupToken = (
         await core.tenants.create({ slug: 'initech', name: 'Initech', ownerEmail: 'bill@initech.test' })
       ).ownerSetupToken;

@@ -1,11 +1,12 @@
 import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildTestApp } from '../../test/support/app.ts';
 import { openTestCore, type TestDatabase, testDatabaseKinds } from '../../test/support/databases.ts';
 import { hashPassword } from '../crypto/password.ts';
-import { appServices, type Core } from '../main/compose.ts';
+import type { Core } from '../main/compose.ts';
 import { type AccountRole, type Action, decide, type ProjectRole } from '../modules/access/policy.ts';
 import { newId } from '../platform/ids.ts';
-import { type App, buildApp } from './app.ts';
+import type { App } from './app.ts';
 
 /** Each tenant-scope route and the policy action it performs; the matrix below is derived from it. */
 let invited = 0;
@@ -142,14 +143,7 @@ for (const kind of await testDatabaseKinds()) {
 
       beforeAll(async () => {
         ({ core, testDb } = await openTestCore(kind));
-        app = await buildApp(
-          {
-            ...appServices(core),
-            readinessChecks: {},
-            isDraining: () => false,
-          },
-          { bodyLimitBytes: 16_384 },
-        );
+        app = await buildTestApp(core);
         const passwordHash = await hashPassword(password);
         tenantA.id = (
           await core.tenants.create({ slug: 'tenant-a', name: 'A', ownerEmail: 'owner@a.test' })

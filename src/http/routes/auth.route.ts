@@ -57,53 +57,46 @@ const errors = {
  */
 export function authRoutes(deps: { identity: IdentityService }): FastifyPluginAsyncZod {
   return async (app) => {
-    app.post(
-      '/auth/setup',
+    // Redeeming a one-time token (the owner's setup token, or an emailed invitation) by choosing a
+    // name and password: the same request and answer, a different kind of token.
+    const redemptions = [
       {
-        schema: {
-          summary: "Set up the owner's account with the one-time token from `tenant create`",
-          tags: ['auth'],
-          body: z.strictObject({
-            token: z.string().max(200),
-            displayName: z.string().max(1000),
-            password: z.string().max(4096),
-          }),
-          response: { 201: signedIn, ...errors },
-        },
+        url: '/auth/setup',
+        summary: "Set up the owner's account with the one-time token from `tenant create`",
+        redeem: (input: Parameters<IdentityService['setupOwner']>[0]) => deps.identity.setupOwner(input),
       },
-      async (request, reply) => {
-        const result = await deps.identity.setupOwner({
-          ...request.body,
-          sourceIp: request.ip,
-          userAgent: request.headers['user-agent'] ?? '',
-        });
-        return reply.status(201).send(presentSignedIn(reply, result));
-      },
-    );
-
-    app.post(
-      '/auth/accept-invitation',
       {
-        schema: {
-          summary: 'Accept an emailed invitation by choosing a password; signs the new user in',
-          tags: ['auth'],
-          body: z.strictObject({
-            token: z.string().max(200),
-            displayName: z.string().max(1000),
-            password: z.string().max(4096),
-          }),
-          response: { 201: signedIn, ...errors },
+        url: '/auth/accept-invitation',
+        summary: 'Accept an emailed invitation by choosing a password; signs the new user in',
+        redeem: (input: Parameters<IdentityService['acceptInvitation']>[0]) =>
+          deps.identity.acceptInvitation(input),
+      },
+    ];
+    for (const { url, summary, redeem } of redemptions) {
+      app.post(
+        url,
+        {
+          schema: {
+            summary,
+            tags: ['auth'],
+            body: z.strictObject({
+              token: z.string().max(200),
+              displayName: z.string().max(1000),
+              password: z.string().max(4096),
+            }),
+            response: { 201: signedIn, ...errors },
+          },
         },
-      },
-      async (request, reply) => {
-        const result = await deps.identity.acceptInvitation({
-          ...request.body,
-          sourceIp: request.ip,
-          userAgent: request.headers['user-agent'] ?? '',
-        });
-        return reply.status(201).send(presentSignedIn(reply, result));
-      },
-    );
+        async (request, reply) => {
+          const result = await redeem({
+            ...request.body,
+            sourceIp: request.ip,
+            userAgent: request.headers['user-agent'] ?? '',
+          });
+          return reply.status(201).send(presentSignedIn(reply, result));
+        },
+      );
+    }
 
     app.post(
       '/auth/login',

@@ -197,7 +197,7 @@ export class IdentityService {
     const email = normalizeEmail(input.email, 'email');
     const displayName = acceptDisplayName(input.displayName ?? email.split('@')[0]);
     const tenant = await this.#tenants.findById(principal.tenantId);
-    if (!tenant || tenant.status !== 'active') throw identityErrors.tenantSuspended();
+    if (tenant?.status !== 'active') throw identityErrors.tenantSuspended();
     const user = await this.#withTenant(principal.tenantId, async (scope) => {
       if (await userRepository.findByEmail(scope.db, email)) throw identityErrors.userExists();
       return userRepository.insert(scope.db, {
