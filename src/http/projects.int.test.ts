@@ -45,6 +45,13 @@ const routes: Array<{
   },
   { method: 'POST', path: '/api/v1/auth/logout', action: 'session' },
   { method: 'POST', path: '/api/v1/auth/logout-everywhere', action: 'session' },
+  { method: 'GET', path: '/api/v1/settings/security', action: 'tenant.settings.read' },
+  {
+    method: 'PUT',
+    path: '/api/v1/settings/security',
+    action: 'tenant.settings.update',
+    body: () => ({ mfaRequired: false }),
+  },
   { method: 'GET', path: '/api/v1/users', action: 'users.list' },
   {
     method: 'POST',

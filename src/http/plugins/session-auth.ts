@@ -1,4 +1,5 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
+import { identityErrors } from '../../modules/identity/identity.errors.ts';
 import type { IdentityService, UserPrincipal } from '../../modules/identity/identity.service.ts';
 import type { User } from '../../modules/identity/user.repository.ts';
 import { commonErrors, defineError } from '../../platform/errors.ts';
@@ -11,6 +12,15 @@ declare module 'fastify' {
 }
 
 export const sessionCookieName = 'strongroom_session';
+
+/** What a user may still reach while their tenant requires MFA and they have not enrolled. */
+const enrolmentRoutes = new Set([
+  '/api/v1/me',
+  '/api/v1/me/mfa',
+  '/api/v1/me/mfa/confirm',
+  '/api/v1/auth/logout',
+  '/api/v1/auth/logout-everywhere',
+]);
 
 /**
  * The header a cookie-authenticated write must carry. Browsers only send a custom header cross-site
@@ -47,6 +57,9 @@ export function registerSessionAuth(app: AnyFastify, identity: IdentityService):
     if (!found) throw sessionAuthErrors.unauthenticated();
     const unsafe = !['GET', 'HEAD', 'OPTIONS'].includes(request.method);
     if (cookie && unsafe && request.headers[csrfHeader] === undefined) throw sessionAuthErrors.csrf();
+    if (found.principal.mfaEnrollmentRequired && !enrolmentRoutes.has(request.routeOptions.url ?? '')) {
+      throw identityErrors.mfaEnrollmentRequired();
+    }
     request.user = { ...found, viaCookie: cookie !== undefined };
   });
 }

@@ -194,6 +194,35 @@ export function sessionRoutes(deps: { identity: IdentityService; mfa: MfaService
       async (request) => deps.mfa.confirm(requireUser(request).principal, request.body.code),
     );
 
+    const securitySettings = z.object({ mfaRequired: z.boolean() });
+    app.get(
+      '/settings/security',
+      {
+        schema: {
+          summary: "The tenant's security settings (account owner or admin)",
+          tags: ['settings'],
+          security: [{ session: [] }],
+          response: { 200: securitySettings, ...errors },
+        },
+      },
+      async (request) => deps.identity.getSecuritySettings(requireUser(request).principal),
+    );
+
+    app.put(
+      '/settings/security',
+      {
+        schema: {
+          summary:
+            'Make two-factor authentication mandatory for every account of the tenant, or not (account owner or admin)',
+          tags: ['settings'],
+          security: [{ session: [] }],
+          body: z.strictObject({ mfaRequired: z.boolean() }),
+          response: { 200: securitySettings, ...errors },
+        },
+      },
+      async (request) => deps.identity.updateSecuritySettings(requireUser(request).principal, request.body),
+    );
+
     app.get(
       '/users',
       {

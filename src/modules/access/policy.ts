@@ -8,6 +8,8 @@ export type AccountRole = 'owner' | 'admin' | 'member';
 export type ProjectRole = 'project_admin' | 'contributor' | 'viewer';
 
 export const actions = [
+  'tenant.settings.read',
+  'tenant.settings.update',
   'users.list',
   'users.invite',
   'projects.create',
@@ -46,6 +48,7 @@ export interface KeyScope {
 
 /** Actions that only read: all a `read` key may do. */
 export const readActions: ReadonlySet<Action> = new Set<Action>([
+  'tenant.settings.read',
   'users.list',
   'projects.list',
   'project.read',

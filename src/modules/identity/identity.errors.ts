@@ -70,6 +70,11 @@ export const identityErrors = {
     'conflict',
     'Start the enrolment first (POST /api/v1/me/mfa).',
   ),
+  mfaEnrollmentRequired: defineError(
+    'mfa_enrollment_required',
+    'forbidden',
+    'This tenant requires two-factor authentication: enrol first (POST /api/v1/me/mfa, then /api/v1/me/mfa/confirm).',
+  ),
   userExists: defineError('user_exists', 'conflict', 'This tenant already has an account with that email.'),
   tenantSuspended: defineError(
     'tenant_suspended',

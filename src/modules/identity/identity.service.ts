@@ -13,7 +13,14 @@ import type { LoginThrottle } from './login-throttle.ts';
 import type { MfaService } from './mfa.service.ts';
 import type { PasswordHasher } from './password-hasher.ts';
 import { acceptNewPassword, maxPasswordBytes, normalizePassword } from './password-policy.ts';
-import { type AccountRole, type ApiKey, type User, userRepository } from './user.repository.ts';
+import {
+  type AccountRole,
+  type ApiKey,
+  readSecuritySettings,
+  type User,
+  userRepository,
+  writeSecuritySettings,
+} from './user.repository.ts';
 
 /** Who is calling the tenant API with a session: one person of one tenant. */
 export interface UserPrincipal {
@@ -26,6 +33,8 @@ export interface UserPrincipal {
   credentialId: string;
   /** An API key's narrowing of the user's rights; none for a session. */
   scope?: KeyScope;
+  /** The tenant requires MFA and the user has none yet: only enrolment (and sign-out) is open. */
+  mfaEnrollmentRequired?: boolean;
 }
 
 export interface IssuedSession {
@@ -269,6 +278,27 @@ export class IdentityService {
     return this.#withTenant(tenant.id, (scope) => userRepository.list(scope.db), { readOnly: true });
   }
 
+  /** The tenant's security settings (owners and admins). */
+  async getSecuritySettings(principal: UserPrincipal): Promise<{ mfaRequired: boolean }> {
+    authorize(principal, 'tenant.settings.read', { tenantId: principal.tenantId, isProject: false });
+    return this.#withTenant(principal.tenantId, (scope) => readSecuritySettings(scope.db), {
+      readOnly: true,
+    });
+  }
+
+  /**
+   * Makes MFA mandatory (or not) for every account of the tenant. It takes effect on each user's
+   * next request: one without MFA can then only enrol, and their API keys are refused until they do.
+   */
+  async updateSecuritySettings(
+    principal: UserPrincipal,
+    settings: { mfaRequired: boolean },
+  ): Promise<{ mfaRequired: boolean }> {
+    authorize(principal, 'tenant.settings.update', { tenantId: principal.tenantId, isProject: false });
+    await this.#withTenant(principal.tenantId, (scope) => writeSecuritySettings(scope.db, settings));
+    return settings;
+  }
+
   /** Every account of the caller's tenant (owners and admins). */
   async listUsers(principal: UserPrincipal): Promise<User[]> {
     authorize(principal, 'users.list', { tenantId: principal.tenantId, isProject: false });
@@ -299,6 +329,8 @@ export class IdentityService {
         },
       );
       if (!found) return undefined;
+      // A key cannot enrol its user: until they do, a tenant that requires MFA refuses the key.
+      if (found.mfaEnrollmentRequired) throw identityErrors.mfaEnrollmentRequired();
       return {
         principal: {
           kind: 'user',
@@ -328,6 +360,7 @@ export class IdentityService {
         role: session.user.role,
         via: 'session',
         credentialId: session.sessionId,
+        ...(session.mfaEnrollmentRequired ? { mfaEnrollmentRequired: true } : {}),
       },
       user: session.user,
     };

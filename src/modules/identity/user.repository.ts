@@ -37,6 +37,8 @@ export interface ActiveSession {
   sessionId: string;
   user: User;
   lastSeenAt: Date;
+  /** The tenant requires MFA and this user has not enrolled yet. */
+  mfaEnrollmentRequired: boolean;
 }
 
 /**
@@ -150,6 +152,14 @@ export const userRepository = {
         'u.status',
         'u.role',
         'u.created_at',
+        'u.mfa_enabled_at',
+        // The tenant's MFA requirement, read in the same query as the credential.
+        (eb) =>
+          eb
+            .selectFrom('settings')
+            .select(sql<boolean>`(value->>'mfaRequired')::boolean`.as('required'))
+            .where('key', '=', 'security')
+            .as('mfa_required'),
       ])
       .where('s.token_hash', '=', tokenHash)
       .where('s.revoked_at', 'is', null)
@@ -157,7 +167,14 @@ export const userRepository = {
       .where('s.absolute_expires_at', '>', sql<Date>`now()`)
       .where('u.status', '=', 'active')
       .executeTakeFirst();
-    return row && { sessionId: row.session_id, lastSeenAt: new Date(row.last_seen_at), user: toUser(row) };
+    return (
+      row && {
+        sessionId: row.session_id,
+        lastSeenAt: new Date(row.last_seen_at),
+        user: toUser(row),
+        mfaEnrollmentRequired: row.mfa_required === true && row.mfa_enabled_at === null,
+      }
+    );
   },
 
   async insertApiKey(
@@ -183,12 +200,28 @@ export const userRepository = {
   },
 
   /** A live key (not revoked, not expired) of an active user, with that user. */
-  async findActiveApiKey(db: AnyKysely, keyHash: Buffer): Promise<{ key: ApiKey; user: User } | undefined> {
+  async findActiveApiKey(
+    db: AnyKysely,
+    keyHash: Buffer,
+  ): Promise<{ key: ApiKey; user: User; mfaEnrollmentRequired: boolean } | undefined> {
     const row = await tenant(db)
       .selectFrom('api_keys as k')
       .innerJoin('users as u', 'u.id', 'k.user_id')
       .selectAll('k')
-      .select(['u.email', 'u.display_name', 'u.status', 'u.role', 'u.created_at as user_created_at'])
+      .select([
+        'u.email',
+        'u.display_name',
+        'u.status',
+        'u.role',
+        'u.created_at as user_created_at',
+        'u.mfa_enabled_at',
+        (eb) =>
+          eb
+            .selectFrom('settings')
+            .select(sql<boolean>`(value->>'mfaRequired')::boolean`.as('required'))
+            .where('key', '=', 'security')
+            .as('mfa_required'),
+      ])
       .where('k.key_hash', '=', keyHash)
       .where('k.revoked_at', 'is', null)
       .where((eb) => eb.or([eb('k.expires_at', 'is', null), eb('k.expires_at', '>', sql<Date>`now()`)]))
@@ -198,6 +231,7 @@ export const userRepository = {
       row && {
         key: toApiKey(row),
         user: toUser({ ...row, id: row.user_id, created_at: row.user_created_at }),
+        mfaEnrollmentRequired: row.mfa_required === true && row.mfa_enabled_at === null,
       }
     );
   },
@@ -251,6 +285,30 @@ export const userRepository = {
     return rows.map((r) => Buffer.from(r.token_hash));
   },
 };
+
+/** The tenant's security settings (absent means the defaults). */
+export async function readSecuritySettings(db: AnyKysely): Promise<{ mfaRequired: boolean }> {
+  const row = await tenant(db)
+    .selectFrom('settings')
+    .select('value')
+    .where('key', '=', 'security')
+    .executeTakeFirst();
+  const value = row?.value as { mfaRequired?: unknown } | undefined;
+  return { mfaRequired: value?.mfaRequired === true };
+}
+
+export async function writeSecuritySettings(
+  db: AnyKysely,
+  settings: { mfaRequired: boolean },
+): Promise<void> {
+  await tenant(db)
+    .insertInto('settings')
+    .values({ key: 'security', value: JSON.stringify(settings) })
+    .onConflict((oc) =>
+      oc.column('key').doUpdateSet({ value: JSON.stringify(settings), updated_at: sql`now()` }),
+    )
+    .execute();
+}
 
 function tenant(db: AnyKysely): Kysely<TenantTables> {
   return db as Kysely<TenantTables>;
