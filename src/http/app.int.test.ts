@@ -282,6 +282,20 @@ for (const kind of await testDatabaseKinds()) {
         expect(res.json().error.requestId).toMatch(/^[0-9a-f-]{36}$/);
         expect(res.body).not.toMatch(/at .*\.ts:\d+|node_modules|SELECT|select .* from/);
       }
+      // Invalid UTF-8 (a raw 0xFF byte inside a JSON string) is a precise 400, never a 500.
+      const badUtf8 = Buffer.concat([
+        Buffer.from('{"slug":"ac'),
+        Buffer.from([0xff, 0xfe]),
+        Buffer.from('me","name":"n","ownerEmail":"o@x.test"}'),
+      ]);
+      const utf8 = await app.inject({
+        method: 'POST',
+        url: '/api/v1/ops/tenants',
+        headers: { ...json, ...auth(operatorKey) },
+        payload: badUtf8,
+      });
+      expect(utf8.statusCode).toBe(400);
+      expect(['invalid_slug', 'malformed_json']).toContain(utf8.json().error.code);
       await post(JSON.stringify({ slug: 'twice', name: 'n', ownerEmail: 'o@x.test' }));
       const dup = await post(JSON.stringify({ slug: 'twice', name: 'n', ownerEmail: 'o@x.test' }));
       expect(dup.statusCode).toBe(409);

@@ -207,15 +207,16 @@ for (const kind of await testDatabaseKinds()) {
           ).json().secret;
           actors.push({ name: `owner's ${access} key`, token: key, accountRole: 'owner', keyAccess: access });
         }
-        actors.push(
-          { name: 'anonymous', token: undefined },
-          {
-            name: 'staff operator',
-            token: (
-              await core.staff.create({ email: 'ops@platform.test', displayName: 'Ops', role: 'operator' })
-            ).apiKey,
-          },
-        );
+        actors.push({ name: 'anonymous', token: undefined });
+        // Staff of every role: a staff credential opens no tenant data by itself.
+        for (const role of ['operator', 'support', 'security', 'developer'] as const) {
+          const { apiKey } = await core.staff.create({
+            email: `${role}@platform.test`,
+            displayName: role,
+            role,
+          });
+          actors.push({ name: `staff ${role}`, token: apiKey });
+        }
         outsider = await signIn('tenant-b', 'owner@b.test');
       });
       afterAll(async () => {
