@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildTestApp } from '../../test/support/app.ts';
+import { buildTestApp, callAs } from '../../test/support/app.ts';
 import { openTestCore, type TestDatabase, testDatabaseKinds } from '../../test/support/databases.ts';
 import { LocalKeyProvider } from '../adapters/keys/key-provider.local.ts';
 import { hashToken } from '../crypto/tokens.ts';
@@ -17,15 +17,7 @@ for (const kind of await testDatabaseKinds()) {
     let projectB: string;
 
     const call = (method: string, url: string, token: string, body?: unknown) =>
-      app.inject({
-        method: method as 'GET',
-        url,
-        headers: {
-          authorization: `Bearer ${token}`,
-          ...(body ? { 'content-type': 'application/json' } : {}),
-        },
-        ...(body ? { payload: JSON.stringify(body) } : {}),
-      });
+      callAs(app, method, url, token, body);
     const newKey = async (body: Record<string, unknown>) => {
       const res = await call('POST', '/api/v1/api-keys', session, { name: 'ci', ...body });
       expect(res.statusCode).toBe(201);

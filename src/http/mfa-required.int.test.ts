@@ -1,6 +1,6 @@
 import { generate } from 'otplib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildTestApp } from '../../test/support/app.ts';
+import { buildTestApp, callAs } from '../../test/support/app.ts';
 import { openTestCore, type TestDatabase, testDatabaseKinds } from '../../test/support/databases.ts';
 import type { Core } from '../main/compose.ts';
 import type { App } from './app.ts';
@@ -15,15 +15,7 @@ for (const kind of await testDatabaseKinds()) {
     let owner: string;
 
     const call = (method: string, url: string, token: string, body?: unknown) =>
-      app.inject({
-        method: method as 'GET',
-        url,
-        headers: {
-          authorization: `Bearer ${token}`,
-          ...(body ? { 'content-type': 'application/json' } : {}),
-        },
-        ...(body ? { payload: JSON.stringify(body) } : {}),
-      });
+      callAs(app, method, url, token, body);
 
     beforeAll(async () => {
       ({ core, testDb } = await openTestCore(kind));

@@ -8,3 +8,13 @@ export function buildTestApp(core: Core): Promise<App> {
     { bodyLimitBytes: 16_384 },
   );
 }
+
+/** One request with a bearer credential (and a JSON body when given), through `app.inject`. */
+export function callAs(app: App, method: string, url: string, token: string, body?: unknown) {
+  return app.inject({
+    method: method as 'GET',
+    url,
+    headers: { authorization: `Bearer ${token}`, ...(body ? { 'content-type': 'application/json' } : {}) },
+    ...(body ? { payload: JSON.stringify(body) } : {}),
+  });
+}
