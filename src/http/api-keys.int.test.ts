@@ -1,10 +1,16 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildTestApp, callAs } from '../../test/support/app.ts';
 import { openTestCore, type TestDatabase, testDatabaseKinds } from '../../test/support/databases.ts';
+import { findService } from '../../test/support/services.ts';
+import { RedisCache } from '../adapters/cache/cache.redis.ts';
 import { LocalKeyProvider } from '../adapters/keys/key-provider.local.ts';
+import { hashPassword } from '../crypto/password.ts';
 import { hashToken } from '../crypto/tokens.ts';
 import { appServices, type Core, composeCore } from '../main/compose.ts';
 import { type App, buildApp } from './app.ts';
+
+const redis = await findService('redis');
+const ownerPassword = 'importer exporter of latex';
 
 for (const kind of await testDatabaseKinds()) {
   describe.skipIf(kind.skipReason)(`API keys on ${kind.name}${kind.skipReason}`, () => {
@@ -36,7 +42,7 @@ for (const kind of await testDatabaseKinds()) {
         await core.identity.setupOwner({
           token: ownerSetupToken,
           displayName: 'Art',
-          password: 'importer exporter of latex',
+          password: ownerPassword,
         })
       ).session.token;
       projectA = (await call('POST', '/api/v1/projects', session, { name: 'Imports' })).json().id;
@@ -109,30 +115,80 @@ for (const kind of await testDatabaseKinds()) {
       expect(past.json().error.code).toBe('invalid_expiry');
     });
 
-    it('is refused by every app instance the moment one of them revokes it', async () => {
-      // A second node: its own services over the same database (and, in production, the same cache).
-      const node2 = composeCore({
-        database: testDb.database,
-        keyProvider: new LocalKeyProvider({ current: masterKey }),
+    describe.skipIf(redis.skipReason)(`on two app instances sharing Redis${redis.skipReason}`, () => {
+      // Two nodes: each its own services and its own Redis connection, over the same database and the
+      // same Redis server, as in production. Each caches principals in Redis.
+      const nodes: Array<{ app: App; cache: RedisCache }> = [];
+      const on = (node: number, token: string) => callAs(nodes[node]!.app, 'GET', '/api/v1/me', token);
+      beforeAll(async () => {
+        for (let i = 0; i < 2; i++) {
+          const cache = new RedisCache({ url: redis.url! });
+          const node = composeCore({
+            database: testDb.database,
+            keyProvider: new LocalKeyProvider({ current: masterKey }),
+            cache,
+          });
+          const built = await buildApp(
+            { ...appServices(node), readinessChecks: {}, isDraining: () => false },
+            { bodyLimitBytes: 16_384 },
+          );
+          nodes.push({ app: built, cache });
+        }
       });
-      const other = await buildApp(
-        {
-          ...appServices(node2),
-          readinessChecks: {},
-          isDraining: () => false,
-        },
-        { bodyLimitBytes: 16_384 },
-      );
-      try {
+      afterAll(async () => {
+        for (const node of nodes) {
+          await node.app.close();
+          await node.cache.close();
+        }
+      });
+
+      it('refuses a key on every node the moment one of them revokes it', async () => {
         const { key, secret } = await newKey({ access: 'read' });
-        const onOther = () =>
-          other.inject({ method: 'GET', url: '/api/v1/me', headers: { authorization: `Bearer ${secret}` } });
-        expect((await onOther()).statusCode).toBe(200);
-        expect((await call('DELETE', `/api/v1/api-keys/${key.id}`, session)).statusCode).toBe(204);
-        expect((await onOther()).statusCode).toBe(401);
-      } finally {
-        await other.close();
-      }
+        // Both nodes have now cached the key's principal.
+        expect((await on(0, secret)).statusCode).toBe(200);
+        expect((await on(1, secret)).statusCode).toBe(200);
+        const revoked = await callAs(nodes[0]!.app, 'DELETE', `/api/v1/api-keys/${key.id}`, session);
+        expect(revoked.statusCode).toBe(204);
+        expect((await on(1, secret)).statusCode).toBe(401);
+        expect((await on(0, secret)).statusCode).toBe(401);
+      });
+
+      it('ends a session on every node at logout, and a disabled user everywhere', async () => {
+        const tenantId = (await core.tenants.get('vandelay')).id;
+        const passwordHash = await hashPassword(ownerPassword);
+        await core.withTenant(tenantId, (scope) =>
+          scope.db
+            .insertInto('users')
+            .values({
+              id: '5d1e3c70-6f0a-4c1e-9a57-6b0f4c2d9e11',
+              email: 'kramer@vandelay.test',
+              display_name: 'Kramer',
+              status: 'active',
+              role: 'member',
+              password_hash: passwordHash,
+            })
+            .execute(),
+        );
+        const login = () =>
+          core.identity.login({ tenant: 'vandelay', email: 'kramer@vandelay.test', password: ownerPassword });
+        const first = (await login()).session.token;
+        expect((await on(1, first)).statusCode).toBe(200);
+        const out = await callAs(nodes[0]!.app, 'POST', '/api/v1/auth/logout', first);
+        expect(out.statusCode).toBe(204);
+        expect((await on(1, first)).statusCode).toBe(401);
+
+        const second = (await login()).session.token;
+        expect((await on(1, second)).statusCode).toBe(200);
+        const disabled = await callAs(
+          nodes[0]!.app,
+          'PATCH',
+          '/api/v1/users/5d1e3c70-6f0a-4c1e-9a57-6b0f4c2d9e11',
+          session,
+          { status: 'disabled' },
+        );
+        expect(disabled.statusCode).toBe(200);
+        expect((await on(1, second)).statusCode).toBe(401);
+      });
     });
 
     it('is never read from a query string or a cookie', async () => {

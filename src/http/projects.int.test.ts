@@ -1,8 +1,10 @@
 import { createHash } from 'node:crypto';
+import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildTestApp } from '../../test/support/app.ts';
 import { openTestCore, type TestDatabase, testDatabaseKinds } from '../../test/support/databases.ts';
 import { hashPassword } from '../crypto/password.ts';
+import { hashToken } from '../crypto/tokens.ts';
 import type { Core } from '../main/compose.ts';
 import { type AccountRole, type Action, decide, type ProjectRole } from '../modules/access/policy.ts';
 import { newId } from '../platform/ids.ts';
@@ -17,6 +19,8 @@ const routes: Array<{
   body?: () => unknown;
   /** For routes on the caller's own things: what any signed-in caller gets. */
   own?: number[];
+  /** What an allowed caller gets, when not plain success. */
+  allowed?: number[];
 }> = [
   { method: 'GET', path: '/api/v1/me', action: 'session' },
   { method: 'GET', path: '/api/v1/api-keys', action: 'session' },
@@ -43,6 +47,14 @@ const routes: Array<{
     body: () => ({ code: 'abcdef' }),
     own: [400],
   },
+  // No second factor to replace codes for: the route is reachable, the request refused.
+  {
+    method: 'POST',
+    path: '/api/v1/me/mfa/recovery-codes',
+    action: 'session',
+    body: () => ({ code: '123456' }),
+    own: [409],
+  },
   { method: 'POST', path: '/api/v1/auth/logout', action: 'session' },
   { method: 'POST', path: '/api/v1/auth/logout-everywhere', action: 'session' },
   { method: 'GET', path: '/api/v1/settings/security', action: 'tenant.settings.read' },
@@ -59,6 +71,15 @@ const routes: Array<{
     action: 'users.invite',
     body: () => ({ email: `invitee${++invited}@a.test`, role: 'member' }),
   },
+  // Making the target (a member) a member again: allowed, changes nothing.
+  {
+    method: 'PATCH',
+    path: '/api/v1/users/{userId}',
+    action: 'users.manage',
+    body: () => ({ role: 'member' }),
+  },
+  // The target has no second factor to reset: reachable, refused as such.
+  { method: 'DELETE', path: '/api/v1/users/{userId}/mfa', action: 'users.manage', allowed: [409] },
   {
     method: 'POST',
     path: '/api/v1/projects',
@@ -208,6 +229,25 @@ for (const kind of await testDatabaseKinds()) {
           actors.push({ name: `owner's ${access} key`, token: key, accountRole: 'owner', keyAccess: access });
         }
         actors.push({ name: 'anonymous', token: undefined });
+        // A revoked key (used once first, so it was in the principal cache) and an expired session.
+        {
+          const owner = actors.find((a) => a.name === 'owner')!.token;
+          const created = (
+            await send('POST', '/api/v1/api-keys', owner, { name: 'soon revoked', access: 'write' })
+          ).json();
+          expect((await send('GET', '/api/v1/me', created.secret)).statusCode).toBe(200);
+          expect((await send('DELETE', `/api/v1/api-keys/${created.key.id}`, owner)).statusCode).toBe(204);
+          actors.push({ name: 'revoked key', token: created.secret });
+          const expired = await signIn('tenant-a', 'owner@a.test');
+          await core.withTenant(tenantA.id, (scope) =>
+            scope.db
+              .updateTable('sessions')
+              .set({ idle_expires_at: sql`now() - interval '1 second'` })
+              .where('token_hash', '=', hashToken(expired))
+              .execute(),
+          );
+          actors.push({ name: 'expired session', token: expired });
+        }
         // Staff of every role: a staff credential opens no tenant data by itself.
         for (const role of ['operator', 'support', 'security', 'developer'] as const) {
           const { apiKey } = await core.staff.create({
@@ -265,6 +305,24 @@ for (const kind of await testDatabaseKinds()) {
               .replace('{userId}', tenantA.targetUserId)
               .replace('{keyId}', nobodysKeyId);
             const res = await send(route.method, url, token, route.body?.());
+            const decision =
+              actor.accountRole === undefined || route.action === 'session'
+                ? undefined
+                : decide(
+                    {
+                      kind: 'user',
+                      tenantId: tenantA.id,
+                      userId: 'x',
+                      role: actor.accountRole,
+                      scope: actor.keyAccess ? { access: actor.keyAccess, projectIds: null } : undefined,
+                    },
+                    route.action,
+                    {
+                      tenantId: tenantA.id,
+                      isProject: route.path.includes('{projectId}'),
+                      projectRole: actor.projectRole,
+                    },
+                  );
             const expected =
               actor.accountRole === undefined
                 ? [401]
@@ -272,23 +330,9 @@ for (const kind of await testDatabaseKinds()) {
                   ? actor.keyAccess && route.method === 'POST'
                     ? [403] // minting keys and logging out take a session
                     : (route.own ?? [200, 204])
-                  : statusOf[
-                      decide(
-                        {
-                          kind: 'user',
-                          tenantId: tenantA.id,
-                          userId: 'x',
-                          role: actor.accountRole,
-                          scope: actor.keyAccess ? { access: actor.keyAccess, projectIds: null } : undefined,
-                        },
-                        route.action,
-                        {
-                          tenantId: tenantA.id,
-                          isProject: route.path.includes('{projectId}'),
-                          projectRole: actor.projectRole,
-                        },
-                      )
-                    ];
+                  : decision === 'allow' && route.allowed
+                    ? route.allowed
+                    : statusOf[decision!];
             if (!(expected as readonly number[]).includes(res.statusCode)) {
               mismatches.push(
                 `${actor.name}: ${route.method} ${route.path} → ${res.statusCode} ${res.body.slice(0, 100)}, expected ${expected.join('/')}`,
@@ -306,10 +350,11 @@ for (const kind of await testDatabaseKinds()) {
           const owner = actors.find((a) => a.name === 'owner')!.token;
           const projects = (await send('GET', '/api/v1/projects', owner)).body;
           const members = (await send('GET', `/api/v1/projects/${tenantA.projectId}/members`, owner)).body;
-          return createHash('sha256').update(projects).update(members).digest('hex');
+          const users = (await send('GET', '/api/v1/users', owner)).body;
+          return createHash('sha256').update(projects).update(members).update(users).digest('hex');
         };
         const before = await snapshot();
-        for (const route of routes.filter((r) => r.path.includes('{projectId}'))) {
+        for (const route of routes.filter((r) => /\{(projectId|userId)\}/.test(r.path))) {
           const url = route.path
             .replace('{projectId}', tenantA.projectId)
             .replace('{userId}', tenantA.targetUserId);

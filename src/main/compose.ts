@@ -10,6 +10,7 @@ import { IdentityService } from '../modules/identity/identity.service.ts';
 import { LoginThrottle } from '../modules/identity/login-throttle.ts';
 import { MfaService } from '../modules/identity/mfa.service.ts';
 import { PasswordHasher } from '../modules/identity/password-hasher.ts';
+import { PrincipalCache } from '../modules/identity/principal-cache.ts';
 import type { KeyProvider } from '../modules/keys/key-provider.port.ts';
 import { TenantKeysRepository } from '../modules/keys/tenant-keys.repository.ts';
 import { TenantKeyService } from '../modules/keys/tenant-keys.service.ts';
@@ -65,20 +66,39 @@ export function composeCore(options: CoreOptions): Core {
     provider: keyProvider,
   });
   const mfa = new MfaService({ withTenant, keys });
+  const cache = options.cache ?? new MemoryCache();
+  const credentials = new CredentialsRepository(database.control);
+  const principals = new PrincipalCache({
+    cache,
+    keys,
+    clock,
+    credentials: { ofTenant: (tenantId) => credentials.liveHashesOfTenant(tenantId) },
+    // Safe only when every node sees the same cache (see PrincipalCache).
+    enabled: cache.kind !== 'memory' || database.kind === 'pglite',
+  });
   return {
     database,
     withTenant,
     keys,
-    tenants: new TenantService({ database, tenants: tenantRepository, keys, migrations, clock, withTenant }),
+    tenants: new TenantService({
+      database,
+      tenants: tenantRepository,
+      keys,
+      migrations,
+      clock,
+      withTenant,
+      accessCache: principals,
+    }),
     tenantRepository,
     staff: new StaffService({ staff: new StaffRepository({ control: database.control, db: database.db }) }),
     identity: new IdentityService({
       withTenant,
       tenants: tenantRepository,
-      credentials: new CredentialsRepository(database.control),
+      credentials,
       hasher: new PasswordHasher(),
-      throttle: new LoginThrottle({ cache: options.cache ?? new MemoryCache() }),
+      throttle: new LoginThrottle({ cache }),
       mfa,
+      principals,
       ...(options.mailer ? { mailer: options.mailer } : {}),
       clock,
     }),

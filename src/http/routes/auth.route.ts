@@ -194,6 +194,25 @@ export function sessionRoutes(deps: { identity: IdentityService; mfa: MfaService
       async (request) => deps.mfa.confirm(requireUser(request).principal, request.body.code),
     );
 
+    app.post(
+      '/me/mfa/recovery-codes',
+      {
+        schema: {
+          summary:
+            'Replace your recovery codes, proven with a current code; returns 10 new ones (shown once) and voids the old',
+          tags: ['auth'],
+          security: [{ session: [] }],
+          body: z.strictObject({ code: z.string().max(20) }),
+          response: {
+            200: z.object({ recoveryCodes: z.array(z.string()) }),
+            409: errorResponseSchema,
+            ...errors,
+          },
+        },
+      },
+      async (request) => deps.mfa.regenerateRecoveryCodes(requireUser(request).principal, request.body.code),
+    );
+
     const securitySettings = z.object({ mfaRequired: z.boolean() });
     app.get(
       '/settings/security',
@@ -257,6 +276,56 @@ export function sessionRoutes(deps: { identity: IdentityService; mfa: MfaService
       async (request, reply) => {
         const user = await deps.identity.invite(requireUser(request).principal, request.body);
         return reply.status(201).send(presentUser(user));
+      },
+    );
+
+    const userIdParams = z.strictObject({ userId: z.uuid() });
+
+    app.patch(
+      '/users/:userId',
+      {
+        schema: {
+          summary:
+            "Change another account's role or status (account owner or admin; owners only by an owner)",
+          description:
+            "Takes effect on that user's next request, on every node. `disabled` ends all their sessions and revokes all their API keys. Nobody changes their own account, and the tenant always keeps an active owner.",
+          tags: ['users'],
+          security: [{ session: [] }],
+          params: userIdParams,
+          body: z
+            .strictObject({
+              role: z.enum(['owner', 'admin', 'member']).optional(),
+              status: z.enum(['active', 'disabled']).optional(),
+            })
+            .refine((b) => b.role !== undefined || b.status !== undefined, {
+              message: 'give a role, a status or both',
+            }),
+          response: { 200: userSchema, 404: errorResponseSchema, 409: errorResponseSchema, ...errors },
+        },
+      },
+      async (request) =>
+        presentUser(
+          await deps.identity.updateUser(requireUser(request).principal, request.params.userId, request.body),
+        ),
+    );
+
+    app.delete(
+      '/users/:userId/mfa',
+      {
+        schema: {
+          summary:
+            "Reset another account's two-factor authentication (account owner or admin; owners only by an owner)",
+          description:
+            'For a lost phone: erases their TOTP secret and recovery codes and ends their sessions; they sign in with their password and enrol again.',
+          tags: ['users'],
+          security: [{ session: [] }],
+          params: userIdParams,
+          response: { 204: z.null(), 404: errorResponseSchema, 409: errorResponseSchema, ...errors },
+        },
+      },
+      async (request, reply) => {
+        await deps.identity.resetMfa(requireUser(request).principal, request.params.userId);
+        return reply.status(204).send(null);
       },
     );
 

@@ -12,6 +12,7 @@ export const actions = [
   'tenant.settings.update',
   'users.list',
   'users.invite',
+  'users.manage',
   'projects.create',
   'projects.list',
   'project.read',

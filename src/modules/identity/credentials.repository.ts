@@ -86,6 +86,17 @@ export class CredentialsRepository {
     return row?.tenant_id;
   }
 
+  /** Every live credential of a tenant (for clearing the principal cache tenant-wide). */
+  async liveHashesOfTenant(tenantId: string): Promise<Buffer[]> {
+    const rows = await this.#control
+      .selectFrom('credentials')
+      .select('token_hash')
+      .where('tenant_id', '=', tenantId)
+      .where('expires_at', '>', sql<Date>`now()`)
+      .execute();
+    return rows.map((r) => Buffer.from(r.token_hash));
+  }
+
   async deleteIndexEntries(tokenHashes: Buffer[]): Promise<void> {
     if (tokenHashes.length === 0) return;
     await this.#control.deleteFrom('credentials').where('token_hash', 'in', tokenHashes).execute();

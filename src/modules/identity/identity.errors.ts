@@ -81,4 +81,24 @@ export const identityErrors = {
     'forbidden',
     'The tenant is suspended; its data cannot be used until it is resumed.',
   ),
+  ownAccount: defineError(
+    'own_account',
+    'conflict',
+    'You cannot change your own role or status, or reset your own second factor: ask another owner or admin.',
+  ),
+  lastOwner: defineError(
+    'last_owner',
+    'conflict',
+    'The tenant must keep at least one active owner: make someone else owner first.',
+  ),
+  invitationPending: defineError(
+    'invitation_pending',
+    'conflict',
+    'This person has not accepted their invitation yet, so their account cannot be enabled or disabled.',
+  ),
+  mfaNotEnabled: defineError(
+    'mfa_not_enabled',
+    'conflict',
+    'Two-factor authentication is not on for this account.',
+  ),
 };

@@ -211,6 +211,8 @@ for (const kind of await testDatabaseKinds()) {
         email: 'ada@acme.test',
         password: 'globex has its own long password',
       });
+      // Used first, so it is in the principal cache (where the cache is on) when the tenant stops.
+      expect(await core.identity.authenticate(session.token)).toBeDefined();
       await core.tenants.suspend('globex');
       await expect(core.identity.authenticate(session.token)).rejects.toMatchObject({
         code: 'tenant_suspended',
@@ -223,6 +225,7 @@ for (const kind of await testDatabaseKinds()) {
         }),
       ).rejects.toMatchObject({ code: 'tenant_suspended' });
       await core.tenants.resume('globex');
+      expect(await core.identity.authenticate(session.token)).toBeDefined();
       await core.tenants.delete('globex', 'globex');
       expect(await core.identity.authenticate(session.token)).toBeUndefined();
     });

@@ -1,4 +1,5 @@
 import { generateToken, hashToken } from '../../crypto/tokens.ts';
+import type { AnyKysely } from '../../db/database.ts';
 import type { WithTenant } from '../../db/with-tenant.ts';
 import type { Clock } from '../../platform/clock.ts';
 import { newId } from '../../platform/ids.ts';
@@ -13,6 +14,7 @@ import type { LoginThrottle } from './login-throttle.ts';
 import type { MfaService } from './mfa.service.ts';
 import type { PasswordHasher } from './password-hasher.ts';
 import { acceptNewPassword, maxPasswordBytes, normalizePassword } from './password-policy.ts';
+import type { Authenticated, PrincipalCache } from './principal-cache.ts';
 import {
   type AccountRole,
   type ApiKey,
@@ -58,6 +60,9 @@ export const defaultSessionPolicy: SessionPolicy = {
 /** Sliding the idle expiry costs a write; do it at most this often per session. */
 const touchIntervalMs = 60_000;
 
+/** What a credential without an expiry is cached against (the cache's own TTL is far shorter). */
+const farFuture = new Date(8_640_000_000_000_000);
+
 /** How long an emailed invitation stays valid. */
 const invitationTtlMs = 7 * 24 * 60 * 60_000;
 
@@ -73,6 +78,7 @@ export class IdentityService {
   readonly #hasher: PasswordHasher;
   readonly #throttle: LoginThrottle;
   readonly #mfa: MfaService;
+  readonly #principals: PrincipalCache;
   readonly #clock: Clock;
   readonly #policy: SessionPolicy;
   readonly #mailer: Mailer | undefined;
@@ -84,6 +90,7 @@ export class IdentityService {
     hasher: PasswordHasher;
     throttle: LoginThrottle;
     mfa: MfaService;
+    principals: PrincipalCache;
     clock: Clock;
     sessionPolicy?: SessionPolicy;
     /** Sends invitations; without one, inviting answers `mail_unavailable`. */
@@ -92,6 +99,7 @@ export class IdentityService {
     this.#mailer = deps.mailer;
     this.#throttle = deps.throttle;
     this.#mfa = deps.mfa;
+    this.#principals = deps.principals;
     this.#withTenant = deps.withTenant;
     this.#tenants = deps.tenants;
     this.#credentials = deps.credentials;
@@ -295,8 +303,83 @@ export class IdentityService {
     settings: { mfaRequired: boolean },
   ): Promise<{ mfaRequired: boolean }> {
     authorize(principal, 'tenant.settings.update', { tenantId: principal.tenantId, isProject: false });
+    // Every credential of the tenant may now be confined to enrolment: clear them all first.
+    await this.#principals.forgetTenant(principal.tenantId);
     await this.#withTenant(principal.tenantId, (scope) => writeSecuritySettings(scope.db, settings));
+    await this.#principals.forgetTenant(principal.tenantId).catch(() => undefined);
     return settings;
+  }
+
+  /**
+   * An account owner or admin changes another account's role or status, effective on that user's
+   * next request on every node. Disabling ends all their sessions and revokes all their API keys
+   * (re-enabling does not bring them back). Only owners may touch owners or make one; nobody changes
+   * their own account here; and the tenant always keeps an active owner.
+   */
+  async updateUser(
+    principal: UserPrincipal,
+    userId: string,
+    change: { role?: AccountRole | undefined; status?: 'active' | 'disabled' | undefined },
+  ): Promise<User> {
+    authorize(principal, 'users.manage', { tenantId: principal.tenantId, isProject: false });
+    if (userId === principal.userId) throw identityErrors.ownAccount();
+    const { user, revoked } = await this.#changeAccess(
+      principal.tenantId,
+      (db) => userRepository.credentialHashes(db, userId),
+      async (db) => {
+        await userRepository.lockOwners(db);
+        const target = await this.#manageableUser(db, principal, userId);
+        if (change.role === 'owner' && principal.role !== 'owner') throw accessErrors.forbidden();
+        if (change.status && target.status === 'invited') throw identityErrors.invitationPending();
+        const losesOwner =
+          target.role === 'owner' &&
+          target.status === 'active' &&
+          ((change.role !== undefined && change.role !== 'owner') || change.status === 'disabled');
+        if (losesOwner && (await userRepository.countOtherActiveOwners(db, target.id)) === 0) {
+          throw identityErrors.lastOwner();
+        }
+        const user = await userRepository.update(db, userId, change);
+        const revoked =
+          change.status === 'disabled' && target.status !== 'disabled'
+            ? [
+                ...(await userRepository.revokeSessions(db, { userId })),
+                ...(await userRepository.revokeApiKeys(db, userId)),
+              ]
+            : [];
+        return { user, revoked };
+      },
+    );
+    await this.#credentials.deleteIndexEntries(revoked);
+    return user;
+  }
+
+  /**
+   * Turns off another account's two-factor authentication (a lost phone, every recovery code used):
+   * the TOTP secret and recovery codes are erased and their sessions end, so they sign in again with
+   * their password and enrol anew (at once, if the tenant requires MFA). Owners and admins; only
+   * owners for an owner; never one's own.
+   */
+  async resetMfa(principal: UserPrincipal, userId: string): Promise<void> {
+    authorize(principal, 'users.manage', { tenantId: principal.tenantId, isProject: false });
+    if (userId === principal.userId) throw identityErrors.ownAccount();
+    const revoked = await this.#changeAccess(
+      principal.tenantId,
+      (db) => userRepository.credentialHashes(db, userId),
+      async (db) => {
+        await this.#manageableUser(db, principal, userId);
+        if (!(await userRepository.clearMfa(db, userId))) throw identityErrors.mfaNotEnabled();
+        return userRepository.revokeSessions(db, { userId });
+      },
+    );
+    await this.#credentials.deleteIndexEntries(revoked);
+  }
+
+  /** Another account of the caller's tenant that the caller may manage; owners only by owners. */
+  async #manageableUser(db: AnyKysely, principal: UserPrincipal, userId: string): Promise<User> {
+    const target = await userRepository.findById(db, userId);
+    if (!target) throw accessErrors.notFound();
+    if (target.role === 'owner' && principal.role !== 'owner') throw accessErrors.forbidden();
+    return target;
   }
 
   /** Every account of the caller's tenant (owners and admins). */
@@ -307,14 +390,16 @@ export class IdentityService {
 
   /**
    * The principal behind a session token (`srt_…`) or an API key (`srk_…`), or undefined;
-   * `tenant_suspended` if its tenant is. No cache sits in between: a revoked key or ended session
-   * stops working on every node at once.
+   * `tenant_suspended` if its tenant is. Served from the principal cache when it can be (every change
+   * that could alter the answer clears it first, on every node); otherwise three database round trips.
    */
-  async authenticate(token: string): Promise<{ principal: UserPrincipal; user: User } | undefined> {
+  async authenticate(token: string): Promise<Authenticated | undefined> {
     if (token.length > 200) return undefined;
     const kind = token.startsWith('srt_') ? 'session' : token.startsWith('srk_') ? 'api_key' : undefined;
     if (!kind) return undefined;
     const tokenHash = hashToken(token);
+    const cached = await this.#principals.read(tokenHash);
+    if (cached) return cached;
     const tenantId = await this.#credentials.findIndexedTenant(kind, tokenHash);
     if (!tenantId) return undefined;
     const tenant = await this.#tenants.findById(tenantId);
@@ -324,14 +409,12 @@ export class IdentityService {
       const found = await this.#withTenant(
         tenantId,
         (scope) => userRepository.findActiveApiKey(scope.db, tokenHash),
-        {
-          readOnly: true,
-        },
+        { readOnly: true },
       );
       if (!found) return undefined;
       // A key cannot enrol its user: until they do, a tenant that requires MFA refuses the key.
       if (found.mfaEnrollmentRequired) throw identityErrors.mfaEnrollmentRequired();
-      return {
+      const result: Authenticated = {
         principal: {
           kind: 'user',
           tenantId,
@@ -343,6 +426,8 @@ export class IdentityService {
         },
         user: found.user,
       };
+      await this.#principals.remember(tokenHash, result, found.key.expiresAt ?? farFuture);
+      return result;
     }
     const session = await this.#withTenant(tenantId, async (scope) => {
       const found = await userRepository.findActiveSession(scope.db, tokenHash);
@@ -352,7 +437,7 @@ export class IdentityService {
       return found;
     });
     if (!session) return undefined;
-    return {
+    const result: Authenticated = {
       principal: {
         kind: 'user',
         tenantId,
@@ -364,6 +449,10 @@ export class IdentityService {
       },
       user: session.user,
     };
+    // A user confined to enrolment is not cached: enrolling must open the rest at once.
+    if (!session.mfaEnrollmentRequired)
+      await this.#principals.remember(tokenHash, result, session.validUntil);
+    return result;
   }
 
   /**
@@ -411,17 +500,30 @@ export class IdentityService {
 
   /** Revokes one of the caller's own keys, at once on every node; another's key is not found. */
   async revokeApiKey(principal: UserPrincipal, keyId: string): Promise<void> {
-    const keyHash = await this.#withTenant(principal.tenantId, (scope) =>
-      userRepository.revokeApiKey(scope.db, principal.userId, keyId),
+    const revoked = await this.#changeAccess(
+      principal.tenantId,
+      async (db) => {
+        const hash = await userRepository.apiKeyHash(db, principal.userId, keyId);
+        return hash ? [hash] : [];
+      },
+      async (db) => {
+        const hash = await userRepository.revokeApiKey(db, principal.userId, keyId);
+        return hash ? [hash] : [];
+      },
     );
-    if (!keyHash) throw accessErrors.notFound();
-    await this.#credentials.deleteIndexEntries([keyHash]);
+    if (revoked.length === 0) throw accessErrors.notFound();
+    await this.#credentials.deleteIndexEntries(revoked);
   }
 
   async logout(principal: UserPrincipal): Promise<void> {
     if (principal.via !== 'session') throw identityErrors.sessionRequired();
-    const revoked = await this.#withTenant(principal.tenantId, (scope) =>
-      userRepository.revokeSessions(scope.db, { sessionId: principal.credentialId }),
+    const revoked = await this.#changeAccess(
+      principal.tenantId,
+      async (db) => {
+        const hash = await userRepository.sessionHash(db, principal.credentialId);
+        return hash ? [hash] : [];
+      },
+      (db) => userRepository.revokeSessions(db, { sessionId: principal.credentialId }),
     );
     await this.#credentials.deleteIndexEntries(revoked);
   }
@@ -429,11 +531,33 @@ export class IdentityService {
   /** Ends every session of the caller, on every device, at once. Returns how many ended. */
   async logoutEverywhere(principal: UserPrincipal): Promise<number> {
     if (principal.via !== 'session') throw identityErrors.sessionRequired();
-    const revoked = await this.#withTenant(principal.tenantId, (scope) =>
-      userRepository.revokeSessions(scope.db, { userId: principal.userId }),
+    const revoked = await this.#changeAccess(
+      principal.tenantId,
+      (db) => userRepository.credentialHashes(db, principal.userId),
+      (db) => userRepository.revokeSessions(db, { userId: principal.userId }),
     );
     await this.#credentials.deleteIndexEntries(revoked);
     return revoked.length;
+  }
+
+  /**
+   * A change to what credentials may do, made safe for the principal cache: the credentials `affected`
+   * lists are cleared from the cache on every node before `change` commits (if the cache cannot be
+   * written, nothing changes), and listed again after it, for any issued meanwhile.
+   */
+  async #changeAccess<T>(
+    tenantId: string,
+    affected: (db: AnyKysely) => Promise<Buffer[]>,
+    change: (db: AnyKysely) => Promise<T>,
+  ): Promise<T> {
+    const list = () => this.#withTenant(tenantId, (scope) => affected(scope.db), { readOnly: true });
+    await this.#principals.forget(await list());
+    const result = await this.#withTenant(tenantId, (scope) => change(scope.db));
+    // Best effort: the tombstones written before already cover everything that existed then.
+    await list()
+      .then((hashes) => this.#principals.forget(hashes))
+      .catch(() => undefined);
+    return result;
   }
 
   /**

@@ -59,21 +59,36 @@ export class MfaService {
       if (!(await this.#acceptTotp(scope.db, principal.tenantId, principal.userId, row.mfa_secret, code))) {
         throw identityErrors.invalidMfaCode();
       }
-      const codes = Array.from({ length: recoveryCodeCount }, newRecoveryCode);
-      await tenant(scope.db)
-        .deleteFrom('mfa_recovery_codes')
-        .where('user_id', '=', principal.userId)
-        .execute();
-      await tenant(scope.db)
-        .insertInto('mfa_recovery_codes')
-        .values(codes.map((c) => ({ user_id: principal.userId, code_hash: hashRecoveryCode(c) })))
-        .execute();
+      const codes = await replaceRecoveryCodes(scope.db, principal.userId);
       await tenant(scope.db)
         .updateTable('users')
         .set({ mfa_enabled_at: sql`now()` })
         .where('id', '=', principal.userId)
         .execute();
       return { recoveryCodes: codes };
+    });
+  }
+
+  /**
+   * A fresh set of recovery codes, proven with a current TOTP code; every earlier code stops working.
+   * For when the codes were used up, lost or seen by someone else.
+   */
+  async regenerateRecoveryCodes(
+    principal: UserPrincipal,
+    code: string,
+  ): Promise<{ recoveryCodes: string[] }> {
+    if (principal.via !== 'session') throw identityErrors.sessionRequired();
+    return this.#withTenant(principal.tenantId, async (scope) => {
+      const row = await tenant(scope.db)
+        .selectFrom('users')
+        .select(['mfa_secret', 'mfa_enabled_at'])
+        .where('id', '=', principal.userId)
+        .executeTakeFirstOrThrow();
+      if (row.mfa_enabled_at === null || row.mfa_secret === null) throw identityErrors.mfaNotEnabled();
+      if (!(await this.#acceptTotp(scope.db, principal.tenantId, principal.userId, row.mfa_secret, code))) {
+        throw identityErrors.invalidMfaCode();
+      }
+      return { recoveryCodes: await replaceRecoveryCodes(scope.db, principal.userId) };
     });
   }
 
@@ -133,6 +148,17 @@ export class MfaService {
   #context(principal: UserPrincipal) {
     return { tenantId: principal.tenantId, table: 'users', column: 'mfa_secret', rowId: principal.userId };
   }
+}
+
+/** Replaces the user's recovery codes with `recoveryCodeCount` new ones, returned in the clear once. */
+async function replaceRecoveryCodes(db: AnyKysely, userId: string): Promise<string[]> {
+  const codes = Array.from({ length: recoveryCodeCount }, newRecoveryCode);
+  await tenant(db).deleteFrom('mfa_recovery_codes').where('user_id', '=', userId).execute();
+  await tenant(db)
+    .insertInto('mfa_recovery_codes')
+    .values(codes.map((c) => ({ user_id: userId, code_hash: hashRecoveryCode(c) })))
+    .execute();
+  return codes;
 }
 
 /** 80 random bits as 4 groups of 4 characters, like `K7QF-3MZA-PX2D-9WRT`. */

@@ -37,6 +37,8 @@ export interface ActiveSession {
   sessionId: string;
   user: User;
   lastSeenAt: Date;
+  /** When the session ends if nothing slides it: the earlier of its idle and absolute expiry. */
+  validUntil: Date;
   /** The tenant requires MFA and this user has not enrolled yet. */
   mfaEnrollmentRequired: boolean;
 }
@@ -76,6 +78,117 @@ export const userRepository = {
         mfaEnabled: row.mfa_enabled_at !== null,
       }
     );
+  },
+
+  async findById(db: AnyKysely, userId: string): Promise<User | undefined> {
+    const row = await tenant(db).selectFrom('users').selectAll().where('id', '=', userId).executeTakeFirst();
+    return row && toUser(row);
+  },
+
+  /** Changes an account's role or status; the row as it is now. */
+  async update(
+    db: AnyKysely,
+    userId: string,
+    change: { role?: AccountRole | undefined; status?: 'active' | 'disabled' | undefined },
+  ): Promise<User> {
+    const row = await tenant(db)
+      .updateTable('users')
+      .set({
+        ...(change.role ? { role: change.role } : {}),
+        ...(change.status ? { status: change.status } : {}),
+        updated_at: sql`now()`,
+      })
+      .where('id', '=', userId)
+      .returningAll()
+      .executeTakeFirstOrThrow();
+    return toUser(row);
+  },
+
+  /** Active owners other than `exceptUserId`: the tenant must always keep one. */
+  async countOtherActiveOwners(db: AnyKysely, exceptUserId: string): Promise<number> {
+    const row = await tenant(db)
+      .selectFrom('users')
+      .select((eb) => eb.fn.countAll<string>().as('n'))
+      .where('role', '=', 'owner')
+      .where('status', '=', 'active')
+      .where('id', '<>', exceptUserId)
+      .executeTakeFirstOrThrow();
+    return Number(row.n);
+  },
+
+  /** Locks the owners' rows, so two concurrent demotions cannot both see "another owner remains". */
+  async lockOwners(db: AnyKysely): Promise<void> {
+    await tenant(db).selectFrom('users').select('id').where('role', '=', 'owner').forUpdate().execute();
+  },
+
+  /**
+   * The token hashes of a user's sessions and API keys that still work or stopped in the last minute:
+   * what a change to the user must clear from the principal cache (the minute covers a credential
+   * issued and revoked while the change ran).
+   */
+  async credentialHashes(db: AnyKysely, userId: string): Promise<Buffer[]> {
+    const sessions = await tenant(db)
+      .selectFrom('sessions')
+      .select('token_hash as hash')
+      .where('user_id', '=', userId)
+      .where('absolute_expires_at', '>', sql<Date>`now()`)
+      .where((eb) =>
+        eb.or([eb('revoked_at', 'is', null), eb('revoked_at', '>', sql<Date>`now() - interval '1 minute'`)]),
+      )
+      .execute();
+    const keys = await tenant(db)
+      .selectFrom('api_keys')
+      .select('key_hash as hash')
+      .where('user_id', '=', userId)
+      .where((eb) =>
+        eb.or([eb('revoked_at', 'is', null), eb('revoked_at', '>', sql<Date>`now() - interval '1 minute'`)]),
+      )
+      .execute();
+    return [...sessions, ...keys].map((r) => Buffer.from(r.hash));
+  },
+
+  async sessionHash(db: AnyKysely, sessionId: string): Promise<Buffer | undefined> {
+    const row = await tenant(db)
+      .selectFrom('sessions')
+      .select('token_hash')
+      .where('id', '=', sessionId)
+      .executeTakeFirst();
+    return row && Buffer.from(row.token_hash);
+  },
+
+  async apiKeyHash(db: AnyKysely, userId: string, keyId: string): Promise<Buffer | undefined> {
+    const row = await tenant(db)
+      .selectFrom('api_keys')
+      .select('key_hash')
+      .where('id', '=', keyId)
+      .where('user_id', '=', userId)
+      .executeTakeFirst();
+    return row && Buffer.from(row.key_hash);
+  },
+
+  /** Erases a user's second factor (secret, replay guard, recovery codes); false if it was off. */
+  async clearMfa(db: AnyKysely, userId: string): Promise<boolean> {
+    const result = await tenant(db)
+      .updateTable('users')
+      .set({ mfa_secret: null, mfa_enabled_at: null, mfa_last_step: null, updated_at: sql`now()` })
+      .where('id', '=', userId)
+      .where('mfa_enabled_at', 'is not', null)
+      .executeTakeFirst();
+    if (result.numUpdatedRows === 0n) return false;
+    await tenant(db).deleteFrom('mfa_recovery_codes').where('user_id', '=', userId).execute();
+    return true;
+  },
+
+  /** Revokes every live API key of a user; returns their hashes (for the index). */
+  async revokeApiKeys(db: AnyKysely, userId: string): Promise<Buffer[]> {
+    const rows = await tenant(db)
+      .updateTable('api_keys')
+      .set({ revoked_at: sql`now()` })
+      .where('user_id', '=', userId)
+      .where('revoked_at', 'is', null)
+      .returning('key_hash')
+      .execute();
+    return rows.map((r) => Buffer.from(r.key_hash));
   },
 
   async list(db: AnyKysely): Promise<User[]> {
@@ -146,6 +259,8 @@ export const userRepository = {
       .select([
         's.id as session_id',
         's.last_seen_at',
+        's.idle_expires_at',
+        's.absolute_expires_at',
         'u.id',
         'u.email',
         'u.display_name',
@@ -171,6 +286,9 @@ export const userRepository = {
       row && {
         sessionId: row.session_id,
         lastSeenAt: new Date(row.last_seen_at),
+        validUntil: new Date(
+          Math.min(new Date(row.idle_expires_at).getTime(), new Date(row.absolute_expires_at).getTime()),
+        ),
         user: toUser(row),
         mfaEnrollmentRequired: row.mfa_required === true && row.mfa_enabled_at === null,
       }

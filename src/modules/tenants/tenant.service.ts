@@ -34,6 +34,14 @@ export interface CreatedTenant {
   ownerSetupExpiresAt: Date;
 }
 
+/**
+ * Whatever remembers who may use a tenant (the identity module's principal cache). Cleared before a
+ * tenant stops serving, so a suspension or deletion holds on every node from the next request.
+ */
+export interface TenantAccessCache {
+  forgetTenant(tenantId: string): Promise<void>;
+}
+
 /** How long the owner's one-time setup token stays valid. */
 const ownerSetupTtlMs = 7 * 24 * 60 * 60 * 1000;
 
@@ -48,6 +56,7 @@ export class TenantService {
   readonly #migrations: readonly Migration[];
   readonly #clock: Clock;
   readonly #withTenant: WithTenant;
+  readonly #accessCache: TenantAccessCache | undefined;
 
   constructor(deps: {
     database: Pick<Database, 'db' | 'rolesEnabled' | 'isSuperuser'>;
@@ -56,8 +65,10 @@ export class TenantService {
     migrations: readonly Migration[];
     clock: Clock;
     withTenant: WithTenant;
+    accessCache?: TenantAccessCache;
   }) {
     this.#withTenant = deps.withTenant;
+    this.#accessCache = deps.accessCache;
     this.#database = deps.database;
     this.#tenants = deps.tenants;
     this.#keys = deps.keys;
@@ -147,6 +158,7 @@ export class TenantService {
     const found = await this.get(idOrSlug);
     if (found.status === 'deleted') throw tenantErrors.notFound();
     if (confirmSlug !== found.slug) throw tenantErrors.confirmationRequired(found.slug);
+    await this.#accessCache?.forgetTenant(found.id);
     const deleted = await this.#transaction(async (control, trx) => {
       const tenant = await this.#tenants.findByIdForUpdate(control, found.id);
       if (!tenant || tenant.status === 'deleted') throw tenantErrors.notFound();
@@ -166,12 +178,16 @@ export class TenantService {
     to: 'active' | 'suspended',
   ): Promise<Tenant> {
     const found = await this.get(idOrSlug);
-    return this.#transaction(async (control) => {
+    // Only principals of active tenants are cached; clear them before the tenant stops serving.
+    if (to === 'suspended') await this.#accessCache?.forgetTenant(found.id);
+    const changed = await this.#transaction(async (control) => {
       const tenant = await this.#tenants.findByIdForUpdate(control, found.id);
       if (!tenant || tenant.status === 'deleted') throw tenantErrors.notFound();
       if (tenant.status !== from) throw tenantErrors.invalidTransition(tenant.status, action);
       return this.#tenants.setStatus(control, tenant.id, to);
     });
+    if (to === 'suspended') await this.#accessCache?.forgetTenant(found.id).catch(() => undefined);
+    return changed;
   }
 
   #transaction<T>(fn: (control: Kysely<ControlTables>, trx: AnyKysely) => Promise<T>): Promise<T> {
