@@ -31,6 +31,8 @@ export type LoadFn = (
 export interface IdentityContext {
   core: Core;
   databaseUrl: string;
+  /** The shared cache the server uses (`STRONGROOM_CACHE`): Redis, as several nodes would share. */
+  cacheUrl: string;
   databaseName: string;
   masterKeyHex: string;
   packageDir: string;
@@ -52,7 +54,7 @@ export interface MemorySample {
 }
 
 export interface IdentityResults {
-  settings: { runs: number; durationS: number; warmupS: number; connections: number };
+  settings: { runs: number; durationS: number; warmupS: number; connections: number; cache: string };
   me: Measured[];
   projectRead: Measured[];
   bare: Measured[];
@@ -164,6 +166,7 @@ export async function runIdentityScenarios(ctx: IdentityContext): Promise<Identi
   const server: StrongroomServer = await startStrongroom({
     packageDir: ctx.packageDir,
     databaseUrl: ctx.databaseUrl,
+    cacheUrl: ctx.cacheUrl,
     masterKeyHex: ctx.masterKeyHex,
     dataDir,
     logFile: join(ctx.outDir, 'server-identity.log'),
@@ -229,6 +232,7 @@ export async function runIdentityScenarios(ctx: IdentityContext): Promise<Identi
       durationS: ctx.durationS,
       warmupS: ctx.warmupS,
       connections: ctx.connections,
+      cache: ctx.cacheUrl,
     },
     me: [],
     projectRead: [],
@@ -380,7 +384,7 @@ export function renderIdentity(
       .join(', ')}) |`,
     `| machine load | 1-minute load average ${meta.loadavg ?? 'n/a'} (start → end of the identity runs; 2 cores, other work was running) |`,
     `| load | autocannon in its own process, TLS, pipelining 1, ${s.warmupS} s warm-up + ${s.durationS} s measured per run, ${s.runs} runs each, median reported |`,
-    '| server | `strongroom serve` (TLS, self-signed localhost certificate, `STRONGROOM_CACHE=memory:`, default pool of 10) on its own bench database, one tenant set up through the product: owner via setup token, one project, one `read` API key of the owner |',
+    `| server | \`strongroom serve\` (TLS, self-signed localhost certificate, \`STRONGROOM_CACHE=${s.cache}\` (the shared cache several nodes would use; it holds the principal cache), default pool of 10) on its own bench database, one tenant set up through the product: owner via setup token, one project, one \`read\` API key of the owner |`,
     '| ceiling | a bare Fastify 5 server (`bench/bare-server.ts`: `GET /bare` → `{"ok":true}`, no plugins) over the same certificate, in its own process |',
     '',
     '## Targets',

@@ -554,6 +554,7 @@ async function main(): Promise<void> {
       const identity = await runIdentityScenarios({
         core,
         databaseUrl: benchDb.url,
+        cacheUrl: process.env.BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379',
         databaseName: benchDb.name,
         masterKeyHex: masterKey.toString('hex'),
         packageDir,

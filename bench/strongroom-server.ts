@@ -25,6 +25,8 @@ export async function startStrongroom(options: {
   dataDir: string;
   logFile: string;
   behindProxy?: boolean;
+  /** `STRONGROOM_CACHE` (default `memory:`). */
+  cacheUrl?: string;
 }): Promise<StrongroomServer> {
   const port = await freePort();
   mkdirSync(options.dataDir, { recursive: true, mode: 0o700 });
@@ -38,7 +40,7 @@ export async function startStrongroom(options: {
     STRONGROOM_HOST: '127.0.0.1',
     STRONGROOM_PORT: String(port),
     STRONGROOM_LOG_LEVEL: 'warn',
-    STRONGROOM_CACHE: 'memory:',
+    STRONGROOM_CACHE: options.cacheUrl ?? 'memory:',
     STRONGROOM_MASTER_KEY: options.masterKeyHex,
     ...(options.behindProxy ? { STRONGROOM_TRUST_PROXY: '127.0.0.1' } : {}),
   };

@@ -91,6 +91,59 @@ for (const kind of await testDatabaseKinds()) {
       });
     });
 
+    it('undoes everything when the work fails, and hands back a connection with none of the tenant settings', async () => {
+      await expect(
+        core.withTenant(a.id, async (scope) => {
+          await scope.db
+            .insertInto('settings')
+            .values({ key: 'half-written', value: JSON.stringify(1) })
+            .execute();
+          throw new Error('boom');
+        }),
+      ).rejects.toThrow('boom');
+      const keys = await core.withTenant(a.id, (scope) =>
+        scope.db.selectFrom('settings').select('key').execute(),
+      );
+      expect(keys.map((r) => r.key)).not.toContain('half-written');
+      // Every pooled connection is back to the root role and pg_catalog-only search path.
+      const seen = await Promise.all(
+        Array.from({ length: 12 }, () =>
+          sql<{
+            role: string;
+            path: string;
+          }>`select current_user as role, current_setting('search_path') as path`
+            .execute(testDb.database.db)
+            .then((r) => r.rows[0]!),
+        ),
+      );
+      for (const row of seen) {
+        expect(row.role).not.toMatch(/^t_/);
+        expect(row.path).not.toContain('t_');
+      }
+    });
+
+    it('refuses writes in a read-only scope', async () => {
+      await expect(
+        core.withTenant(
+          a.id,
+          (scope) =>
+            scope.db
+              .insertInto('settings')
+              .values({ key: 'ro', value: JSON.stringify(1) })
+              .execute(),
+          { readOnly: true },
+        ),
+      ).rejects.toMatchObject({ code: '25006' }); // read_only_sql_transaction
+    });
+
+    it('answers tenant_not_found once the tenant is gone', async () => {
+      const gone = await core.tenants.create({ slug: 'tenant-gone', name: 'G', ownerEmail: 'o@g.test' });
+      await core.tenants.delete(gone.tenant.id, 'tenant-gone');
+      await expect(core.withTenant(gone.tenant.id, async () => 'ran')).rejects.toMatchObject({
+        code: 'tenant_not_found',
+      });
+    });
+
     it('rejects a tenant id that is not a UUID before touching the database', async () => {
       for (const hostile of ['../x', 'public', 'pg_catalog', "a'; drop schema control; --", 'a\u0000b']) {
         await expect(core.withTenant(hostile, async () => 'ran')).rejects.toThrow(/tenant id must be/);

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { LRUCache } from 'lru-cache';
 import { decryptField, encryptField, readFieldKeyVersion } from '../../crypto/field.ts';
 import type { Clock } from '../../platform/clock.ts';
 import type { Cache } from '../../ports/cache.port.ts';
@@ -22,6 +23,13 @@ export interface CredentialHashes {
 const entryTtlMs = 15_000;
 
 /**
+ * Each node also keeps what it read for at most this long in its own memory, so a busy credential
+ * costs no cache round trip at all. This bounds how long another node's invalidation takes to reach
+ * this one: revocation is immediate on the node that made it and within a second everywhere.
+ */
+export const localTtlMs = 1_000;
+
+/**
  * How long an invalidation blocks re-caching. The tombstone is written before the change commits and
  * covers it: a request that read the old state from the database cannot put it back in the cache
  * (fills only `add`), and after the tombstone expires the database already has the new state.
@@ -30,8 +38,9 @@ const tombstoneTtlMs = 10_000;
 const tombstone = '-';
 
 /**
- * The principal behind a token, kept for a few seconds in the shared cache so an authenticated
- * request costs one cache read instead of three database round trips.
+ * The principal behind a token, kept for a few seconds in the shared cache (and for at most a second
+ * in each node's memory) so an authenticated request costs at most one cache read instead of three
+ * database round trips.
  *
  * Correctness rests on three rules:
  * - every change that could alter what a credential may do (logout, key revocation, disabling or
@@ -56,6 +65,7 @@ export class PrincipalCache {
   readonly #keys: TenantKeyService;
   readonly #clock: Clock;
   readonly #credentials: CredentialHashes;
+  readonly #local = new LRUCache<string, Authenticated & { validUntil: number }>({ max: 10_000 });
 
   constructor(deps: {
     cache: Cache;
@@ -75,6 +85,9 @@ export class PrincipalCache {
   async read(tokenHash: Buffer): Promise<Authenticated | undefined> {
     if (!this.enabled) return undefined;
     const key = cacheKey(tokenHash);
+    const local = this.#local.get(key);
+    const now = this.#clock.now().getTime();
+    if (local && local.validUntil > now) return { principal: local.principal, user: local.user };
     // An unreachable cache throws cache_unavailable: fail closed.
     const stored = (await this.#cache.get(key))?.toString('utf8');
     if (!stored || stored === tombstone) return undefined;
@@ -86,11 +99,13 @@ export class PrincipalCache {
       const entry = JSON.parse(
         decryptField(() => dataKey.bytes, sealed, fieldContext(tenantId, key)),
       ) as SerializedEntry;
-      if (entry.validUntil <= this.#clock.now().getTime()) return undefined;
-      return {
+      if (entry.validUntil <= now) return undefined;
+      const found = {
         principal: entry.principal,
         user: { ...entry.user, createdAt: new Date(entry.user.createdAt) },
       };
+      this.#local.set(key, { ...found, validUntil: Math.min(entry.validUntil, now + localTtlMs) });
+      return found;
     } catch {
       // Tampered, or sealed under a key since destroyed: treat as absent; the database decides.
       return undefined;
@@ -128,6 +143,7 @@ export class PrincipalCache {
    */
   async forget(tokenHashes: readonly Buffer[]): Promise<void> {
     if (!this.enabled || tokenHashes.length === 0) return;
+    for (const hash of tokenHashes) this.#local.delete(cacheKey(hash));
     for (let i = 0; i < tokenHashes.length; i += 256) {
       await Promise.all(
         tokenHashes

@@ -32,11 +32,6 @@ export const projectRepository = {
     return toProject(row);
   },
 
-  async find(db: AnyKysely, id: string): Promise<Project | undefined> {
-    const row = await tenant(db).selectFrom('projects').selectAll().where('id', '=', id).executeTakeFirst();
-    return row && toProject(row);
-  },
-
   /** Every project, or only those `memberId` belongs to; with that member's role. */
   async list(
     db: AnyKysely,
@@ -72,14 +67,22 @@ export const projectRepository = {
     await tenant(db).deleteFrom('projects').where('id', '=', id).execute();
   },
 
-  async findRole(db: AnyKysely, projectId: string, userId: string): Promise<ProjectRole | undefined> {
+  /** The project and `userId`'s role in it (undefined when not a member), in one query. */
+  async findWithRole(
+    db: AnyKysely,
+    projectId: string,
+    userId: string,
+  ): Promise<{ project: Project; role: ProjectRole | undefined } | undefined> {
     const row = await tenant(db)
-      .selectFrom('project_members')
-      .select('role')
-      .where('project_id', '=', projectId)
-      .where('user_id', '=', userId)
+      .selectFrom('projects as p')
+      .leftJoin('project_members as m', (join) =>
+        join.onRef('m.project_id', '=', 'p.id').on('m.user_id', '=', userId),
+      )
+      .selectAll('p')
+      .select('m.role')
+      .where('p.id', '=', projectId)
       .executeTakeFirst();
-    return row?.role;
+    return row && { project: toProject(row), role: row.role ?? undefined };
   },
 
   async listMembers(db: AnyKysely, projectId: string): Promise<ProjectMember[]> {

@@ -1,3 +1,4 @@
+import type { AnyKysely } from '../../db/database.ts';
 import type { WithTenant } from '../../db/with-tenant.ts';
 import { defineError } from '../../platform/errors.ts';
 import { newId } from '../../platform/ids.ts';
@@ -139,19 +140,15 @@ export class ProjectService {
     principal: UserAccess,
     projectId: string,
     action: Action,
-    work: (
-      db: Parameters<typeof projectRepository.find>[0],
-      project: Project,
-      role: ProjectRole | undefined,
-    ) => Promise<T>,
+    work: (db: AnyKysely, project: Project, role: ProjectRole | undefined) => Promise<T>,
     readOnly = false,
   ): Promise<T> {
     return this.#withTenant(
       principal.tenantId,
       async (scope) => {
-        const project = await projectRepository.find(scope.db, projectId);
-        if (!project) throw notFound();
-        const role = await projectRepository.findRole(scope.db, projectId, principal.userId);
+        const found = await projectRepository.findWithRole(scope.db, projectId, principal.userId);
+        if (!found) throw notFound();
+        const { project, role } = found;
         authorize(principal, action, {
           tenantId: principal.tenantId,
           isProject: true,
