@@ -322,9 +322,9 @@ function dbShare(runs: readonly Measured[], bare: readonly Measured[]): string {
   const db = medianOf(runs, 'db_cpu_ms_per_req');
   const bareServer = medianOf(bare, 'server_cpu_ms_per_req');
   return (
-    `of the ${fmt(server + db, 3)} CPU-ms a \`/me\` costs, Postgres backends spend ${fmt(db, 3)} (${((db / (server + db)) * 100).toFixed(0)} %), ` +
+    `${fmt(server + db, 3)} CPU-ms a \`/me\` costs, Postgres backends spend ${fmt(db, 3)} (${((db / (server + db)) * 100).toFixed(0)} %), ` +
     `and the server ${fmt(server, 3)} against ${fmt(bareServer, 3)} for the bare route over the same TLS: ` +
-    "the difference is the product's per-request work, which with a one-row answer is most likely dominated by issuing, awaiting and decoding those round trips (pool checkout, begin, role switch, queries, commit); the server side was not profiled statement by statement here."
+    'the difference is the per-request work of the product (the authentication hook and its cache lookup, security headers, response validation and serialisation); it was not profiled function by function here.'
   );
 }
 const mib = (kib: number) => `${(kib / 1024).toFixed(1)} MiB`;
@@ -424,7 +424,7 @@ export function renderIdentity(
     `| server VmRSS / VmHWM after | ${mib(burst.after.vmRssKiB)} / ${mib(burst.after.vmHwmKiB)} |`,
     `| peak VmRSS polled every 20 ms during the burst | ${mib(burst.polledPeakRssKiB)} |`,
     '',
-    '## Why the authenticated reads miss, and what would fix it',
+    '## Where the time goes',
     '',
     `Per request, \`/me\` costs ${fmt(meCpu, 3)} CPU-ms (server ${fmt(medianOf(r.me, 'server_cpu_ms_per_req'), 3)} + Postgres ${fmt(
       medianOf(r.me, 'db_cpu_ms_per_req'),
@@ -432,15 +432,18 @@ export function renderIdentity(
     )}) and the project read ${fmt(projectCpu, 3)} (server ${fmt(medianOf(r.projectRead, 'server_cpu_ms_per_req'), 3)} + Postgres ${fmt(
       medianOf(r.projectRead, 'db_cpu_ms_per_req'),
       3,
-    )}), against ${fmt(bareCpu, 3)} for the bare route. Even with both cores to server, Postgres and load generator alone, ${fmt(meCpu, 3)} ms per request caps \`/me\` at roughly ${fmt(
+    )}), against ${fmt(bareCpu, 3)} for the bare route. With both cores to server, Postgres and load generator alone, that caps \`/me\` at roughly ${fmt(
       (2000 - medianOf(r.me, 'client_cpu_pct') * 10) / meCpu,
-    )} req/s; in this run those three used ${fmt(
-      medianOf(r.me, 'server_cpu_pct') + medianOf(r.me, 'db_cpu_pct') + medianOf(r.me, 'client_cpu_pct'),
-      0,
-    )} % of the 200 % during the \`/me\` runs, the rest going to other work on the machine (1-minute load average ${meta.loadavg ?? 'n/a'} over the identity runs), which is why the measured req/s sits below that estimate and moves between runs (so does the bare route's). Reaching ${fmt(identityTargets.meRps)} req/s would need server + Postgres to stay under about ${fmt(
-      (2000 - medianOf(r.me, 'client_cpu_pct') * 10) / identityTargets.meRps,
+    )} req/s and the project read at roughly ${fmt(
+      (2000 - medianOf(r.projectRead, 'client_cpu_pct') * 10) / projectCpu,
+    )}; other work on the machine (1-minute load average ${meta.loadavg ?? 'n/a'} over the identity runs) takes the rest, which is why measured req/s sits below those estimates and moves between runs (so does the bare route's).`,
+    '',
+    `\`/me\` does no database work: the principal behind the token comes from the principal cache (each node's memory for up to 1 s, then the shared cache, Redis here, for up to 15 s; invalidated before every change that could alter it, see docs/security.md). Of the ${dbShare(r.me, r.bare)}`,
+    '',
+    `The project read adds one \`withTenant\` transaction of three round trips: \`begin\` and the three tenant settings in one message, the project-and-role query, \`commit\`. Reaching ${fmt(identityTargets.projectReadRps)} req/s would need server + Postgres under about ${fmt(
+      (2000 - medianOf(r.projectRead, 'client_cpu_pct') * 10) / identityTargets.projectReadRps,
       2,
-    )} CPU-ms per request. The cost is round trips, not the route: \`IdentityService.authenticate\` does, with no cache in between, (1) the credentials-index lookup in \`control\` by token hash, (2) the tenant status lookup, and (3) a \`withTenant\` transaction (begin, role switch, the session or key join, commit; a session also gets a \`last_seen\` touch at most once per interval); the project read then opens a second \`withTenant\` transaction for the project itself and its membership. Each of those is a pool checkout and several statements; ${dbShare(r.me, r.bare)} What would fix it: (a) a short-TTL principal cache (a few seconds to a minute) in the shared cache (\`STRONGROOM_CACHE\`), keyed by the token hash and holding the principal, user and tenant id, with explicit invalidation on logout, session end, key revocation, user disable or role change and tenant suspension, so revocation stays immediate on every node; (b) caching the tenant status the same way, invalidated by suspend/delete; (c) with both, a cached \`/me\` does no database work and a cached project read one transaction. The session \`last_seen\` touch already happens at most once per interval, so it does not need the database on every request either.`,
+    )} CPU-ms per request, i.e. one round trip per read. Two ways there, not taken yet: a read pool whose connections keep a tenant's settings at session level between uses (set again only when the next user of the connection is another tenant), or a driver that pipelines (postgres.js), sending begin, settings, query and commit in one flight.`,
     '',
   ];
   return lines.join('\n');
