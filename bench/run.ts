@@ -1,12 +1,14 @@
 // Strongroom scale and load bench: provisioning, fleet migration and HTTP throughput at 1 and 1,000
 // tenants on a Postgres server, side by side with the peer (Directus) on the same server.
 // Run: npm run bench   (node bench/run.ts; env knobs in bench/README.md). Writes bench/RESULTS.md.
+
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { sql } from 'kysely';
+import { generate as generateTotp } from 'otplib';
 import { LocalKeyProvider } from '../src/adapters/keys/key-provider.local.ts';
 import { type Database, openDatabase } from '../src/db/database.ts';
 import type { Migration } from '../src/db/migrator.ts';
@@ -340,11 +342,17 @@ async function main(): Promise<void> {
     await prepareControlPlane(core);
     if (!database.rolesEnabled)
       throw new Error('the bench user cannot create roles: the tenant read would not switch role');
-    const { apiKey: staffKey } = await core.staff.create({
+    // A staff member enrolled the way a person is: setup token, authenticator secret, a current code.
+    const staffSetup = await core.staff.create({
       email: 'bench@bench.test',
       displayName: 'Bench',
       role: 'operator',
     });
+    const { secret: staffTotp } = await core.staff.beginSetup(staffSetup.setupToken);
+    const { apiKey: staffKey } = await core.staff.completeSetup(
+      staffSetup.setupToken,
+      await generateTotp({ secret: staffTotp }),
+    );
 
     if (settings.scenarios.has('tenants')) {
       // ---- 1 tenant: provision it, start the server, measure while it is the only tenant ----

@@ -68,13 +68,21 @@ describe('strongroom CLI on the embedded defaults', () => {
     }
   });
 
-  it('creates staff with a key shown once', async () => {
+  it('creates staff with a one-time setup token (no key before MFA), and resets a lost authenticator', async () => {
     const result = await runCli(
       ['staff', 'create', '--email', 'ops@p.test', '--name', 'Ops', '--role', 'operator'],
       env,
     );
     expect(result.code).toBe(0);
-    expect(result.stdout).toMatch(/^\s+sro_[A-Za-z0-9_-]{43}$/m);
+    expect(result.stdout).toMatch(/^\s+srs_[A-Za-z0-9_-]{43}$/m);
+    expect(result.stdout).not.toMatch(/sro_/);
+    const reset = await runCli(['staff', 'reset-mfa', 'OPS@p.test'], env);
+    expect(reset.code).toBe(0);
+    expect(reset.stdout).toMatch(/^reset operator ops@p\.test/m);
+    expect(reset.stdout).toMatch(/^\s+srs_[A-Za-z0-9_-]{43}$/m);
+    expect((await runCli(['staff', 'reset-mfa', 'nobody@p.test'], env)).stderr).toContain(
+      'error [staff_not_found]',
+    );
     const bad = await runCli(
       ['staff', 'create', '--email', 'x@p.test', '--name', 'X', '--role', 'root'],
       env,

@@ -4,6 +4,7 @@ import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { join } from 'node:path';
 import { connect as tlsConnect } from 'node:tls';
+import { generate } from 'otplib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cliEntry, freePort, nodeBinary, projectRoot, runCli, tempDataDir } from './support/cli.ts';
 
@@ -55,7 +56,7 @@ describe('strongroom serve', () => {
         STRONGROOM_DATA_DIR: dataDir,
       },
     );
-    staffKey = /(sro_[A-Za-z0-9_-]{43})/.exec(staff.stdout)![1]!;
+    const setupToken = /(srs_[A-Za-z0-9_-]{43})/.exec(staff.stdout)![1]!;
     server = spawn(nodeBinary, [cliEntry, 'serve'], {
       cwd: projectRoot,
       env: {
@@ -79,6 +80,19 @@ describe('strongroom serve', () => {
       await new Promise((r) => setTimeout(r, 100));
     }
     ca = readFileSync(join(dataDir, 'tls', 'localhost.crt'), 'utf8');
+    // The README's staff enrolment: redeem the setup token, confirm a code, receive the key.
+    const json = (body: unknown) => ({
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(body),
+    });
+    const begun = await send('/api/v1/ops/staff/setup', json({ token: setupToken }));
+    const { secret } = JSON.parse(begun.body) as { secret: string };
+    const confirmed = await send(
+      '/api/v1/ops/staff/setup/confirm',
+      json({ token: setupToken, code: await generate({ secret }) }),
+    );
+    staffKey = (JSON.parse(confirmed.body) as { apiKey: string }).apiKey;
   }, 90_000);
 
   afterAll(() => {

@@ -31,7 +31,7 @@ export function registerKeysCommands(program: Command, context: CliContext): voi
   keys
     .command('rotate-master')
     .description(
-      'rewrap every tenant data key with the current master key (STRONGROOM_MASTER_KEY[_FILE]); keys still wrapped by STRONGROOM_PREVIOUS_MASTER_KEY[_FILE] are moved over. Online and resumable.',
+      "rewrap every tenant data key (and every staff member's TOTP secret) with the current master key (STRONGROOM_MASTER_KEY[_FILE]); keys still wrapped by STRONGROOM_PREVIOUS_MASTER_KEY[_FILE] are moved over. Online and resumable.",
     )
     .action(async () => {
       await withRuntime(context, async ({ core }) => {
@@ -42,6 +42,8 @@ export function registerKeysCommands(program: Command, context: CliContext): voi
         } finally {
           bar.stop();
         }
+        const staffSecrets = await core.staff.rewrapSecrets();
+        if (staffSecrets > 0) context.stdout(`rewrapped ${staffSecrets} staff TOTP secrets\n`);
         context.stdout(
           result.total === 0
             ? `every data key is already wrapped by the current master key (${core.keys.currentKekId})\n`

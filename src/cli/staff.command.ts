@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { staffRoles } from '../modules/staff/staff.service.ts';
+import { type CreatedStaff, staffRoles } from '../modules/staff/staff.service.ts';
 import { type CliContext, formatTable, withRuntime } from './cli-context.ts';
 
 export function registerStaffCommands(program: Command, context: CliContext): void {
@@ -9,7 +9,9 @@ export function registerStaffCommands(program: Command, context: CliContext): vo
 
   staff
     .command('create')
-    .description('create a staff member and their API key for the operator API (the key is shown once)')
+    .description(
+      'create a staff member; prints their one-time setup token (72 h), with which they enrol an authenticator (MFA is mandatory) and get their API key',
+    )
     .requiredOption('--email <email>', 'their work email')
     .requiredOption('--name <name>', 'their display name')
     .requiredOption('--role <role>', `one of: ${staffRoles.join(', ')}`)
@@ -21,18 +23,19 @@ export function registerStaffCommands(program: Command, context: CliContext): vo
           displayName: options.name,
           role: options.role,
         });
-        if (options.json) {
-          context.stdout(`${JSON.stringify(created, null, 2)}\n`);
-          return;
-        }
-        context.stdout(
-          [
-            `created ${created.staff.role} ${created.staff.email} (${created.staff.id})`,
-            'API key (shown once; send it as "Authorization: Bearer <key>"):',
-            `  ${created.apiKey}`,
-            '',
-          ].join('\n'),
-        );
+        printSetup(context, created, 'created', options.json);
+      });
+    });
+
+  staff
+    .command('reset-mfa <email>')
+    .description(
+      'for a lost authenticator: turns their MFA off, revokes every key of theirs at once, and prints a new setup token',
+    )
+    .option('--json', 'print JSON instead of text')
+    .action(async (email: string, options: { json?: boolean }) => {
+      await withRuntime(context, async ({ core }) => {
+        printSetup(context, await core.staff.resetMfa(email), 'reset', options.json);
       });
     });
 
@@ -63,4 +66,22 @@ export function registerStaffCommands(program: Command, context: CliContext): vo
           );
       });
     });
+}
+
+function printSetup(context: CliContext, created: CreatedStaff, verb: string, json?: boolean): void {
+  if (json) {
+    context.stdout(`${JSON.stringify(created, null, 2)}\n`);
+    return;
+  }
+  context.stdout(
+    [
+      `${verb} ${created.staff.role} ${created.staff.email} (${created.staff.id})`,
+      `Setup token (shown once, valid until ${created.setupExpiresAt.toISOString()}); give it to them privately:`,
+      `  ${created.setupToken}`,
+      'They enrol an authenticator and receive their API key with:',
+      '  POST /api/v1/ops/staff/setup          {"token": "<setup token>"}           -> secret, otpauth URI',
+      '  POST /api/v1/ops/staff/setup/confirm  {"token": "<setup token>", "code": "<6 digits>"} -> API key',
+      '',
+    ].join('\n'),
+  );
 }

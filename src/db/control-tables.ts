@@ -52,6 +52,12 @@ export interface StaffTable {
   role: 'operator' | 'support' | 'security' | 'developer';
   status: 'active' | 'disabled';
   created_at: ColumnType<Date, Date | string | undefined, never>;
+  mfa_secret: Uint8Array | null;
+  mfa_kek_id: string | null;
+  mfa_enabled_at: Timestamp | null;
+  mfa_last_step: ColumnType<string | null, number | string | null, number | string | null>;
+  setup_token_hash: Uint8Array | null;
+  setup_expires_at: Timestamp | null;
 }
 
 export interface StaffKeysTable {

@@ -1,6 +1,7 @@
 import type { Response as LightResponse } from 'light-my-request';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openTestCore, type TestDatabase, testDatabaseKinds } from '../../test/support/databases.ts';
+import { enrolStaff } from '../../test/support/staff.ts';
 import { appServices, type Core } from '../main/compose.ts';
 import { type App, buildApp } from './app.ts';
 
@@ -33,10 +34,10 @@ for (const kind of await testDatabaseKinds()) {
         { bodyLimitBytes: 4096 },
       );
       operatorKey = (
-        await core.staff.create({ email: 'ops@platform.test', displayName: 'Ops', role: 'operator' })
+        await enrolStaff(core, { email: 'ops@platform.test', displayName: 'Ops', role: 'operator' })
       ).apiKey;
       developerKey = (
-        await core.staff.create({ email: 'dev@platform.test', displayName: 'Dev', role: 'developer' })
+        await enrolStaff(core, { email: 'dev@platform.test', displayName: 'Dev', role: 'developer' })
       ).apiKey;
     });
     afterAll(async () => {
@@ -116,7 +117,7 @@ for (const kind of await testDatabaseKinds()) {
     });
 
     it("refuses a disabled staff member's keys on the next request", async () => {
-      const { apiKey } = await core.staff.create({
+      const { apiKey } = await enrolStaff(core, {
         email: 'leaver@platform.test',
         displayName: 'L',
         role: 'operator',

@@ -27,6 +27,7 @@ import { registerSessionAuth } from './plugins/session-auth.ts';
 import { registerStaffAuth } from './plugins/staff-auth.ts';
 import { authRoutes, sessionRoutes } from './routes/auth.route.ts';
 import { healthRoutes, type ReadinessCheck } from './routes/health.route.ts';
+import { opsStaffRoutes, opsStaffSetupRoutes } from './routes/ops-staff.route.ts';
 import { opsTenantRoutes } from './routes/ops-tenants.route.ts';
 import { projectRoutes } from './routes/projects.route.ts';
 
@@ -128,10 +129,13 @@ export async function buildApp(deps: AppDeps, options: AppOptions): Promise<App>
   });
 
   await app.register(healthRoutes({ checks: deps.readinessChecks, isDraining: deps.isDraining }));
+  // Staff enrolment is public (it needs the setup token); everything else in /ops needs a staff key.
+  await app.register(opsStaffSetupRoutes({ staff: deps.staff }), { prefix: '/api/v1/ops' });
   await app.register(
     async (ops) => {
       registerStaffAuth(ops, deps.staff);
       await ops.register(opsTenantRoutes({ tenants: deps.tenants }));
+      await ops.register(opsStaffRoutes({ staff: deps.staff }));
     },
     { prefix: '/api/v1/ops' },
   );

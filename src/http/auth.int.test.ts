@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildTestApp } from '../../test/support/app.ts';
 import { openTestCore, type TestDatabase, testDatabaseKinds } from '../../test/support/databases.ts';
+import { enrolStaff } from '../../test/support/staff.ts';
 import type { Core } from '../main/compose.ts';
 import type { App } from './app.ts';
 
@@ -146,7 +147,7 @@ for (const kind of await testDatabaseKinds()) {
 
     it('does not let a staff key into the tenant scope, nor a session into the operator scope', async () => {
       const staffKey = (
-        await core.staff.create({ email: 'root@platform.test', displayName: 'Root', role: 'operator' })
+        await enrolStaff(core, { email: 'root@platform.test', displayName: 'Root', role: 'operator' })
       ).apiKey;
       const me = await app.inject({
         method: 'GET',

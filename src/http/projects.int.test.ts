@@ -3,6 +3,7 @@ import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildTestApp } from '../../test/support/app.ts';
 import { openTestCore, type TestDatabase, testDatabaseKinds } from '../../test/support/databases.ts';
+import { enrolStaff } from '../../test/support/staff.ts';
 import { hashPassword } from '../crypto/password.ts';
 import { hashToken } from '../crypto/tokens.ts';
 import type { Core } from '../main/compose.ts';
@@ -250,7 +251,7 @@ for (const kind of await testDatabaseKinds()) {
         }
         // Staff of every role: a staff credential opens no tenant data by itself.
         for (const role of ['operator', 'support', 'security', 'developer'] as const) {
-          const { apiKey } = await core.staff.create({
+          const { apiKey } = await enrolStaff(core, {
             email: `${role}@platform.test`,
             displayName: role,
             role,

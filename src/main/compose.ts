@@ -90,7 +90,11 @@ export function composeCore(options: CoreOptions): Core {
       accessCache: principals,
     }),
     tenantRepository,
-    staff: new StaffService({ staff: new StaffRepository({ control: database.control, db: database.db }) }),
+    staff: new StaffService({
+      staff: new StaffRepository({ control: database.control, db: database.db }),
+      keyProvider,
+      clock,
+    }),
     identity: new IdentityService({
       withTenant,
       tenants: tenantRepository,

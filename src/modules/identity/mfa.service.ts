@@ -1,7 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { type Kysely, sql } from 'kysely';
-import { generateSecret, generateURI, verify } from 'otplib';
 import { decryptField, encryptField, readFieldKeyVersion } from '../../crypto/field.ts';
+import { matchTotpStep, newTotpSecret, totpUri } from '../../crypto/totp.ts';
 import type { AnyKysely } from '../../db/database.ts';
 import type { TenantTables } from '../../db/tenant-tables.ts';
 import type { WithTenant } from '../../db/with-tenant.ts';
@@ -30,7 +30,7 @@ export class MfaService {
   /** Starts (or restarts) enrolment: a new secret to scan; MFA is on only after `confirm`. */
   async enroll(principal: UserPrincipal, label: string): Promise<{ secret: string; otpauthUri: string }> {
     if (principal.via !== 'session') throw identityErrors.sessionRequired();
-    const secret = generateSecret();
+    const secret = newTotpSecret();
     const key = await this.#keys.getDataKey(principal.tenantId);
     const sealed = encryptField(key, secret, this.#context(principal));
     await this.#withTenant(principal.tenantId, async (scope) => {
@@ -42,7 +42,7 @@ export class MfaService {
         .executeTakeFirst();
       if (result.numUpdatedRows === 0n) throw identityErrors.mfaAlreadyEnabled();
     });
-    return { secret, otpauthUri: generateURI({ issuer: 'Strongroom', label, secret }) };
+    return { secret, otpauthUri: totpUri(label, secret) };
   }
 
   /** The first valid code turns MFA on; returns the recovery codes, shown this once. */
@@ -121,7 +121,6 @@ export class MfaService {
     sealed: string,
     code: string,
   ): Promise<boolean> {
-    if (!/^\d{6}$/.test(code)) return false;
     const key = await this.#keys.getDataKey(tenantId, readFieldKeyVersion(sealed));
     const secret = decryptField(() => key.bytes, sealed, {
       tenantId,
@@ -129,18 +128,14 @@ export class MfaService {
       column: 'mfa_secret',
       rowId: userId,
     });
-    // ±1 step of 30 s for clock drift between phone and server.
-    const result = await verify({ secret, token: code, epochTolerance: 30 });
-    // otplib's functional verify also types HOTP results; a TOTP match carries its time step.
-    if (!result.valid || !('timeStep' in result)) return false;
+    const step = await matchTotpStep(secret, code);
+    if (step === undefined) return false;
     // Accept each step once: the compare-and-set fails for a replay, even from two nodes at once.
     const claimed = await tenant(db)
       .updateTable('users')
-      .set({ mfa_last_step: result.timeStep })
+      .set({ mfa_last_step: step })
       .where('id', '=', userId)
-      .where((eb) =>
-        eb.or([eb('mfa_last_step', 'is', null), eb('mfa_last_step', '<', String(result.timeStep))]),
-      )
+      .where((eb) => eb.or([eb('mfa_last_step', 'is', null), eb('mfa_last_step', '<', String(step))]))
       .executeTakeFirst();
     return claimed.numUpdatedRows > 0n;
   }

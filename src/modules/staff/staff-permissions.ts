@@ -10,6 +10,9 @@ export const staffPermissions = {
   'tenants.create': ['operator'],
   'tenants.suspend': ['operator', 'security'],
   'tenants.delete': ['operator'],
+  // Who has platform access is the security team's to grant; operators run tenants, not people.
+  'staff.read': ['operator', 'security'],
+  'staff.manage': ['security'],
 } as const satisfies Record<string, readonly StaffRole[]>;
 
 export type StaffAction = keyof typeof staffPermissions;

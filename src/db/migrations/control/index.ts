@@ -3,6 +3,7 @@ import { createControlPlane } from './20261122000000-create-control-plane.ts';
 import { createCredentials } from './20261122010000-create-credentials.ts';
 import { allowInvitationTokens } from './20261122020000-allow-invitation-tokens.ts';
 import { allowApiKeyCredentials } from './20261122030000-allow-api-key-credentials.ts';
+import { addStaffMfa } from './20261122040000-add-staff-mfa.ts';
 
 /** Control-plane migrations, oldest first. Append only; see the expand/contract note in migrator.ts. */
 export const controlMigrations: readonly Migration[] = [
@@ -10,4 +11,5 @@ export const controlMigrations: readonly Migration[] = [
   createCredentials,
   allowInvitationTokens,
   allowApiKeyCredentials,
+  addStaffMfa,
 ];
