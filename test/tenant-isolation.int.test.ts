@@ -138,10 +138,65 @@ for (const kind of await testDatabaseKinds()) {
 
     it('answers tenant_not_found once the tenant is gone', async () => {
       const gone = await core.tenants.create({ slug: 'tenant-gone', name: 'G', ownerEmail: 'o@g.test' });
+      const readGone = () =>
+        core.withTenant(gone.tenant.id, (scope) => scope.db.selectFrom('settings').select('key').execute(), {
+          readOnly: true,
+        });
+      // Read first, so a pooled read connection holds the tenant's role when it is dropped.
+      expect(await readGone()).toEqual([]);
       await core.tenants.delete(gone.tenant.id, 'tenant-gone');
       await expect(core.withTenant(gone.tenant.id, async () => 'ran')).rejects.toMatchObject({
         code: 'tenant_not_found',
       });
+      await expect(readGone()).rejects.toMatchObject({ code: 'tenant_not_found' });
+      const stillServes = await core.withTenant(
+        b.id,
+        (scope) => scope.db.selectFrom('settings').select('key').execute(),
+        {
+          readOnly: true,
+        },
+      );
+      expect(stillServes.map((r) => r.key)).toEqual(['secret']);
+    });
+
+    it('keeps read-only scopes in their tenant too, however reads of several tenants interleave', async () => {
+      await expect(
+        core.withTenant(
+          a.id,
+          (scope) => sql`select * from ${sql.id(b.schema, 'settings')}`.execute(scope.trx),
+          {
+            readOnly: true,
+          },
+        ),
+      ).rejects.toMatchObject({ code: '42501' });
+      const reads = await Promise.all(
+        Array.from({ length: 60 }, (_, i) => {
+          const tenant = i % 3 === 0 ? b : a;
+          return core
+            .withTenant(tenant.id, (scope) => scope.db.selectFrom('settings').select('key').execute(), {
+              readOnly: true,
+            })
+            .then((rows) => ({ tenant, keys: rows.map((r) => r.key) }));
+        }),
+      );
+      for (const { tenant, keys } of reads) {
+        if (tenant === b) expect(keys).toEqual(['secret']);
+        else expect(keys).not.toContain('secret');
+      }
+    });
+
+    it('runs no statement on the tenant read pool outside a tenant (Postgres server only; the embedded database has none)', async () => {
+      const reads = testDb.database.tenantReads;
+      if (kind.name === 'pglite') {
+        expect(reads).toBeUndefined();
+        return;
+      }
+      await expect(sql`select 1`.execute(reads!.db)).rejects.toThrow('a tenant read ran outside its tenant');
+      await expect(
+        reads!.run(a.schema, () =>
+          sql`insert into settings (key, value) values ('w', '1')`.execute(reads!.db),
+        ),
+      ).rejects.toMatchObject({ code: '25006' });
     });
 
     it('rejects a tenant id that is not a UUID before touching the database', async () => {

@@ -7,6 +7,7 @@ import type { Config } from '../config/config.ts';
 import { defineError } from '../platform/errors.ts';
 import type { ControlTables } from './control-tables.ts';
 import { PGliteDialect } from './pglite-dialect.ts';
+import { createTenantReadPool, type TenantReadPool } from './tenant-read-pool.ts';
 import { controlSchema } from './tenant-schema.ts';
 
 /**
@@ -39,6 +40,8 @@ export interface Database {
   /** Whether the connected user is a superuser (then it needs no grant to SET ROLE). */
   readonly isSuperuser: boolean;
   readonly statementTimeoutMs: number;
+  /** Postgres server only: read-only tenant work, one round trip per statement (tenant-read-pool.ts). */
+  readonly tenantReads?: TenantReadPool;
   ping(): Promise<void>;
   close(): Promise<void>;
 }
@@ -91,9 +94,18 @@ async function openPostgres(settings: Extract<DatabaseSettings, { kind: 'postgre
     await db.destroy();
     throw databaseErrors.unreachable(describeUrl(url), cause);
   }
-  return finishOpen('postgres', db, settings, async () => {
+  let tenantReads: TenantReadPool | undefined;
+  const opened = await finishOpen('postgres', db, settings, async () => {
+    await tenantReads?.close();
     await db.destroy();
   });
+  tenantReads = createTenantReadPool({
+    connectionString: url,
+    max: settings.poolSize,
+    statementTimeoutMs: settings.statementTimeoutMs,
+    rolesEnabled: opened.rolesEnabled,
+  });
+  return { ...opened, tenantReads };
 }
 
 async function openPGlite(settings: Extract<DatabaseSettings, { kind: 'pglite' }>): Promise<Database> {

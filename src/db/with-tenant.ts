@@ -1,6 +1,7 @@
 import { sql } from 'kysely';
 import { commonErrors, defineError } from '../platform/errors.ts';
 import type { AnyKysely, Database } from './database.ts';
+import { TenantSwitchError } from './tenant-read-pool.ts';
 import { assertTenantSchemaName, tenantSchemaName } from './tenant-schema.ts';
 
 /** What tenant code gets: a Kysely bound to the tenant's schema, inside one transaction. */
@@ -58,7 +59,8 @@ export function createWithTenant(database: Database): WithTenant {
 }
 
 /**
- * The same fences on a Postgres server, one round trip cheaper: `begin` and the three settings go
+ * Read-only work on a Postgres server goes to the tenant read pool (one round trip per statement,
+ * see tenant-read-pool.ts). Everything else gets the same fences as on PGlite, one round trip cheaper: `begin` and the three settings go
  * as one simple-protocol message (several statements, no parameters), then the work, then `commit`.
  * Nothing in that message comes from a request: the schema name is derived from the tenant id and
  * checked against `t_<32 hex>` again here, and the timeout is a configured integer.
@@ -74,6 +76,17 @@ function createServerWithTenant(database: Database, timeout: string): WithTenant
       `set_config('statement_timeout', '${timeout}', true)`,
       ...(database.rolesEnabled ? [`set_config('role', '${schema}', true)`] : []),
     ];
+    const reads = database.tenantReads;
+    if (options.readOnly && reads) {
+      return reads.run(schema, async () => {
+        try {
+          return await fn({ tenantId, schema, db: reads.db.withSchema(schema), trx: reads.db });
+        } catch (error) {
+          if (error instanceof TenantSwitchError) throw asTenantGone(error);
+          throw error;
+        }
+      });
+    }
     const begin = sql.raw(`begin${options.readOnly ? ' read only' : ''}; select ${settings.join(', ')}`);
     return database.db.connection().execute(async (connection) => {
       try {
