@@ -440,10 +440,10 @@ export function renderIdentity(
     '',
     `\`/me\` does no database work: the principal behind the token comes from the principal cache (each node's memory for up to 1 s, then the shared cache, Redis here, for up to 15 s; invalidated before every change that could alter it, see docs/security.md). Of the ${dbShare(r.me, r.bare)}`,
     '',
-    `The project read adds one \`withTenant\` transaction of three round trips: \`begin\` and the three tenant settings in one message, the project-and-role query, \`commit\`. Reaching ${fmt(identityTargets.projectReadRps)} req/s would need server + Postgres under about ${fmt(
+    `The project read adds one statement on the tenant read pool (\`src/db/tenant-read-pool.ts\`): read-only connections that keep the tenant's search path and role between uses, so a read is one round trip (the project and the caller's role in it, one query). Reaching ${fmt(identityTargets.projectReadRps)} req/s would need server + Postgres under about ${fmt(
       (2000 - medianOf(r.projectRead, 'client_cpu_pct') * 10) / identityTargets.projectReadRps,
       2,
-    )} CPU-ms per request, i.e. one round trip per read. Two ways there, not taken yet: a read pool whose connections keep a tenant's settings at session level between uses (set again only when the next user of the connection is another tenant), or a driver that pipelines (postgres.js), sending begin, settings, query and commit in one flight.`,
+    )} CPU-ms per request. What is left, from a CPU profile of sequential reads outside the server: building and compiling the query in Kysely (with the schema-qualifying plugin) is about a quarter of the process's busy time, and Postgres parses and plans every statement afresh (no prepared statements). Not taken yet: reusing compiled query text (only the parameters change from one read to the next) and named prepared statements on the read pool's connections.`,
     '',
   ];
   return lines.join('\n');

@@ -111,6 +111,18 @@ for (const kind of await testDatabaseKinds()) {
       ).toBe(401);
     });
 
+    it('throttles guessing at the code for a new key', async () => {
+      const { apiKey } = await enrolStaff(core, {
+        email: 'guess@platform.test',
+        displayName: 'G',
+        role: 'support',
+      });
+      const ask = () => callAs(app, 'POST', '/api/v1/ops/staff/keys', apiKey, { name: 'x', code: '000000' });
+      for (let i = 0; i < 5; i++) expect((await ask()).json().error.code).toBe('invalid_mfa_code');
+      const refused = await ask();
+      expect([refused.statusCode, refused.json().error.code]).toEqual([429, 'login_throttled']);
+    });
+
     it('revokes every key at a reset, and lets the person enrol again', async () => {
       const { apiKey } = await enrolStaff(core, {
         email: 'lost@platform.test',

@@ -190,5 +190,13 @@ for (const kind of await testDatabaseKinds()) {
       const none = await call('POST', '/api/v1/me/mfa/recovery-codes', tokens.elaine!, { code: '123456' });
       expect([none.statusCode, none.json().error.code]).toEqual([409, 'mfa_not_enabled']);
     });
+
+    it('throttles guessing at a second factor from a signed-in session', async () => {
+      const guess = () => call('POST', '/api/v1/me/mfa/recovery-codes', tokens.kramer!, { code: '000000' });
+      for (let i = 0; i < 5; i++) expect((await guess()).json().error.code).toBe('invalid_mfa_code');
+      const refused = await guess();
+      expect([refused.statusCode, refused.json().error.code]).toEqual([429, 'login_throttled']);
+      expect(Number(refused.headers['retry-after'])).toBeGreaterThanOrEqual(1);
+    });
   });
 }

@@ -65,8 +65,9 @@ export function composeCore(options: CoreOptions): Core {
     repository: new TenantKeysRepository(database.control),
     provider: keyProvider,
   });
-  const mfa = new MfaService({ withTenant, keys });
   const cache = options.cache ?? new MemoryCache();
+  const throttle = new LoginThrottle({ cache });
+  const mfa = new MfaService({ withTenant, keys, throttle });
   const credentials = new CredentialsRepository(database.control);
   const principals = new PrincipalCache({
     cache,
@@ -94,13 +95,14 @@ export function composeCore(options: CoreOptions): Core {
       staff: new StaffRepository({ control: database.control, db: database.db }),
       keyProvider,
       clock,
+      throttle,
     }),
     identity: new IdentityService({
       withTenant,
       tenants: tenantRepository,
       credentials,
       hasher: new PasswordHasher(),
-      throttle: new LoginThrottle({ cache }),
+      throttle,
       mfa,
       principals,
       ...(options.mailer ? { mailer: options.mailer } : {}),

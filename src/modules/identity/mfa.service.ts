@@ -8,6 +8,7 @@ import type { WithTenant } from '../../db/with-tenant.ts';
 import type { TenantKeyService } from '../keys/tenant-keys.service.ts';
 import { identityErrors } from './identity.errors.ts';
 import type { UserPrincipal } from './identity.service.ts';
+import type { LoginThrottle } from './login-throttle.ts';
 
 /** How many one-time recovery codes an enrolment yields. */
 export const recoveryCodeCount = 10;
@@ -21,10 +22,12 @@ export const recoveryCodeCount = 10;
 export class MfaService {
   readonly #withTenant: WithTenant;
   readonly #keys: TenantKeyService;
+  readonly #throttle: LoginThrottle;
 
-  constructor(deps: { withTenant: WithTenant; keys: TenantKeyService }) {
+  constructor(deps: { withTenant: WithTenant; keys: TenantKeyService; throttle: LoginThrottle }) {
     this.#withTenant = deps.withTenant;
     this.#keys = deps.keys;
+    this.#throttle = deps.throttle;
   }
 
   /** Starts (or restarts) enrolment: a new secret to scan; MFA is on only after `confirm`. */
@@ -56,9 +59,7 @@ export class MfaService {
         .executeTakeFirstOrThrow();
       if (row.mfa_enabled_at !== null) throw identityErrors.mfaAlreadyEnabled();
       if (row.mfa_secret === null) throw identityErrors.mfaNotEnrolled();
-      if (!(await this.#acceptTotp(scope.db, principal.tenantId, principal.userId, row.mfa_secret, code))) {
-        throw identityErrors.invalidMfaCode();
-      }
+      await this.#guardedTotp(scope.db, principal, row.mfa_secret, code);
       const codes = await replaceRecoveryCodes(scope.db, principal.userId);
       await tenant(scope.db)
         .updateTable('users')
@@ -85,9 +86,7 @@ export class MfaService {
         .where('id', '=', principal.userId)
         .executeTakeFirstOrThrow();
       if (row.mfa_enabled_at === null || row.mfa_secret === null) throw identityErrors.mfaNotEnabled();
-      if (!(await this.#acceptTotp(scope.db, principal.tenantId, principal.userId, row.mfa_secret, code))) {
-        throw identityErrors.invalidMfaCode();
-      }
+      await this.#guardedTotp(scope.db, principal, row.mfa_secret, code);
       return { recoveryCodes: await replaceRecoveryCodes(scope.db, principal.userId) };
     });
   }
@@ -112,6 +111,21 @@ export class MfaService {
       .where('used_at', 'is', null)
       .executeTakeFirst();
     return spent.numUpdatedRows > 0n;
+  }
+
+  /**
+   * A code typed by a signed-in user (enrolment, new recovery codes), throttled like a login: after 5
+   * wrong codes each try waits twice as long, after 100 the account's codes are locked for an hour,
+   * so a stolen session cannot guess its way to a second factor. Throws `invalid_mfa_code`.
+   */
+  async #guardedTotp(db: AnyKysely, principal: UserPrincipal, sealed: string, code: string): Promise<void> {
+    const subject = { tenant: `mfa/${principal.tenantId}`, email: principal.userId };
+    await this.#throttle.check(subject, undefined);
+    if (!(await this.#acceptTotp(db, principal.tenantId, principal.userId, sealed, code))) {
+      await this.#throttle.recordFailure(subject, undefined);
+      throw identityErrors.invalidMfaCode();
+    }
+    await this.#throttle.recordSuccess(subject);
   }
 
   async #acceptTotp(

@@ -35,6 +35,13 @@ export interface CreatedStaff {
   setupExpiresAt: Date;
 }
 
+/** Failed-attempt throttling, as the identity module's login throttle provides it. */
+export interface CodeThrottle {
+  check(subject: { tenant: string; email: string }, sourceIp: undefined): Promise<void>;
+  recordFailure(subject: { tenant: string; email: string }, sourceIp: undefined): Promise<void>;
+  recordSuccess(subject: { tenant: string; email: string }): Promise<void>;
+}
+
 /** How long a staff setup token stays valid. */
 const setupTtlMs = 72 * 60 * 60_000;
 
@@ -49,11 +56,18 @@ export class StaffService {
   readonly #staff: StaffRepository;
   readonly #keys: KeyProvider;
   readonly #clock: Clock;
+  readonly #throttle: CodeThrottle;
 
-  constructor(deps: { staff: StaffRepository; keyProvider: KeyProvider; clock: Clock }) {
+  constructor(deps: {
+    staff: StaffRepository;
+    keyProvider: KeyProvider;
+    clock: Clock;
+    throttle: CodeThrottle;
+  }) {
     this.#staff = deps.staff;
     this.#keys = deps.keyProvider;
     this.#clock = deps.clock;
+    this.#throttle = deps.throttle;
   }
 
   async create(input: { email: string; displayName: string; role: string }): Promise<CreatedStaff> {
@@ -151,14 +165,23 @@ export class StaffService {
     return pending.length;
   }
 
+  /**
+   * Throttled like a login (backoff after 5 wrong codes, locked for an hour after 100), so neither a
+   * leaked setup token nor a stolen key can guess its way to a new key.
+   */
   async #acceptCode(member: StaffWithMfa, code: string): Promise<boolean> {
     if (!member.mfaSecret) return false;
+    const subject = { tenant: 'staff', email: member.id };
+    await this.#throttle.check(subject, undefined);
     const secret = await this.#keys.unwrap(
       { kekId: member.mfaSecret.kekId, ciphertext: member.mfaSecret.wrapped },
       secretAad(member.id),
     );
     const step = await matchTotpStep(secret.toString('utf8'), code);
-    return step !== undefined && (await this.#staff.claimStep(member.id, step));
+    const accepted = step !== undefined && (await this.#staff.claimStep(member.id, step));
+    if (accepted) await this.#throttle.recordSuccess(subject);
+    else await this.#throttle.recordFailure(subject, undefined);
+    return accepted;
   }
 
   /**
