@@ -24,6 +24,7 @@ const exitCodeByKind: Record<ErrorKind, number> = {
   not_found: 4,
   conflict: 5,
   precondition_failed: 5,
+  precondition_required: 5,
   rate_limited: 6,
   unavailable: 7,
   internal: 1,

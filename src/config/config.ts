@@ -71,6 +71,12 @@ const envSchema = z.object({
     .max(1024 ** 3)
     .default(1024 * 1024),
   STRONGROOM_SHUTDOWN_GRACE_MS: positiveMs.default(10_000),
+  STRONGROOM_RECORD_MAX_BYTES: z.coerce
+    .number()
+    .int()
+    .min(1024)
+    .max(64 * 1024 * 1024)
+    .default(1024 * 1024),
   STRONGROOM_LOG_LEVEL: z
     .enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])
     .default('info'),
@@ -124,6 +130,8 @@ export interface Config {
     bodyLimitBytes: number;
     shutdownGraceMs: number;
   };
+  /** The largest record data, in bytes of JSON. */
+  recordMaxBytes: number;
   log: { level: string };
   dataDir: string;
   database:
@@ -288,6 +296,7 @@ export function loadConfig(env: Record<string, string | undefined>, options: Loa
       shutdownGraceMs: e.STRONGROOM_SHUTDOWN_GRACE_MS,
     },
     log: { level: e.STRONGROOM_LOG_LEVEL },
+    recordMaxBytes: e.STRONGROOM_RECORD_MAX_BYTES,
     dataDir,
     database: e.DATABASE_URL
       ? {

@@ -9,6 +9,8 @@ export interface TenantTables {
   project_members: ProjectMembersTable;
   api_keys: ApiKeysTable;
   mfa_recovery_codes: MfaRecoveryCodesTable;
+  records: RecordsTable;
+  record_idempotency: RecordIdempotencyTable;
 }
 
 type Timestamp = ColumnType<Date, Date | string | undefined, Date | string>;
@@ -77,5 +79,27 @@ export interface MfaRecoveryCodesTable {
   user_id: string;
   code_hash: Uint8Array;
   used_at: Timestamp | null;
+  created_at: Timestamp;
+}
+
+export interface RecordsTable {
+  id: string;
+  project_id: string;
+  collection: string;
+  /** Written as a JSON string (`JSON.stringify`), read back parsed. */
+  data: ColumnType<Record<string, unknown>, string, string>;
+  version: ColumnType<number, number | undefined, number>;
+  created_by: string;
+  updated_by: string;
+  created_at: Timestamp;
+  updated_at: Timestamp;
+}
+
+export interface RecordIdempotencyTable {
+  project_id: string;
+  user_id: string;
+  key: string;
+  request_hash: Uint8Array;
+  record_id: string;
   created_at: Timestamp;
 }

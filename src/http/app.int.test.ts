@@ -315,6 +315,7 @@ describe('behind a TLS-terminating proxy', () => {
         identity: {} as Core['identity'],
         mfa: {} as Core['mfa'],
         projects: {} as Core['projects'],
+        records: { maxBytes: 1024 } as Core['records'],
         readinessChecks: {},
         isDraining: () => false,
       },

@@ -12,6 +12,7 @@ import {
 import type { IdentityService } from '../modules/identity/identity.service.ts';
 import type { MfaService } from '../modules/identity/mfa.service.ts';
 import type { ProjectService } from '../modules/projects/project.service.ts';
+import type { RecordService } from '../modules/records/record.service.ts';
 import type { StaffService } from '../modules/staff/staff.service.ts';
 import type { TenantService } from '../modules/tenants/tenant.service.ts';
 import type { Logger } from '../platform/logger.ts';
@@ -30,6 +31,7 @@ import { healthRoutes, type ReadinessCheck } from './routes/health.route.ts';
 import { opsStaffRoutes, opsStaffSetupRoutes } from './routes/ops-staff.route.ts';
 import { opsTenantRoutes } from './routes/ops-tenants.route.ts';
 import { projectRoutes } from './routes/projects.route.ts';
+import { recordRoutes } from './routes/records.route.ts';
 
 /** The built app; its server type depends on whether TLS is on, so it is left open here. */
 export type App = AnyFastify;
@@ -40,6 +42,7 @@ export interface AppDeps {
   identity: IdentityService;
   mfa: MfaService;
   projects: ProjectService;
+  records: RecordService;
   readinessChecks: Record<string, ReadinessCheck>;
   /** True once shutdown began: /readyz turns 503 and new requests are refused. */
   isDraining: () => boolean;
@@ -146,6 +149,7 @@ export async function buildApp(deps: AppDeps, options: AppOptions): Promise<App>
       registerSessionAuth(tenantScope, deps.identity);
       await tenantScope.register(sessionRoutes({ identity: deps.identity, mfa: deps.mfa }));
       await tenantScope.register(projectRoutes({ projects: deps.projects }));
+      await tenantScope.register(recordRoutes({ records: deps.records }));
     },
     { prefix: '/api/v1' },
   );

@@ -15,6 +15,7 @@ export const statusByKind: Record<ErrorKind, number> = {
   conflict: 409,
   precondition_failed: 412,
   too_large: 413,
+  precondition_required: 428,
   unsupported: 415,
   rate_limited: 429,
   unavailable: 503,

@@ -22,6 +22,7 @@ const routes: Array<{
   own?: number[];
   /** What an allowed caller gets, when not plain success. */
   allowed?: number[];
+  headers?: Record<string, string>;
 }> = [
   { method: 'GET', path: '/api/v1/me', action: 'session' },
   { method: 'GET', path: '/api/v1/api-keys', action: 'session' },
@@ -109,6 +110,35 @@ const routes: Array<{
     path: '/api/v1/projects/{projectId}/members/{userId}',
     action: 'project.members.manage',
   },
+  {
+    method: 'POST',
+    path: '/api/v1/projects/{projectId}/records',
+    action: 'records.write',
+    body: () => ({ collection: 'matrix', data: { made: 'in the matrix' } }),
+  },
+  { method: 'GET', path: '/api/v1/projects/{projectId}/records', action: 'records.read' },
+  // Each call gets a fresh record of the owner's (see {recordId} below).
+  { method: 'GET', path: '/api/v1/projects/{projectId}/records/{recordId}', action: 'records.read' },
+  {
+    method: 'PUT',
+    path: '/api/v1/projects/{projectId}/records/{recordId}',
+    action: 'records.write',
+    body: () => ({ data: { replaced: true } }),
+    headers: { 'if-match': '*' },
+  },
+  {
+    method: 'PATCH',
+    path: '/api/v1/projects/{projectId}/records/{recordId}',
+    action: 'records.write',
+    body: () => ({ data: { patched: true } }),
+    headers: { 'if-match': '*' },
+  },
+  {
+    method: 'DELETE',
+    path: '/api/v1/projects/{projectId}/records/{recordId}',
+    action: 'records.write',
+    headers: { 'if-match': '*' },
+  },
 ];
 const publicRoutes = [
   'POST /api/v1/auth/setup',
@@ -137,7 +167,7 @@ for (const kind of await testDatabaseKinds()) {
       let core: Core;
       let testDb: TestDatabase;
       let app: App;
-      const tenantA = { id: '', projectId: '', targetUserId: '' };
+      const tenantA = { id: '', projectId: '', targetUserId: '', recordId: '' };
       const actors: Actor[] = [];
       let outsider: string; // owner of tenant B
 
@@ -159,13 +189,20 @@ for (const kind of await testDatabaseKinds()) {
       async function signIn(tenant: string, email: string): Promise<string> {
         return (await core.identity.login({ tenant, email, password })).session.token;
       }
-      const send = (method: string, url: string, token: string | undefined, body?: unknown) =>
+      const send = (
+        method: string,
+        url: string,
+        token: string | undefined,
+        body?: unknown,
+        headers: Record<string, string> = {},
+      ) =>
         app.inject({
           method: method as 'GET',
           url,
           headers: {
             ...(token ? { authorization: `Bearer ${token}` } : {}),
             ...(body ? { 'content-type': 'application/json' } : {}),
+            ...headers,
           },
           ...(body ? { payload: JSON.stringify(body) } : {}),
         });
@@ -198,6 +235,12 @@ for (const kind of await testDatabaseKinds()) {
         const created = await send('POST', '/api/v1/projects', ownerToken, { name: 'CANARY-A-project-7f3e' });
         expect(created.statusCode).toBe(201);
         tenantA.projectId = created.json().id;
+        tenantA.recordId = (
+          await send('POST', `/api/v1/projects/${tenantA.projectId}/records`, ownerToken, {
+            collection: 'canary',
+            data: { note: 'CANARY-A-record' },
+          })
+        ).json().id;
         for (const [email, role] of [
           ['viewer@a.test', 'viewer'],
           ['contributor@a.test', 'contributor'],
@@ -301,11 +344,22 @@ for (const kind of await testDatabaseKinds()) {
               const email = `${actor.name === 'owner' ? 'owner' : actor.name === 'admin' ? 'admin' : actor.name === 'member without project' ? 'member' : actor.name === 'viewer' ? 'viewer' : actor.name === 'contributor' ? 'contributor' : 'padmin'}@a.test`;
               token = await signIn('tenant-a', email); // logging out must not end the actor's main session
             }
+            let recordId = '';
+            if (route.path.includes('{recordId}')) {
+              const owner = actors.find((a) => a.name === 'owner')!.token;
+              recordId = (
+                await send('POST', `/api/v1/projects/${projectId}/records`, owner, {
+                  collection: 'matrix',
+                  data: {},
+                })
+              ).json().id;
+            }
             const url = route.path
               .replace('{projectId}', projectId)
               .replace('{userId}', tenantA.targetUserId)
-              .replace('{keyId}', nobodysKeyId);
-            const res = await send(route.method, url, token, route.body?.());
+              .replace('{keyId}', nobodysKeyId)
+              .replace('{recordId}', recordId);
+            const res = await send(route.method, url, token, route.body?.(), route.headers);
             const decision =
               actor.accountRole === undefined || route.action === 'session'
                 ? undefined
@@ -352,20 +406,30 @@ for (const kind of await testDatabaseKinds()) {
           const projects = (await send('GET', '/api/v1/projects', owner)).body;
           const members = (await send('GET', `/api/v1/projects/${tenantA.projectId}/members`, owner)).body;
           const users = (await send('GET', '/api/v1/users', owner)).body;
-          return createHash('sha256').update(projects).update(members).update(users).digest('hex');
+          const records = (
+            await send('GET', `/api/v1/projects/${tenantA.projectId}/records?limit=200`, owner)
+          ).body;
+          return createHash('sha256')
+            .update(projects)
+            .update(members)
+            .update(users)
+            .update(records)
+            .digest('hex');
         };
         const before = await snapshot();
         for (const route of routes.filter((r) => /\{(projectId|userId)\}/.test(r.path))) {
           const url = route.path
             .replace('{projectId}', tenantA.projectId)
-            .replace('{userId}', tenantA.targetUserId);
-          const res = await send(route.method, url, outsider, route.body?.());
+            .replace('{userId}', tenantA.targetUserId)
+            .replace('{recordId}', tenantA.recordId);
+          const res = await send(route.method, url, outsider, route.body?.(), route.headers);
           expect({ route: `${route.method} ${route.path}`, status: res.statusCode }).toEqual({
             route: `${route.method} ${route.path}`,
             status: 404,
           });
           expect(res.body).not.toContain('CANARY-A');
           expect(res.body).not.toContain(tenantA.projectId);
+          expect(res.body).not.toContain(tenantA.recordId);
         }
         const listed = await send('GET', '/api/v1/projects', outsider);
         expect(listed.statusCode).toBe(200);

@@ -15,6 +15,7 @@ import type { KeyProvider } from '../modules/keys/key-provider.port.ts';
 import { TenantKeysRepository } from '../modules/keys/tenant-keys.repository.ts';
 import { TenantKeyService } from '../modules/keys/tenant-keys.service.ts';
 import { ProjectService } from '../modules/projects/project.service.ts';
+import { RecordService } from '../modules/records/record.service.ts';
 import { StaffRepository } from '../modules/staff/staff.repository.ts';
 import { StaffService } from '../modules/staff/staff.service.ts';
 import { FleetMigrationService } from '../modules/tenants/fleet-migration.service.ts';
@@ -35,6 +36,7 @@ export interface Core {
   identity: IdentityService;
   mfa: MfaService;
   projects: ProjectService;
+  records: RecordService;
   fleet: FleetMigrationService;
   tenantMigrations: readonly Migration[];
 }
@@ -50,6 +52,8 @@ export interface CoreOptions {
   cache?: Cache;
   /** Sends invitations; the runtime passes the configured mailer. */
   mailer?: Mailer;
+  /** The largest record data, in bytes of JSON (STRONGROOM_RECORD_MAX_BYTES); default 1 MiB. */
+  recordMaxBytes?: number;
   /** Tenant migrations to use (the bench adds one); default: the shipped list. */
   tenantMigrations?: readonly Migration[];
 }
@@ -110,6 +114,10 @@ export function composeCore(options: CoreOptions): Core {
     }),
     mfa,
     projects: new ProjectService({ withTenant }),
+    records: new RecordService({
+      withTenant,
+      ...(options.recordMaxBytes ? { maxBytes: options.recordMaxBytes } : {}),
+    }),
     fleet: new FleetMigrationService({ database, tenants: tenantRepository, migrations }),
     tenantMigrations: migrations,
   };
@@ -132,5 +140,6 @@ export function appServices(core: Core) {
     identity: core.identity,
     mfa: core.mfa,
     projects: core.projects,
+    records: core.records,
   };
 }

@@ -45,7 +45,7 @@ export async function openRuntime(
     closers.push(() => cache.close());
     const mailer = openMailer(config.mail);
     closers.push(() => mailer.close());
-    const core = composeCore({ database, keyProvider, cache, mailer });
+    const core = composeCore({ database, keyProvider, cache, mailer, recordMaxBytes: config.recordMaxBytes });
     await prepareControlPlane(core);
     let objects: ObjectStore | undefined;
     if (options.withAdapters) {

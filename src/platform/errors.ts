@@ -10,6 +10,7 @@ export const errorKinds = [
   'not_found',
   'conflict',
   'precondition_failed',
+  'precondition_required',
   'rate_limited',
   'too_large',
   'unsupported',

@@ -20,6 +20,8 @@ export const actions = [
   'project.delete',
   'project.members.read',
   'project.members.manage',
+  'records.read',
+  'records.write',
 ] as const;
 
 export type Action = (typeof actions)[number];
@@ -33,9 +35,16 @@ export const accountRoleAllows: Record<AccountRole, readonly Action[]> = {
 
 /** What each project role adds within that one project. */
 export const projectRoleAllows: Record<ProjectRole, readonly Action[]> = {
-  project_admin: ['project.read', 'project.update', 'project.members.read', 'project.members.manage'],
-  contributor: ['project.read', 'project.members.read'],
-  viewer: ['project.read'],
+  project_admin: [
+    'project.read',
+    'project.update',
+    'project.members.read',
+    'project.members.manage',
+    'records.read',
+    'records.write',
+  ],
+  contributor: ['project.read', 'project.members.read', 'records.read', 'records.write'],
+  viewer: ['project.read', 'records.read'],
 };
 
 /**
@@ -54,6 +63,7 @@ export const readActions: ReadonlySet<Action> = new Set<Action>([
   'projects.list',
   'project.read',
   'project.members.read',
+  'records.read',
 ]);
 
 /** Who is asking, as far as the policy cares. Staff never reach tenant data through this policy. */

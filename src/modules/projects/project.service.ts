@@ -146,15 +146,7 @@ export class ProjectService {
     return this.#withTenant(
       principal.tenantId,
       async (scope) => {
-        const found = await projectRepository.findWithRole(scope.db, projectId, principal.userId);
-        if (!found) throw notFound();
-        const { project, role } = found;
-        authorize(principal, action, {
-          tenantId: principal.tenantId,
-          isProject: true,
-          projectId,
-          projectRole: role,
-        });
+        const { project, role } = await authorizeInProject(scope.db, principal, projectId, action);
         return work(scope.db, project, role);
       },
       { readOnly },
@@ -163,6 +155,27 @@ export class ProjectService {
 }
 
 const notFound = accessErrors.notFound;
+
+/**
+ * Inside a tenant scope: the project and the caller's role in it, once `authorize` allowed `action`
+ * there (one query). A project of another tenant is simply not in this schema: `not_found`.
+ */
+export async function authorizeInProject(
+  db: AnyKysely,
+  principal: UserAccess,
+  projectId: string,
+  action: Action,
+): Promise<{ project: Project; role: ProjectRole | undefined }> {
+  const found = await projectRepository.findWithRole(db, projectId, principal.userId);
+  if (!found) throw notFound();
+  authorize(principal, action, {
+    tenantId: principal.tenantId,
+    isProject: true,
+    projectId,
+    projectRole: found.role,
+  });
+  return found;
+}
 
 function acceptProjectName(name: unknown): string {
   if (typeof name !== 'string' || name.trim().length === 0 || name.length > 200 || /\p{Cc}/u.test(name)) {

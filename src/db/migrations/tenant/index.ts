@@ -4,6 +4,7 @@ import { createUsersAndSessions } from './20261122010000-create-users-and-sessio
 import { createProjects } from './20261122020000-create-projects.ts';
 import { createApiKeys } from './20261122030000-create-api-keys.ts';
 import { addMfa } from './20261122040000-add-mfa.ts';
+import { createRecords } from './20261122050000-create-records.ts';
 
 /**
  * Tenant-schema migrations, oldest first, applied to every tenant by the fleet runner. Append only;
@@ -16,4 +17,5 @@ export const tenantMigrations: readonly Migration[] = [
   createProjects,
   createApiKeys,
   addMfa,
+  createRecords,
 ];

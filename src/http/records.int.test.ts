@@ -1,0 +1,257 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildTestApp } from '../../test/support/app.ts';
+import { openTestCore, type TestDatabase, testDatabaseKinds } from '../../test/support/databases.ts';
+import type { Core } from '../main/compose.ts';
+import type { App } from './app.ts';
+
+const password = 'records need a long password too';
+
+for (const kind of await testDatabaseKinds()) {
+  describe.skipIf(kind.skipReason)(`records on ${kind.name}${kind.skipReason}`, () => {
+    let core: Core;
+    let testDb: TestDatabase;
+    let app: App;
+    let owner: string;
+    let viewer: string;
+    let outsider: string;
+    let projectId: string;
+    let otherProjectId: string;
+
+    const send = (
+      method: string,
+      url: string,
+      token: string,
+      options: { body?: unknown; headers?: Record<string, string>; raw?: string } = {},
+    ) =>
+      app.inject({
+        method: method as 'GET',
+        url,
+        headers: {
+          authorization: `Bearer ${token}`,
+          ...(options.body !== undefined || options.raw !== undefined
+            ? { 'content-type': 'application/json' }
+            : {}),
+          ...options.headers,
+        },
+        ...(options.raw !== undefined
+          ? { payload: options.raw }
+          : options.body !== undefined
+            ? { payload: JSON.stringify(options.body) }
+            : {}),
+      });
+    const records = (pid = projectId) => `/api/v1/projects/${pid}/records`;
+    const create = async (body: unknown, token = owner, headers: Record<string, string> = {}) =>
+      send('POST', records(), token, { body, headers });
+    const stored = async () =>
+      (await send('GET', `${records()}?limit=200`, owner)).json().items as Array<{
+        id: string;
+        version: number;
+      }>;
+
+    beforeAll(async () => {
+      ({ core, testDb } = await openTestCore(kind));
+      app = await buildTestApp(core);
+      const a = await core.tenants.create({ slug: 'records-a', name: 'A', ownerEmail: 'owner@a.test' });
+      owner = (await core.identity.setupOwner({ token: a.ownerSetupToken, displayName: 'O', password }))
+        .session.token;
+      const b = await core.tenants.create({ slug: 'records-b', name: 'B', ownerEmail: 'owner@b.test' });
+      outsider = (await core.identity.setupOwner({ token: b.ownerSetupToken, displayName: 'B', password }))
+        .session.token;
+      projectId = (await send('POST', '/api/v1/projects', owner, { body: { name: 'CRM' } })).json().id;
+      otherProjectId = (await send('POST', '/api/v1/projects', owner, { body: { name: 'Secret' } })).json()
+        .id;
+      // A member who may only view the CRM project.
+      const principal = (await core.identity.authenticate(owner))!.principal;
+      await core.withTenant(a.tenant.id, (scope) =>
+        scope.db
+          .insertInto('users')
+          .values({
+            id: '6b86b273-ff34-4ce1-9d6b-804eff5a3f57',
+            email: 'viewer@a.test',
+            display_name: 'V',
+            status: 'active',
+            role: 'member',
+            password_hash: null,
+          })
+          .execute(),
+      );
+      await core.projects.putMember(principal, projectId, '6b86b273-ff34-4ce1-9d6b-804eff5a3f57', 'viewer');
+      const key = await core.identity.createApiKey(
+        { ...principal, userId: '6b86b273-ff34-4ce1-9d6b-804eff5a3f57', role: 'member' },
+        { name: 'viewer key', access: 'write' },
+      );
+      viewer = key.secret;
+    });
+    afterAll(async () => {
+      await app?.close();
+      await testDb?.close();
+    });
+
+    it('creates, reads, replaces, patches and deletes a record, with its version as ETag', async () => {
+      const created = await create({
+        collection: 'contacts',
+        data: { name: 'Ada', tags: ['vip'], nested: { a: 1 } },
+      });
+      expect(created.statusCode).toBe(201);
+      const record = created.json();
+      expect(record).toMatchObject({ projectId, collection: 'contacts', version: 1 });
+      expect(created.headers.etag).toBe('"1"');
+      const read = await send('GET', `${records()}/${record.id}`, owner);
+      expect(read.json().data).toEqual({ name: 'Ada', tags: ['vip'], nested: { a: 1 } });
+      expect(read.headers.etag).toBe('"1"');
+
+      const put = await send('PUT', `${records()}/${record.id}`, owner, {
+        body: { data: { name: 'Ada Lovelace', nested: { a: 1, b: 2 } } },
+        headers: { 'if-match': '"1"' },
+      });
+      expect([put.statusCode, put.headers.etag]).toEqual([200, '"2"']);
+      const patched = await send('PATCH', `${records()}/${record.id}`, owner, {
+        body: { data: { nested: { a: null, c: 3 }, email: 'ada@a.test' } },
+        headers: { 'if-match': '"2"' },
+      });
+      expect(patched.json()).toMatchObject({
+        version: 3,
+        data: { name: 'Ada Lovelace', nested: { b: 2, c: 3 }, email: 'ada@a.test' },
+      });
+      const deleted = await send('DELETE', `${records()}/${record.id}`, owner, {
+        headers: { 'if-match': '"3"' },
+      });
+      expect(deleted.statusCode).toBe(204);
+      expect((await send('GET', `${records()}/${record.id}`, owner)).statusCode).toBe(404);
+    });
+
+    it('refuses a change without If-Match (428) or with a stale one (412), and keeps the record as it was', async () => {
+      const { id } = (await create({ collection: 'contacts', data: { n: 1 } })).json();
+      const url = `${records()}/${id}`;
+      const missing = await send('PUT', url, owner, { body: { data: { n: 2 } } });
+      expect([missing.statusCode, missing.json().error.code]).toEqual([428, 'precondition_required']);
+      const stale = await send('PATCH', url, owner, {
+        body: { data: { n: 2 } },
+        headers: { 'if-match': '"7"' },
+      });
+      expect([stale.statusCode, stale.json().error.code]).toEqual([412, 'precondition_failed']);
+      const bad = await send('DELETE', url, owner, { headers: { 'if-match': 'W/"1"' } });
+      expect([bad.statusCode, bad.json().error.code]).toEqual([400, 'invalid_if_match']);
+      const staleDelete = await send('DELETE', url, owner, { headers: { 'if-match': '"2"' } });
+      expect(staleDelete.statusCode).toBe(412);
+      const now = await send('GET', url, owner);
+      expect([now.json().version, now.json().data]).toEqual([1, { n: 1 }]);
+      // Two writers with the same ETag: exactly one wins.
+      const race = await Promise.all(
+        [1, 2].map((n) => send('PUT', url, owner, { body: { data: { n } }, headers: { 'if-match': '"1"' } })),
+      );
+      expect(race.map((r) => r.statusCode).sort()).toEqual([200, 412]);
+    });
+
+    it('returns the first result for a retried create with the same Idempotency-Key', async () => {
+      const before = (await stored()).length;
+      const body = { collection: 'orders', data: { total: 42 } };
+      const first = await create(body, owner, { 'idempotency-key': 'order-42' });
+      const retry = await create(body, owner, { 'idempotency-key': 'order-42' });
+      expect([first.statusCode, retry.statusCode]).toEqual([201, 200]);
+      expect(retry.headers['idempotent-replayed']).toBe('true');
+      expect(retry.json().id).toBe(first.json().id);
+      const reused = await create({ ...body, data: { total: 43 } }, owner, { 'idempotency-key': 'order-42' });
+      expect([reused.statusCode, reused.json().error.code]).toEqual([409, 'idempotency_key_reused']);
+      const badKey = await create(body, owner, { 'idempotency-key': 'has space' });
+      expect(badKey.json().error.code).toBe('invalid_idempotency_key');
+      expect((await stored()).length).toBe(before + 1);
+    });
+
+    it('lists in creation order with a cursor, by collection, with a clamped page size', async () => {
+      for (let i = 0; i < 5; i++) await create({ collection: 'pages', data: { i } });
+      const seen: number[] = [];
+      let cursor: string | null = null;
+      do {
+        const page = await send(
+          'GET',
+          `${records()}?collection=pages&limit=2${cursor ? `&cursor=${cursor}` : ''}`,
+          owner,
+        );
+        expect(page.statusCode).toBe(200);
+        seen.push(...page.json().items.map((r: { data: { i: number } }) => r.data.i));
+        cursor = page.json().nextCursor;
+      } while (cursor);
+      expect(seen).toEqual([0, 1, 2, 3, 4]);
+      for (const query of [
+        'limit=1000000000',
+        'limit=0',
+        'collection=Bad-Name',
+        'cursor=nonsense',
+        'sort=id',
+      ]) {
+        const res = await send('GET', `${records()}?${query}`, owner);
+        expect({ query, status: res.statusCode }).toEqual({ query, status: 400 });
+      }
+    });
+
+    it('answers hostile data with a precise 400 or 413 and stores nothing', async () => {
+      const before = await stored();
+      const cases: Array<[string, unknown, number, string]> = [
+        ['array data', { collection: 'c', data: [1, 2] }, 400, 'record_not_object'],
+        ['null data', { collection: 'c', data: null }, 400, 'record_not_object'],
+        ['bad collection', { collection: '../x', data: {} }, 400, 'invalid_collection'],
+        ['extra field', { collection: 'c', data: {}, projectId: otherProjectId }, 400, 'invalid_request'],
+        ['NUL in a string', { collection: 'c', data: { s: 'a\u0000b' } }, 400, 'record_invalid_text'],
+        ['NUL in a key', { collection: 'c', data: { 'a\u0000': 1 } }, 400, 'record_invalid_text'],
+        ['lone surrogate', { collection: 'c', data: { s: '\ud800' } }, 400, 'record_invalid_text'],
+        ['over 1 MiB', { collection: 'c', data: { s: 'x'.repeat(1024 * 1024) } }, 413, 'record_too_large'],
+      ];
+      for (const [name, body, status, code] of cases) {
+        const res = await create(body);
+        expect({ name, status: res.statusCode, code: res.json().error?.code }).toEqual({
+          name,
+          status,
+          code,
+        });
+      }
+      // 10,000 levels deep, as raw JSON (a recursive serialiser would not even build it).
+      const deep = await send('POST', records(), owner, {
+        raw: `{"collection":"c","data":${'{"d":'.repeat(10_000)}1${'}'.repeat(10_000)}}`,
+      });
+      expect([deep.statusCode, deep.json().error.code]).toEqual([400, 'record_too_deep']);
+      const proto = await send('POST', records(), owner, {
+        raw: '{"collection":"c","data":{"__proto__":{"admin":true}}}',
+      });
+      expect(proto.statusCode).toBe(400);
+      const notJson = await send('POST', records(), owner, { raw: '{"collection":' });
+      expect(notJson.json().error.code).toBe('malformed_json');
+      expect(await stored()).toEqual(before);
+    });
+
+    it("keeps records to their project's readers and writers", async () => {
+      const { id } = (await create({ collection: 'contacts', data: { secret: 'CANARY-record' } })).json();
+      // A viewer reads but does not write, even with a write key.
+      expect((await send('GET', `${records()}/${id}`, viewer)).statusCode).toBe(200);
+      expect((await create({ collection: 'c', data: {} }, viewer)).statusCode).toBe(403);
+      const change = await send('PUT', `${records()}/${id}`, viewer, {
+        body: { data: {} },
+        headers: { 'if-match': '"1"' },
+      });
+      expect(change.statusCode).toBe(403);
+      // A project the viewer is not in does not exist for them; nor does the record under it.
+      for (const url of [records(otherProjectId), `${records(otherProjectId)}/${id}`]) {
+        expect((await send('GET', url, viewer)).statusCode).toBe(404);
+      }
+    });
+
+    it('gives another tenant 404 for every record route, leaks nothing and changes nothing', async () => {
+      const { id } = (await create({ collection: 'contacts', data: { secret: 'CANARY-cross' } })).json();
+      const before = await stored();
+      const attempts = [
+        send('GET', records(), outsider),
+        send('GET', `${records()}/${id}`, outsider),
+        send('POST', records(), outsider, { body: { collection: 'c', data: {} } }),
+        send('PUT', `${records()}/${id}`, outsider, { body: { data: {} }, headers: { 'if-match': '"1"' } }),
+        send('PATCH', `${records()}/${id}`, outsider, { body: { data: {} }, headers: { 'if-match': '*' } }),
+        send('DELETE', `${records()}/${id}`, outsider, { headers: { 'if-match': '*' } }),
+      ];
+      for (const res of await Promise.all(attempts)) {
+        expect(res.statusCode).toBe(404);
+        expect(res.body).not.toContain('CANARY');
+        expect(res.body).not.toContain(id);
+      }
+      expect(await stored()).toEqual(before);
+    });
+  });
+}

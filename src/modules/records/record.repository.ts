@@ -1,0 +1,165 @@
+import { type Kysely, type Selectable, sql } from 'kysely';
+import type { AnyKysely } from '../../db/database.ts';
+import type { RecordsTable, TenantTables } from '../../db/tenant-tables.ts';
+
+export interface StoredRecord {
+  id: string;
+  projectId: string;
+  collection: string;
+  data: Record<string, unknown>;
+  version: number;
+  createdBy: string;
+  updatedBy: string;
+  createdAt: Date;
+  updatedAt: Date;
+}
+
+/** Where a listing resumes: after this (created_at, id). */
+export interface RecordCursor {
+  createdAt: Date;
+  id: string;
+}
+
+/** Records of one tenant: every method takes the tenant-scoped handle from `withTenant`. */
+export const recordRepository = {
+  async insert(
+    db: AnyKysely,
+    record: {
+      id: string;
+      projectId: string;
+      collection: string;
+      data: Record<string, unknown>;
+      userId: string;
+    },
+  ): Promise<StoredRecord> {
+    const row = await tenant(db)
+      .insertInto('records')
+      .values({
+        id: record.id,
+        project_id: record.projectId,
+        collection: record.collection,
+        data: JSON.stringify(record.data),
+        created_by: record.userId,
+        updated_by: record.userId,
+      })
+      .returningAll()
+      .executeTakeFirstOrThrow();
+    return toRecord(row);
+  },
+
+  async find(db: AnyKysely, projectId: string, recordId: string): Promise<StoredRecord | undefined> {
+    const row = await tenant(db)
+      .selectFrom('records')
+      .selectAll()
+      .where('id', '=', recordId)
+      .where('project_id', '=', projectId)
+      .executeTakeFirst();
+    return row && toRecord(row);
+  },
+
+  async list(
+    db: AnyKysely,
+    projectId: string,
+    options: { collection?: string | undefined; limit: number; after?: RecordCursor | undefined },
+  ): Promise<StoredRecord[]> {
+    let query = tenant(db).selectFrom('records').selectAll().where('project_id', '=', projectId);
+    if (options.collection !== undefined) query = query.where('collection', '=', options.collection);
+    if (options.after) {
+      const { createdAt, id } = options.after;
+      query = query.where((eb) =>
+        eb.or([
+          eb('created_at', '>', createdAt),
+          eb.and([eb('created_at', '=', createdAt), eb('id', '>', id)]),
+        ]),
+      );
+    }
+    const rows = await query.orderBy('created_at').orderBy('id').limit(options.limit).execute();
+    return rows.map(toRecord);
+  },
+
+  /**
+   * Writes new data if the record is still at `expectedVersion` (undefined: any); the row as it is
+   * now, or undefined when the record is gone or was changed meanwhile.
+   */
+  async update(
+    db: AnyKysely,
+    projectId: string,
+    recordId: string,
+    change: { data: Record<string, unknown>; userId: string; expectedVersion: number | undefined },
+  ): Promise<StoredRecord | undefined> {
+    let query = tenant(db)
+      .updateTable('records')
+      .set({
+        data: JSON.stringify(change.data),
+        version: sql`version + 1`,
+        updated_by: change.userId,
+        updated_at: sql`now()`,
+      })
+      .where('id', '=', recordId)
+      .where('project_id', '=', projectId);
+    if (change.expectedVersion !== undefined) query = query.where('version', '=', change.expectedVersion);
+    const row = await query.returningAll().executeTakeFirst();
+    return row && toRecord(row);
+  },
+
+  async delete(
+    db: AnyKysely,
+    projectId: string,
+    recordId: string,
+    expectedVersion: number | undefined,
+  ): Promise<boolean> {
+    let query = tenant(db)
+      .deleteFrom('records')
+      .where('id', '=', recordId)
+      .where('project_id', '=', projectId);
+    if (expectedVersion !== undefined) query = query.where('version', '=', expectedVersion);
+    const result = await query.executeTakeFirst();
+    return result.numDeletedRows > 0n;
+  },
+
+  /** Claims an idempotency key; undefined if this call claimed it, else what the first call stored. */
+  async claimIdempotencyKey(
+    db: AnyKysely,
+    claim: { projectId: string; userId: string; key: string; requestHash: Buffer; recordId: string },
+  ): Promise<{ requestHash: Buffer; recordId: string } | undefined> {
+    const inserted = await tenant(db)
+      .insertInto('record_idempotency')
+      .values({
+        project_id: claim.projectId,
+        user_id: claim.userId,
+        key: claim.key,
+        request_hash: claim.requestHash,
+        record_id: claim.recordId,
+      })
+      .onConflict((oc) => oc.columns(['project_id', 'user_id', 'key']).doNothing())
+      .returning('record_id')
+      .executeTakeFirst();
+    if (inserted) return undefined;
+    const first = await tenant(db)
+      .selectFrom('record_idempotency')
+      .select(['request_hash', 'record_id'])
+      .where('project_id', '=', claim.projectId)
+      .where('user_id', '=', claim.userId)
+      .where('key', '=', claim.key)
+      .executeTakeFirstOrThrow();
+    return { requestHash: Buffer.from(first.request_hash), recordId: first.record_id };
+  },
+};
+
+function tenant(db: AnyKysely): Kysely<TenantTables> {
+  return db as Kysely<TenantTables>;
+}
+
+function toRecord(row: Selectable<RecordsTable>): StoredRecord {
+  return {
+    id: row.id,
+    projectId: row.project_id,
+    collection: row.collection,
+    data: row.data,
+    version: row.version,
+    createdBy: row.created_by,
+    updatedBy: row.updated_by,
+    createdAt: new Date(row.created_at),
+    updatedAt: new Date(row.updated_at),
+  };
+}
