@@ -14,6 +14,8 @@ import { type StrongroomServer, startStrongroom } from './strongroom-server.ts';
 
 /** Targets from the identity issue (req/s on the 2-core bench machine, load generator included). */
 export const identityTargets = { meRps: 5_000, projectReadRps: 3_000 };
+/** Issue 4's targets for records, measured here beside the identity routes (no peer in this run). */
+export const recordTargets = { readRps: 3_000, createRps: 2_000 };
 
 export interface CpuTarget {
   /** The server's own process (not its `timeout` wrapper). */
@@ -57,6 +59,8 @@ export interface IdentityResults {
   settings: { runs: number; durationS: number; warmupS: number; connections: number; cache: string };
   me: Measured[];
   projectRead: Measured[];
+  recordRead: Measured[];
+  recordCreate: Measured[];
   bare: Measured[];
   login: Measured[];
   loginConnections: number;
@@ -161,6 +165,14 @@ export async function runIdentityScenarios(ctx: IdentityContext): Promise<Identi
     name: 'bench',
     access: 'read',
   });
+  const { secret: writeKey } = await core.identity.createApiKey(auth.principal, {
+    name: 'bench writer',
+    access: 'write',
+  });
+  const { record } = await core.records.create(auth.principal, project.id, {
+    collection: 'contacts',
+    data: { name: 'Ada Lovelace', email: 'ada@example.test', tags: ['vip', 'math'], visits: 12 },
+  });
 
   const dataDir = join(ctx.tmp, 'server-identity');
   const server: StrongroomServer = await startStrongroom({
@@ -192,6 +204,22 @@ export async function runIdentityScenarios(ctx: IdentityContext): Promise<Identi
     headers: { authorization: `Bearer ${apiKey}` },
     connections: ctx.connections,
   };
+  const recordReadSpec = {
+    label: 'GET /api/v1/projects/{id}/records/{rid} (read API key)',
+    origin: server.origin,
+    path: `/api/v1/projects/${project.id}/records/${record.id}`,
+    headers: { authorization: `Bearer ${apiKey}` },
+    connections: ctx.connections,
+  };
+  const recordCreateSpec = {
+    label: 'POST /api/v1/projects/{id}/records (write API key)',
+    origin: server.origin,
+    path: `/api/v1/projects/${project.id}/records`,
+    method: 'POST' as const,
+    headers: { authorization: `Bearer ${writeKey}` },
+    body: { collection: 'contacts', data: { name: 'Grace Hopper', email: 'grace@example.test', visits: 1 } },
+    connections: ctx.connections,
+  };
   const bareSpec = {
     label: 'bare Fastify GET /bare',
     origin: bare.origin,
@@ -211,6 +239,7 @@ export async function runIdentityScenarios(ctx: IdentityContext): Promise<Identi
   for (const [spec, token] of [
     [meSpec, session.token],
     [projectSpec, apiKey],
+    [recordReadSpec, apiKey],
   ] as const) {
     const res = await fetchOnce(`${spec.origin}${spec.path}`, { authorization: `Bearer ${token}` });
     if (res.status !== 200) throw new Error(`${spec.label} answered ${res.status}: ${res.body}`);
@@ -236,6 +265,8 @@ export async function runIdentityScenarios(ctx: IdentityContext): Promise<Identi
     },
     me: [],
     projectRead: [],
+    recordRead: [],
+    recordCreate: [],
     bare: [],
     login: [],
     loginConnections,
@@ -248,10 +279,16 @@ export async function runIdentityScenarios(ctx: IdentityContext): Promise<Identi
       results.projectRead.push(await ctx.load(cpu, projectSpec, timing));
     },
     async () => {
+      results.recordRead.push(await ctx.load(cpu, recordReadSpec, timing));
+    },
+    async () => {
+      results.recordCreate.push(await ctx.load(cpu, recordCreateSpec, timing));
+    },
+    async () => {
       results.bare.push(await ctx.load(bareCpu, bareSpec, timing));
     },
   ];
-  log('identity: /me, project read, bare Fastify (interleaved, order rotated)');
+  log('identity: /me, project read, record read and create, bare Fastify (interleaved, order rotated)');
   for (let run = 0; run < ctx.runs; run++) {
     for (let i = 0; i < steps.length; i++) await steps[(run + i) % steps.length]!();
   }
@@ -345,6 +382,8 @@ export function renderIdentity(
   const projectRps = medianOf(r.projectRead, 'rps_avg');
   const bareRps = medianOf(r.bare, 'rps_avg');
   const loginRps = medianOf(r.login, 'rps_avg');
+  const recordReadRps = medianOf(r.recordRead ?? [], 'rps_avg');
+  const recordCreateRps = medianOf(r.recordCreate ?? [], 'rps_avg');
   const cpuPerReq = (runs: readonly Measured[]) =>
     medianOf(runs, 'server_cpu_ms_per_req') + medianOf(runs, 'db_cpu_ms_per_req');
   const verdict = (ok: boolean) => (ok ? '**PASS**' : '**FAIL**');
@@ -393,10 +432,12 @@ export function renderIdentity(
     '|---|---|---:|---|',
     `| \`GET /api/v1/me\` with a session token ≥ ${fmt(identityTargets.meRps)} req/s (c=${s.connections}) | ${fmt(meRps)} req/s | ${(meRps / bareRps).toFixed(3)} of ${fmt(bareRps)} | ${verdict(meRps >= identityTargets.meRps)} |`,
     `| \`GET /api/v1/projects/{id}\` with a read API key ≥ ${fmt(identityTargets.projectReadRps)} req/s (c=${s.connections}) | ${fmt(projectRps)} req/s | ${(projectRps / bareRps).toFixed(3)} of ${fmt(bareRps)} | ${verdict(projectRps >= identityTargets.projectReadRps)} |`,
+    `| records (issue 4): \`GET\` one record by id with a read API key ≥ ${fmt(recordTargets.readRps)} req/s (c=${s.connections}) | ${fmt(recordReadRps)} req/s, p99 ${fmt(medianOf(r.recordRead ?? [], 'p99_ms'))} ms | ${(recordReadRps / bareRps).toFixed(3)} of ${fmt(bareRps)} | ${verdict(recordReadRps >= recordTargets.readRps)} |`,
+    `| records (issue 4): \`POST\` create a record with a write API key ≥ ${fmt(recordTargets.createRps)} req/s (c=${s.connections}) | ${fmt(recordCreateRps)} req/s, p99 ${fmt(medianOf(r.recordCreate ?? [], 'p99_ms'))} ms | ${(recordCreateRps / bareRps).toFixed(3)} of ${fmt(bareRps)} | ${verdict(recordCreateRps >= recordTargets.createRps)} |`,
     `| login throughput (reported, no target), c=${r.loginConnections} | ${fmt(loginRps)} logins/s, p99 ${fmt(medianOf(r.login, 'p99_ms'))} ms | — | — |`,
     `| peak server RSS during ${burst.size} concurrent logins (reported, no target) | VmHWM ${mib(burst.after.vmHwmKiB)} (${mib(burst.before.vmRssKiB)} before the burst) | — | — |`,
     '',
-    `Non-2xx answers and errors in the measured load runs: ${failures([...r.me, ...r.projectRead, ...r.bare, ...r.login])}.`,
+    `Non-2xx answers and errors in the measured load runs: ${failures([...r.me, ...r.projectRead, ...(r.recordRead ?? []), ...(r.recordCreate ?? []), ...r.bare, ...r.login])}.`,
     '',
     '## Throughput',
     '',
@@ -407,6 +448,11 @@ export function renderIdentity(
     row('bare Fastify `GET /bare` (ceiling)', r.bare),
     row('`GET /api/v1/me` (session `srt_…`)', r.me),
     row('`GET /api/v1/projects/{id}` (API key `srk_…`, read)', r.projectRead),
+    row('`GET /api/v1/projects/{id}/records/{rid}` (API key, read)', r.recordRead ?? []),
+    row(
+      '`POST /api/v1/projects/{id}/records` (API key, write; a new record per request)',
+      r.recordCreate ?? [],
+    ),
     row('`POST /api/v1/auth/login` (argon2id m=19456, t=2, p=1)', r.login),
     '',
     `## ${burst.size} concurrent logins`,

@@ -79,6 +79,7 @@ export class IdentityService {
   readonly #throttle: LoginThrottle;
   readonly #mfa: MfaService;
   readonly #principals: PrincipalCache;
+  readonly #failedLoginFloorMs: number;
   readonly #clock: Clock;
   readonly #policy: SessionPolicy;
   readonly #mailer: Mailer | undefined;
@@ -93,6 +94,8 @@ export class IdentityService {
     principals: PrincipalCache;
     clock: Clock;
     sessionPolicy?: SessionPolicy;
+    /** The least time a refused login takes (default 200 ms): no timing differences between refusals. */
+    failedLoginFloorMs?: number;
     /** Sends invitations; without one, inviting answers `mail_unavailable`. */
     mailer?: Mailer;
   }) {
@@ -100,6 +103,7 @@ export class IdentityService {
     this.#throttle = deps.throttle;
     this.#mfa = deps.mfa;
     this.#principals = deps.principals;
+    this.#failedLoginFloorMs = deps.failedLoginFloorMs ?? 200;
     this.#withTenant = deps.withTenant;
     this.#tenants = deps.tenants;
     this.#credentials = deps.credentials;
@@ -159,6 +163,15 @@ export class IdentityService {
     }
     const attempt = { tenant: String(input.tenant), email: email || String(input.email) };
     await this.#throttle.check(attempt, input.sourceIp);
+    const started = performance.now();
+    const refuse = async () => {
+      await this.#throttle.recordFailure(attempt, input.sourceIp);
+      // Every refusal takes at least the same wall time, so what little differs between the paths
+      // (a lookup that finds a row or not, machine noise) cannot be timed from outside.
+      const wait = started + this.#failedLoginFloorMs - performance.now();
+      if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+      return identityErrors.invalidCredentials();
+    };
     const tenant =
       typeof input.tenant === 'string' ? await this.#tenants.findLiveBySlug(input.tenant) : undefined;
     const account =
@@ -167,14 +180,10 @@ export class IdentityService {
         : undefined;
     if (!tenant || !account || account.passwordHash === null) {
       await this.#hasher.verifyNothing(normalized);
-      await this.#throttle.recordFailure(attempt, input.sourceIp);
-      throw identityErrors.invalidCredentials();
+      throw await refuse();
     }
     const check = await this.#hasher.verify(account.passwordHash, normalized);
-    if (!check.ok || account.status !== 'active') {
-      await this.#throttle.recordFailure(attempt, input.sourceIp);
-      throw identityErrors.invalidCredentials();
-    }
+    if (!check.ok || account.status !== 'active') throw await refuse();
     if (account.mfaEnabled && account.mfaSecret !== null) {
       // Asked for only after the right password, so it reveals nothing to someone without it.
       if (input.totp === undefined && input.recoveryCode === undefined) throw identityErrors.mfaRequired();
@@ -182,10 +191,7 @@ export class IdentityService {
       const passed = await this.#withTenant(tenant.id, (scope) =>
         this.#mfa.verifySecondFactor(scope.db, tenant.id, { id: account.id, mfaSecret: secret }, input),
       );
-      if (!passed) {
-        await this.#throttle.recordFailure(attempt, input.sourceIp);
-        throw identityErrors.invalidCredentials();
-      }
+      if (!passed) throw await refuse();
     }
     await this.#throttle.recordSuccess(attempt);
     // Only now, with the right password, does the caller learn the tenant is suspended.
