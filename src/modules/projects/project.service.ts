@@ -168,13 +168,23 @@ export async function authorizeInProject(
 ): Promise<{ project: Project; role: ProjectRole | undefined }> {
   const found = await projectRepository.findWithRole(db, projectId, principal.userId);
   if (!found) throw notFound();
+  authorizeProjectRole(principal, projectId, found.role, action);
+  return found;
+}
+
+/** `authorize` for `action` in a project where the caller has `role` (undefined: none). */
+export function authorizeProjectRole(
+  principal: UserAccess,
+  projectId: string,
+  role: ProjectRole | undefined,
+  action: Action,
+): void {
   authorize(principal, action, {
     tenantId: principal.tenantId,
     isProject: true,
     projectId,
-    projectRole: found.role,
+    projectRole: role,
   });
-  return found;
 }
 
 function acceptProjectName(name: unknown): string {

@@ -1,6 +1,7 @@
 import { type Kysely, type Selectable, sql } from 'kysely';
 import type { AnyKysely } from '../../db/database.ts';
 import type { RecordsTable, TenantTables } from '../../db/tenant-tables.ts';
+import type { ProjectRole } from '../access/policy.ts';
 
 export interface StoredRecord {
   id: string;
@@ -55,6 +56,44 @@ export const recordRepository = {
       .where('project_id', '=', projectId)
       .executeTakeFirst();
     return row && toRecord(row);
+  },
+
+  /**
+   * For a read in one round trip: whether the project exists, the caller's role in it, and the
+   * record if it is there. Undefined when the project is not.
+   */
+  async findWithAccess(
+    db: AnyKysely,
+    projectId: string,
+    recordId: string,
+    userId: string,
+  ): Promise<{ role: ProjectRole | undefined; record: StoredRecord | undefined } | undefined> {
+    const row = await tenant(db)
+      .selectFrom('projects as p')
+      .leftJoin('project_members as m', (join) =>
+        join.onRef('m.project_id', '=', 'p.id').on('m.user_id', '=', userId),
+      )
+      .leftJoin('records as r', (join) => join.onRef('r.project_id', '=', 'p.id').on('r.id', '=', recordId))
+      .select([
+        'm.role',
+        'r.id',
+        'r.project_id',
+        'r.collection',
+        'r.data',
+        'r.version',
+        'r.created_by',
+        'r.updated_by',
+        'r.created_at',
+        'r.updated_at',
+      ])
+      .where('p.id', '=', projectId)
+      .executeTakeFirst();
+    if (!row) return undefined;
+    const { role, ...record } = row;
+    return {
+      role: role ?? undefined,
+      record: record.id === null ? undefined : toRecord(record as Selectable<RecordsTable>),
+    };
   },
 
   async list(

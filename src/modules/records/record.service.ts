@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import type { WithTenant } from '../../db/with-tenant.ts';
 import { newId } from '../../platform/ids.ts';
 import { accessErrors } from '../access/policy.ts';
-import { authorizeInProject, type UserAccess } from '../projects/project.service.ts';
+import { authorizeInProject, authorizeProjectRole, type UserAccess } from '../projects/project.service.ts';
 import { type RecordCursor, recordRepository, type StoredRecord } from './record.repository.ts';
 import { acceptCollection, acceptRecordData, mergePatch, recordErrors } from './record-data.ts';
 
@@ -83,10 +83,12 @@ export class RecordService {
     return this.#withTenant(
       principal.tenantId,
       async (scope) => {
-        await authorizeInProject(scope.db, principal, projectId, 'records.read');
-        const record = await recordRepository.find(scope.db, projectId, recordId);
-        if (!record) throw accessErrors.notFound();
-        return record;
+        // One query: the project, the caller's role in it and the record.
+        const found = await recordRepository.findWithAccess(scope.db, projectId, recordId, principal.userId);
+        if (!found) throw accessErrors.notFound();
+        authorizeProjectRole(principal, projectId, found.role, 'records.read');
+        if (!found.record) throw accessErrors.notFound();
+        return found.record;
       },
       { readOnly: true },
     );
