@@ -84,6 +84,8 @@ export interface MfaRecoveryCodesTable {
 
 export interface RecordsTable {
   id: string;
+  /** bigint identity: read back as a string, never written. */
+  seq: ColumnType<string, never, never>;
   project_id: string;
   collection: string;
   /** Written as a JSON string (`JSON.stringify`), read back parsed. */

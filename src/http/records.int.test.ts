@@ -185,6 +185,47 @@ for (const kind of await testDatabaseKinds()) {
       }
     });
 
+    it('filters on top-level fields with bound values, comparing only values of the same type', async () => {
+      const people = [
+        { name: 'Ada', city: 'London', visits: 12, vip: true },
+        { name: 'Grace', city: 'Paris', visits: 3 },
+        { name: 'Alan', city: 'London', visits: '40' },
+        { name: 'Edsger', visits: 7 },
+      ];
+      for (const data of people) await create({ collection: 'people', data });
+      const names = async (...filters: string[]) => {
+        const query = filters.map((f) => `filter=${encodeURIComponent(f)}`).join('&');
+        const res = await send('GET', `${records()}?collection=people&${query}`, owner);
+        expect(res.statusCode).toBe(200);
+        return res.json().items.map((r: { data: { name: string } }) => r.data.name);
+      };
+      expect(await names('city:eq:"London"')).toEqual(['Ada', 'Alan']);
+      expect(await names('city:ne:"London"')).toEqual(['Grace', 'Edsger']);
+      // "40" is a string: a numeric range never matches it.
+      expect(await names('visits:gte:7')).toEqual(['Ada', 'Edsger']);
+      expect(await names('visits:gte:7', 'city:eq:"London"')).toEqual(['Ada']);
+      expect(await names('vip:eq:true')).toEqual(['Ada']);
+      expect(await names(`name:eq:"x' or 1=1 --"`)).toEqual([]);
+      for (const bad of [
+        'city',
+        'city:like:"L%"',
+        'data->>city:eq:"London"',
+        'city:eq:London',
+        'city:eq:{"a":1}',
+        'vip:gt:true',
+        '1=1:eq:1',
+      ]) {
+        const res = await send('GET', `${records()}?filter=${encodeURIComponent(bad)}`, owner);
+        expect({ bad, status: res.statusCode, code: res.json().error.code }).toEqual({
+          bad,
+          status: 400,
+          code: 'invalid_filter',
+        });
+      }
+      const many = Array.from({ length: 6 }, () => 'filter=a:eq:1').join('&');
+      expect((await send('GET', `${records()}?${many}`, owner)).statusCode).toBe(400);
+    });
+
     it('answers hostile data with a precise 400 or 413 and stores nothing', async () => {
       const before = await stored();
       const cases: Array<[string, unknown, number, string]> = [

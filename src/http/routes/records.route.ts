@@ -89,12 +89,19 @@ export function recordRoutes(deps: { records: RecordService }): FastifyPluginAsy
       '/projects/:projectId/records',
       {
         schema: {
-          summary: 'List records in creation order, optionally of one collection (viewer and up)',
+          summary:
+            'List records in creation order, optionally of one collection and filtered (viewer and up)',
           tags: ['records'],
           security,
           params: projectParams,
           querystring: z.strictObject({
             collection: z.string().max(100).optional(),
+            filter: z
+              .union([z.string().max(1100), z.array(z.string().max(1100)).max(5)])
+              .optional()
+              .describe(
+                'field:op:value on a top-level data field; op is eq, ne, lt, lte, gt or gte; value a JSON literal, e.g. city:eq:"Paris" or visits:gte:10. Repeat for AND (at most 5).',
+              ),
             limit: z.coerce.number().int().min(1).max(maxListLimit).default(50),
             cursor: z.string().max(200).optional().describe('nextCursor of the previous page'),
           }),

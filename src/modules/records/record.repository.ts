@@ -2,6 +2,7 @@ import { type Kysely, type Selectable, sql } from 'kysely';
 import type { AnyKysely } from '../../db/database.ts';
 import type { RecordsTable, TenantTables } from '../../db/tenant-tables.ts';
 import type { ProjectRole } from '../access/policy.ts';
+import type { RecordFilter } from './record-filter.ts';
 
 export interface StoredRecord {
   id: string;
@@ -15,10 +16,9 @@ export interface StoredRecord {
   updatedAt: Date;
 }
 
-/** Where a listing resumes: after this (created_at, id). */
+/** Where a listing resumes: after this creation sequence number. */
 export interface RecordCursor {
-  createdAt: Date;
-  id: string;
+  seq: string;
 }
 
 /** Records of one tenant: every method takes the tenant-scoped handle from `withTenant`. */
@@ -92,28 +92,26 @@ export const recordRepository = {
     const { role, ...record } = row;
     return {
       role: role ?? undefined,
-      record: record.id === null ? undefined : toRecord(record as Selectable<RecordsTable>),
+      record: record.id === null ? undefined : toRecord(record as Omit<Selectable<RecordsTable>, 'seq'>),
     };
   },
 
   async list(
     db: AnyKysely,
     projectId: string,
-    options: { collection?: string | undefined; limit: number; after?: RecordCursor | undefined },
-  ): Promise<StoredRecord[]> {
+    options: {
+      collection?: string | undefined;
+      filters?: readonly RecordFilter[];
+      limit: number;
+      after?: RecordCursor | undefined;
+    },
+  ): Promise<Array<StoredRecord & { seq: string }>> {
     let query = tenant(db).selectFrom('records').selectAll().where('project_id', '=', projectId);
     if (options.collection !== undefined) query = query.where('collection', '=', options.collection);
-    if (options.after) {
-      const { createdAt, id } = options.after;
-      query = query.where((eb) =>
-        eb.or([
-          eb('created_at', '>', createdAt),
-          eb.and([eb('created_at', '=', createdAt), eb('id', '>', id)]),
-        ]),
-      );
-    }
-    const rows = await query.orderBy('created_at').orderBy('id').limit(options.limit).execute();
-    return rows.map(toRecord);
+    for (const filter of options.filters ?? []) query = query.where(filterExpression(filter));
+    if (options.after) query = query.where('seq', '>', options.after.seq);
+    const rows = await query.orderBy('seq').limit(options.limit).execute();
+    return rows.map((row) => ({ ...toRecord(row), seq: row.seq }));
   },
 
   /**
@@ -185,11 +183,35 @@ export const recordRepository = {
   },
 };
 
+/**
+ * A fixed SQL shape per operator; field and value are bound parameters. `ne` also matches records
+ * without the field; range operators only values of the same JSON type as the filter's.
+ */
+function filterExpression(filter: RecordFilter) {
+  const field = sql`(data -> ${filter.field})`;
+  const value = sql`${filter.json}::jsonb`;
+  const sameType = sql`jsonb_typeof(data -> ${filter.field}) = jsonb_typeof(${value})`;
+  switch (filter.op) {
+    case 'eq':
+      return sql<boolean>`${field} = ${value}`;
+    case 'ne':
+      return sql<boolean>`${field} is distinct from ${value}`;
+    case 'lt':
+      return sql<boolean>`(${sameType} and ${field} < ${value})`;
+    case 'lte':
+      return sql<boolean>`(${sameType} and ${field} <= ${value})`;
+    case 'gt':
+      return sql<boolean>`(${sameType} and ${field} > ${value})`;
+    case 'gte':
+      return sql<boolean>`(${sameType} and ${field} >= ${value})`;
+  }
+}
+
 function tenant(db: AnyKysely): Kysely<TenantTables> {
   return db as Kysely<TenantTables>;
 }
 
-function toRecord(row: Selectable<RecordsTable>): StoredRecord {
+function toRecord(row: Omit<Selectable<RecordsTable>, 'seq'>): StoredRecord {
   return {
     id: row.id,
     projectId: row.project_id,

@@ -5,6 +5,7 @@ import { accessErrors } from '../access/policy.ts';
 import { authorizeInProject, authorizeProjectRole, type UserAccess } from '../projects/project.service.ts';
 import { type RecordCursor, recordRepository, type StoredRecord } from './record.repository.ts';
 import { acceptCollection, acceptRecordData, mergePatch, recordErrors } from './record-data.ts';
+import { parseFilters } from './record-filter.ts';
 
 /** Record data is at most this much JSON unless configured otherwise. */
 export const defaultRecordMaxBytes = 1024 * 1024;
@@ -98,21 +99,30 @@ export class RecordService {
   async list(
     principal: UserAccess,
     projectId: string,
-    options: { collection?: string | undefined; limit: number; cursor?: string | undefined },
+    options: {
+      collection?: string | undefined;
+      filter?: string | string[] | undefined;
+      limit: number;
+      cursor?: string | undefined;
+    },
   ): Promise<{ items: StoredRecord[]; nextCursor: string | null }> {
     const collection = options.collection === undefined ? undefined : acceptCollection(options.collection);
+    const filters = parseFilters(options.filter);
     const after = options.cursor === undefined ? undefined : decodeCursor(options.cursor);
     const limit = Math.min(Math.max(1, Math.floor(options.limit)), maxListLimit);
     const items = await this.#withTenant(
       principal.tenantId,
       async (scope) => {
         await authorizeInProject(scope.db, principal, projectId, 'records.read');
-        return recordRepository.list(scope.db, projectId, { collection, limit, after });
+        return recordRepository.list(scope.db, projectId, { collection, filters, limit, after });
       },
       { readOnly: true },
     );
     const last = items.at(-1);
-    return { items, nextCursor: items.length === limit && last ? encodeCursor(last) : null };
+    return {
+      items: items.map(({ seq: _seq, ...record }) => record),
+      nextCursor: items.length === limit && last ? encodeCursor(last.seq) : null,
+    };
   }
 
   /** Replaces the record's data (PUT), if it is still at `expectedVersion` (undefined: If-Match *). */
@@ -182,15 +192,14 @@ export class RecordService {
   }
 }
 
-function encodeCursor(record: StoredRecord): string {
-  return Buffer.from(`${record.createdAt.toISOString()}|${record.id}`, 'utf8').toString('base64url');
+/** Opaque to clients: the creation sequence number of the page's last record. */
+function encodeCursor(seq: string): string {
+  return Buffer.from(`r${seq}`, 'utf8').toString('base64url');
 }
 
 function decodeCursor(cursor: string): RecordCursor {
-  if (cursor.length > 200) throw recordErrors.invalidCursor();
-  const text = Buffer.from(cursor, 'base64url').toString('utf8');
-  const match = /^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z)\|([0-9a-f-]{36})$/.exec(text);
-  const createdAt = match ? new Date(match[1]!) : undefined;
-  if (!match || !createdAt || Number.isNaN(createdAt.getTime())) throw recordErrors.invalidCursor();
-  return { createdAt, id: match[2]! };
+  if (cursor.length > 40) throw recordErrors.invalidCursor();
+  const match = /^r([1-9][0-9]{0,18})$/.exec(Buffer.from(cursor, 'base64url').toString('utf8'));
+  if (!match) throw recordErrors.invalidCursor();
+  return { seq: match[1]! };
 }

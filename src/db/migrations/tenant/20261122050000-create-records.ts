@@ -12,6 +12,8 @@ export const createRecords: Migration = {
     await db.schema
       .createTable('records')
       .addColumn('id', 'uuid', (c) => c.primaryKey())
+      // Creation order, exact and unique: what listings sort and resume by.
+      .addColumn('seq', 'bigint', (c) => c.notNull().generatedAlwaysAsIdentity())
       .addColumn('project_id', 'uuid', (c) => c.notNull().references('projects.id').onDelete('cascade'))
       .addColumn('collection', 'text', (c) => c.notNull().check(sql`collection ~ '^[a-z][a-z0-9_]{0,62}$'`))
       .addColumn('data', 'jsonb', (c) => c.notNull().check(sql`jsonb_typeof(data) = 'object'`))
