@@ -1,14 +1,10 @@
-import { generate } from 'otplib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildTestApp, callAs } from '../../test/support/app.ts';
 import { openTestCore, type TestDatabase, testDatabaseKinds } from '../../test/support/databases.ts';
 import { enrolStaff } from '../../test/support/staff.ts';
+import { totpFromNow } from '../../test/support/totp.ts';
 import type { Core } from '../main/compose.ts';
 import type { App } from './app.ts';
-
-/** A code of the step `offset` steps from now (±1 is inside the accepted window). */
-const codeAt = (secret: string, offset: number) =>
-  generate({ secret, epoch: Math.floor(Date.now() / 1000) + offset * 30 });
 
 for (const kind of await testDatabaseKinds()) {
   describe.skipIf(kind.skipReason)(`staff enrolment and MFA on ${kind.name}${kind.skipReason}`, () => {
@@ -34,6 +30,7 @@ for (const kind of await testDatabaseKinds()) {
     });
 
     it('gives a first key only after the setup token and a confirmed authenticator code', async () => {
+      const codeAt = totpFromNow();
       const created = await core.staff.create({
         email: 'babu@platform.test',
         displayName: 'Babu',
@@ -91,7 +88,7 @@ for (const kind of await testDatabaseKinds()) {
     });
 
     it('issues further keys only with a fresh code: wrong and replayed codes are refused', async () => {
-      const { apiKey, totpSecret } = await enrolStaff(core, {
+      const { apiKey, totpSecret, codeAt } = await enrolStaff(core, {
         email: 'kenny@platform.test',
         displayName: 'Kenny',
         role: 'support',
@@ -131,6 +128,7 @@ for (const kind of await testDatabaseKinds()) {
       });
       expect((await tenantsWith(apiKey)).statusCode).toBe(200);
       const reset = await core.staff.resetMfa('lost@platform.test');
+      const codeAt = totpFromNow();
       expect((await tenantsWith(apiKey)).statusCode).toBe(401);
       const { secret } = await core.staff.beginSetup(reset.setupToken);
       const { apiKey: fresh } = await core.staff.completeSetup(reset.setupToken, await codeAt(secret, 0));
