@@ -51,6 +51,14 @@ const errors = {
   429: errorResponseSchema,
 };
 
+/** A current authenticator code, and the recovery codes some routes return for it. */
+const codeBody = z.strictObject({ code: z.string().max(20) });
+const recoveryCodesResponse = {
+  200: z.object({ recoveryCodes: z.array(z.string()) }),
+  409: errorResponseSchema,
+  ...errors,
+};
+
 /**
  * Signing in, for tenant users. Public: the only unauthenticated tenant routes. The session token is
  * returned in the body (for API clients, as a bearer token) and as an HttpOnly cookie (for browsers).
@@ -183,12 +191,8 @@ export function sessionRoutes(deps: { identity: IdentityService; mfa: MfaService
             'Confirm enrolment with a current code; turns MFA on and returns 10 one-time recovery codes (shown once)',
           tags: ['auth'],
           security: [{ session: [] }],
-          body: z.strictObject({ code: z.string().max(20) }),
-          response: {
-            200: z.object({ recoveryCodes: z.array(z.string()) }),
-            409: errorResponseSchema,
-            ...errors,
-          },
+          body: codeBody,
+          response: recoveryCodesResponse,
         },
       },
       async (request) => deps.mfa.confirm(requireUser(request).principal, request.body.code),
@@ -202,12 +206,8 @@ export function sessionRoutes(deps: { identity: IdentityService; mfa: MfaService
             'Replace your recovery codes, proven with a current code; returns 10 new ones (shown once) and voids the old',
           tags: ['auth'],
           security: [{ session: [] }],
-          body: z.strictObject({ code: z.string().max(20) }),
-          response: {
-            200: z.object({ recoveryCodes: z.array(z.string()) }),
-            409: errorResponseSchema,
-            ...errors,
-          },
+          body: codeBody,
+          response: recoveryCodesResponse,
         },
       },
       async (request) => deps.mfa.regenerateRecoveryCodes(requireUser(request).principal, request.body.code),

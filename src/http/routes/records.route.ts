@@ -138,12 +138,21 @@ export function recordRoutes(deps: { records: RecordService }): FastifyPluginAsy
       },
     );
 
-    app.put(
-      '/projects/:projectId/records/:recordId',
-      {
+    // PUT replaces the data, PATCH merges into it; both under the same precondition.
+    for (const [method, summary, change] of [
+      ['PUT', "Replace a record's data; needs If-Match (contributor and up)", 'replace'],
+      [
+        'PATCH',
+        "Change part of a record's data (JSON Merge Patch, RFC 7396); needs If-Match (contributor and up)",
+        'patch',
+      ],
+    ] as const) {
+      app.route({
+        method,
+        url: '/projects/:projectId/records/:recordId',
         bodyLimit,
         schema: {
-          summary: "Replace a record's data; needs If-Match (contributor and up)",
+          summary,
           tags: ['records'],
           security,
           params: recordParams,
@@ -151,49 +160,15 @@ export function recordRoutes(deps: { records: RecordService }): FastifyPluginAsy
           body: z.strictObject({ data: z.unknown() }),
           response: { 200: recordSchema, ...changeErrors },
         },
-      },
-      async (request, reply) => {
-        const { projectId, recordId } = request.params;
-        const version = parseIfMatch(request.headers['if-match']);
-        const record = await records.replace(
-          requireUser(request).principal,
-          projectId,
-          recordId,
-          version,
-          request.body.data,
-        );
-        return withEtag(reply, record);
-      },
-    );
-
-    app.patch(
-      '/projects/:projectId/records/:recordId',
-      {
-        bodyLimit,
-        schema: {
-          summary:
-            "Change part of a record's data (JSON Merge Patch, RFC 7396); needs If-Match (contributor and up)",
-          tags: ['records'],
-          security,
-          params: recordParams,
-          headers: ifMatchHeaders,
-          body: z.strictObject({ data: z.unknown() }),
-          response: { 200: recordSchema, ...changeErrors },
+        handler: async (request, reply) => {
+          const { projectId, recordId } = request.params;
+          const version = parseIfMatch(request.headers['if-match']);
+          const principal = requireUser(request).principal;
+          const record = await records[change](principal, projectId, recordId, version, request.body.data);
+          return withEtag(reply, record);
         },
-      },
-      async (request, reply) => {
-        const { projectId, recordId } = request.params;
-        const version = parseIfMatch(request.headers['if-match']);
-        const record = await records.patch(
-          requireUser(request).principal,
-          projectId,
-          recordId,
-          version,
-          request.body.data,
-        );
-        return withEtag(reply, record);
-      },
-    );
+      });
+    }
 
     app.delete(
       '/projects/:projectId/records/:recordId',

@@ -81,6 +81,18 @@ export class LoginThrottle {
     await Promise.all([this.#cache.delete(keys.failures), this.#cache.delete(keys.lastFailure)]);
   }
 
+  /**
+   * Runs one guess at a secret (a second-factor code) under this throttle, for `subject`: refused
+   * while it must wait, and counted as a failure when `attempt` answers false.
+   */
+  async guard(subject: { tenant: string; email: string }, attempt: () => Promise<boolean>): Promise<boolean> {
+    await this.check(subject, undefined);
+    const accepted = await attempt();
+    if (accepted) await this.recordSuccess(subject);
+    else await this.recordFailure(subject, undefined);
+    return accepted;
+  }
+
   /** 0 for the first `freeFailures` failures, then 1 s, 2 s, 4 s … up to `maxBackoffMs`. */
   backoffMs(failures: number): number {
     if (failures < this.#policy.freeFailures) return 0;

@@ -52,11 +52,7 @@ export class MfaService {
   async confirm(principal: UserPrincipal, code: string): Promise<{ recoveryCodes: string[] }> {
     if (principal.via !== 'session') throw identityErrors.sessionRequired();
     return this.#withTenant(principal.tenantId, async (scope) => {
-      const row = await tenant(scope.db)
-        .selectFrom('users')
-        .select(['mfa_secret', 'mfa_enabled_at'])
-        .where('id', '=', principal.userId)
-        .executeTakeFirstOrThrow();
+      const row = await readMfaState(scope.db, principal.userId);
       if (row.mfa_enabled_at !== null) throw identityErrors.mfaAlreadyEnabled();
       if (row.mfa_secret === null) throw identityErrors.mfaNotEnrolled();
       await this.#guardedTotp(scope.db, principal, row.mfa_secret, code);
@@ -80,11 +76,7 @@ export class MfaService {
   ): Promise<{ recoveryCodes: string[] }> {
     if (principal.via !== 'session') throw identityErrors.sessionRequired();
     return this.#withTenant(principal.tenantId, async (scope) => {
-      const row = await tenant(scope.db)
-        .selectFrom('users')
-        .select(['mfa_secret', 'mfa_enabled_at'])
-        .where('id', '=', principal.userId)
-        .executeTakeFirstOrThrow();
+      const row = await readMfaState(scope.db, principal.userId);
       if (row.mfa_enabled_at === null || row.mfa_secret === null) throw identityErrors.mfaNotEnabled();
       await this.#guardedTotp(scope.db, principal, row.mfa_secret, code);
       return { recoveryCodes: await replaceRecoveryCodes(scope.db, principal.userId) };
@@ -119,13 +111,11 @@ export class MfaService {
    * so a stolen session cannot guess its way to a second factor. Throws `invalid_mfa_code`.
    */
   async #guardedTotp(db: AnyKysely, principal: UserPrincipal, sealed: string, code: string): Promise<void> {
-    const subject = { tenant: `mfa/${principal.tenantId}`, email: principal.userId };
-    await this.#throttle.check(subject, undefined);
-    if (!(await this.#acceptTotp(db, principal.tenantId, principal.userId, sealed, code))) {
-      await this.#throttle.recordFailure(subject, undefined);
-      throw identityErrors.invalidMfaCode();
-    }
-    await this.#throttle.recordSuccess(subject);
+    const accepted = await this.#throttle.guard(
+      { tenant: `mfa/${principal.tenantId}`, email: principal.userId },
+      () => this.#acceptTotp(db, principal.tenantId, principal.userId, sealed, code),
+    );
+    if (!accepted) throw identityErrors.invalidMfaCode();
   }
 
   async #acceptTotp(
@@ -157,6 +147,15 @@ export class MfaService {
   #context(principal: UserPrincipal) {
     return { tenantId: principal.tenantId, table: 'users', column: 'mfa_secret', rowId: principal.userId };
   }
+}
+
+/** The user's sealed TOTP secret and when MFA was turned on (null: not yet). */
+function readMfaState(db: AnyKysely, userId: string) {
+  return tenant(db)
+    .selectFrom('users')
+    .select(['mfa_secret', 'mfa_enabled_at'])
+    .where('id', '=', userId)
+    .executeTakeFirstOrThrow();
 }
 
 /** Replaces the user's recovery codes with `recoveryCodeCount` new ones, returned in the clear once. */

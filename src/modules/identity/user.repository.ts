@@ -268,13 +268,7 @@ export const userRepository = {
         'u.role',
         'u.created_at',
         'u.mfa_enabled_at',
-        // The tenant's MFA requirement, read in the same query as the credential.
-        (eb) =>
-          eb
-            .selectFrom('settings')
-            .select(sql<boolean>`(value->>'mfaRequired')::boolean`.as('required'))
-            .where('key', '=', 'security')
-            .as('mfa_required'),
+        mfaRequiredColumn(db),
       ])
       .where('s.token_hash', '=', tokenHash)
       .where('s.revoked_at', 'is', null)
@@ -333,12 +327,7 @@ export const userRepository = {
         'u.role',
         'u.created_at as user_created_at',
         'u.mfa_enabled_at',
-        (eb) =>
-          eb
-            .selectFrom('settings')
-            .select(sql<boolean>`(value->>'mfaRequired')::boolean`.as('required'))
-            .where('key', '=', 'security')
-            .as('mfa_required'),
+        mfaRequiredColumn(db),
       ])
       .where('k.key_hash', '=', keyHash)
       .where('k.revoked_at', 'is', null)
@@ -426,6 +415,15 @@ export async function writeSecuritySettings(
       oc.column('key').doUpdateSet({ value: JSON.stringify(settings), updated_at: sql`now()` }),
     )
     .execute();
+}
+
+/** The tenant's MFA requirement as a column, read in the same query as the credential. */
+function mfaRequiredColumn(db: AnyKysely) {
+  return tenant(db)
+    .selectFrom('settings')
+    .select(sql<boolean>`(value->>'mfaRequired')::boolean`.as('required'))
+    .where('key', '=', 'security')
+    .as('mfa_required');
 }
 
 function tenant(db: AnyKysely): Kysely<TenantTables> {

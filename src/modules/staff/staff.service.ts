@@ -37,9 +37,7 @@ export interface CreatedStaff {
 
 /** Failed-attempt throttling, as the identity module's login throttle provides it. */
 export interface CodeThrottle {
-  check(subject: { tenant: string; email: string }, sourceIp: undefined): Promise<void>;
-  recordFailure(subject: { tenant: string; email: string }, sourceIp: undefined): Promise<void>;
-  recordSuccess(subject: { tenant: string; email: string }): Promise<void>;
+  guard(subject: { tenant: string; email: string }, attempt: () => Promise<boolean>): Promise<boolean>;
 }
 
 /** How long a staff setup token stays valid. */
@@ -170,18 +168,16 @@ export class StaffService {
    * leaked setup token nor a stolen key can guess its way to a new key.
    */
   async #acceptCode(member: StaffWithMfa, code: string): Promise<boolean> {
-    if (!member.mfaSecret) return false;
-    const subject = { tenant: 'staff', email: member.id };
-    await this.#throttle.check(subject, undefined);
-    const secret = await this.#keys.unwrap(
-      { kekId: member.mfaSecret.kekId, ciphertext: member.mfaSecret.wrapped },
-      secretAad(member.id),
-    );
-    const step = await matchTotpStep(secret.toString('utf8'), code);
-    const accepted = step !== undefined && (await this.#staff.claimStep(member.id, step));
-    if (accepted) await this.#throttle.recordSuccess(subject);
-    else await this.#throttle.recordFailure(subject, undefined);
-    return accepted;
+    const sealed = member.mfaSecret;
+    if (!sealed) return false;
+    return this.#throttle.guard({ tenant: 'staff', email: member.id }, async () => {
+      const secret = await this.#keys.unwrap(
+        { kekId: sealed.kekId, ciphertext: sealed.wrapped },
+        secretAad(member.id),
+      );
+      const step = await matchTotpStep(secret.toString('utf8'), code);
+      return step !== undefined && (await this.#staff.claimStep(member.id, step));
+    });
   }
 
   /**
