@@ -10,6 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { sql } from 'kysely';
 import { generate as generateTotp } from 'otplib';
 import { LocalKeyProvider } from '../src/adapters/keys/key-provider.local.ts';
+import { FsObjectStore } from '../src/adapters/object-store/object-store.fs.ts';
 import { type Database, openDatabase } from '../src/db/database.ts';
 import type { Migration } from '../src/db/migrator.ts';
 import { type Core, composeCore, prepareControlPlane } from '../src/main/compose.ts';
@@ -338,7 +339,11 @@ async function main(): Promise<void> {
     cleanups.push(() => database.close());
     const probe = new CpuProbe();
     cleanups.push(() => probe.close());
-    const core = composeCore({ database, keyProvider: new LocalKeyProvider({ current: masterKey }) });
+    const core = composeCore({
+      database,
+      keyProvider: new LocalKeyProvider({ current: masterKey }),
+      objects: new FsObjectStore({ rootDir: join(tmp, 'objects') }),
+    });
     await prepareControlPlane(core);
     if (!database.rolesEnabled)
       throw new Error('the bench user cannot create roles: the tenant read would not switch role');
@@ -417,6 +422,7 @@ async function main(): Promise<void> {
       log('fleet migration');
       const next = composeCore({
         database,
+        objects: core.objects,
         keyProvider: new LocalKeyProvider({ current: masterKey }),
         tenantMigrations: [...core.tenantMigrations, addSettingsBenchNote],
       });

@@ -18,6 +18,7 @@ export interface CliContext {
 const exitCodeByKind: Record<ErrorKind, number> = {
   invalid: 2,
   too_large: 2,
+  range_not_satisfiable: 2,
   unsupported: 2,
   unauthenticated: 3,
   forbidden: 3,
@@ -27,6 +28,7 @@ const exitCodeByKind: Record<ErrorKind, number> = {
   precondition_required: 5,
   rate_limited: 6,
   unavailable: 7,
+  integrity: 8,
   internal: 1,
 };
 
@@ -95,15 +97,14 @@ export function loadCliConfig(context: CliContext): Config {
   return loadConfig(context.env);
 }
 
-/** Runs `fn` with an open runtime (database, keys; adapters when asked) and always closes it. */
+/** Runs `fn` with an open runtime (database, keys, cache, objects, mail) and always closes it. */
 export async function withRuntime<T>(
   context: CliContext,
   fn: (runtime: Runtime, config: Config, log: Logger) => Promise<T>,
-  options: { withAdapters?: boolean } = {},
 ): Promise<T> {
   const config = loadCliConfig(context);
   const log = createCliLogger(context, config.log.level);
-  const runtime = await openRuntime(config, log, { withAdapters: options.withAdapters ?? false });
+  const runtime = await openRuntime(config, log);
   try {
     return await fn(runtime, config, log);
   } finally {

@@ -77,6 +77,13 @@ const envSchema = z.object({
     .min(1024)
     .max(64 * 1024 * 1024)
     .default(1024 * 1024),
+  STRONGROOM_ATTACHMENT_MAX_BYTES: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(64 * 1024 ** 3)
+    .default(1024 ** 3),
+  STRONGROOM_RESTORE_WINDOW_DAYS: z.coerce.number().int().min(1).max(35).default(7),
   STRONGROOM_LOG_LEVEL: z
     .enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])
     .default('info'),
@@ -132,6 +139,10 @@ export interface Config {
   };
   /** The largest record data, in bytes of JSON. */
   recordMaxBytes: number;
+  /** The largest attachment, in bytes. */
+  attachmentMaxBytes: number;
+  /** How far back a point-in-time restore reaches; retired attachment versions are kept that long. */
+  restoreWindowDays: number;
   log: { level: string };
   dataDir: string;
   database:
@@ -297,6 +308,8 @@ export function loadConfig(env: Record<string, string | undefined>, options: Loa
     },
     log: { level: e.STRONGROOM_LOG_LEVEL },
     recordMaxBytes: e.STRONGROOM_RECORD_MAX_BYTES,
+    attachmentMaxBytes: e.STRONGROOM_ATTACHMENT_MAX_BYTES,
+    restoreWindowDays: e.STRONGROOM_RESTORE_WINDOW_DAYS,
     dataDir,
     database: e.DATABASE_URL
       ? {

@@ -51,6 +51,7 @@ async function columnsOf(db: Kysely<unknown>, schema: string, table: string): Pr
 function upgradedCore(core: Core, masterKey: Buffer, migrations: readonly Migration[]): Core {
   return composeCore({
     database: core.database,
+    objects: core.objects,
     keyProvider: new LocalKeyProvider({ current: masterKey }),
     tenantMigrations: migrations,
   });

@@ -11,6 +11,8 @@ export interface TenantTables {
   mfa_recovery_codes: MfaRecoveryCodesTable;
   records: RecordsTable;
   record_idempotency: RecordIdempotencyTable;
+  attachments: AttachmentsTable;
+  attachment_versions: AttachmentVersionsTable;
 }
 
 type Timestamp = ColumnType<Date, Date | string | undefined, Date | string>;
@@ -104,4 +106,36 @@ export interface RecordIdempotencyTable {
   request_hash: Uint8Array;
   record_id: string;
   created_at: Timestamp;
+}
+
+export interface AttachmentsTable {
+  id: string;
+  /** bigint identity: read back as a string, never written. */
+  seq: ColumnType<string, never, never>;
+  project_id: string;
+  record_id: string | null;
+  version: ColumnType<number, number | undefined, number>;
+  created_by: string;
+  updated_by: string;
+  created_at: Timestamp;
+  updated_at: Timestamp;
+  deleted_at: Timestamp | null;
+}
+
+export interface AttachmentVersionsTable {
+  attachment_id: string;
+  version: number;
+  project_id: string;
+  object_key: string;
+  filename: string;
+  content_type: string;
+  /** bigint: read back as a string. */
+  size_bytes: ColumnType<string, number, never>;
+  sha256: Uint8Array;
+  chunk_size_bytes: number;
+  key_version: number;
+  created_by: string;
+  created_at: Timestamp;
+  retired_at: Timestamp | null;
+  purged_at: Timestamp | null;
 }

@@ -138,6 +138,7 @@ for (const kind of await testDatabaseKinds()) {
           const cache = new RedisCache({ url: redis.url! });
           const node = composeCore({
             database: testDb.database,
+            objects: core.objects,
             keyProvider: new LocalKeyProvider({ current: masterKey }),
             cache,
           });

@@ -316,6 +316,7 @@ describe('behind a TLS-terminating proxy', () => {
         mfa: {} as Core['mfa'],
         projects: {} as Core['projects'],
         records: { maxBytes: 1024 } as Core['records'],
+        attachments: {} as Core['attachments'],
         readinessChecks: {},
         isDraining: () => false,
       },

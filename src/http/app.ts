@@ -9,6 +9,7 @@ import {
   validatorCompiler,
   type ZodTypeProvider,
 } from 'fastify-type-provider-zod';
+import type { AttachmentService } from '../modules/attachments/attachment.service.ts';
 import type { IdentityService } from '../modules/identity/identity.service.ts';
 import type { MfaService } from '../modules/identity/mfa.service.ts';
 import type { ProjectService } from '../modules/projects/project.service.ts';
@@ -26,6 +27,7 @@ import {
 import { refusePlainHttp } from './https-only.ts';
 import { registerSessionAuth } from './plugins/session-auth.ts';
 import { registerStaffAuth } from './plugins/staff-auth.ts';
+import { attachmentRoutes } from './routes/attachments.route.ts';
 import { authRoutes, sessionRoutes } from './routes/auth.route.ts';
 import { healthRoutes, type ReadinessCheck } from './routes/health.route.ts';
 import { opsStaffRoutes, opsStaffSetupRoutes } from './routes/ops-staff.route.ts';
@@ -43,6 +45,7 @@ export interface AppDeps {
   mfa: MfaService;
   projects: ProjectService;
   records: RecordService;
+  attachments: AttachmentService;
   readinessChecks: Record<string, ReadinessCheck>;
   /** True once shutdown began: /readyz turns 503 and new requests are refused. */
   isDraining: () => boolean;
@@ -150,6 +153,7 @@ export async function buildApp(deps: AppDeps, options: AppOptions): Promise<App>
       await tenantScope.register(sessionRoutes({ identity: deps.identity, mfa: deps.mfa }));
       await tenantScope.register(projectRoutes({ projects: deps.projects }));
       await tenantScope.register(recordRoutes({ records: deps.records }));
+      await tenantScope.register(attachmentRoutes({ attachments: deps.attachments }));
     },
     { prefix: '/api/v1' },
   );

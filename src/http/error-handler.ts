@@ -15,10 +15,13 @@ export const statusByKind: Record<ErrorKind, number> = {
   conflict: 409,
   precondition_failed: 412,
   too_large: 413,
+  range_not_satisfiable: 416,
   precondition_required: 428,
   unsupported: 415,
   rate_limited: 429,
   unavailable: 503,
+  // Stored bytes failed authentication or their checksum: the store upstream of us served bad data.
+  integrity: 502,
   internal: 500,
 };
 
@@ -97,6 +100,10 @@ export function sendError(
   if (error.kind === 'unauthenticated') reply.header('www-authenticate', 'Bearer');
   const retryAfter = error.details?.retryAfterSeconds;
   if (typeof retryAfter === 'number') reply.header('retry-after', String(retryAfter));
+  const sizeBytes = error.details?.sizeBytes;
+  if (error.kind === 'range_not_satisfiable' && typeof sizeBytes === 'number') {
+    reply.header('content-range', `bytes */${sizeBytes}`);
+  }
   return reply.status(status).type('application/json; charset=utf-8').send(body);
 }
 

@@ -139,6 +139,38 @@ const routes: Array<{
     action: 'records.write',
     headers: { 'if-match': '*' },
   },
+  // Uploads take any body; the matrix sends a small JSON one.
+  {
+    method: 'PUT',
+    path: '/api/v1/projects/{projectId}/attachments',
+    action: 'attachments.write',
+    body: () => ({ file: 'made in the matrix' }),
+  },
+  { method: 'GET', path: '/api/v1/projects/{projectId}/attachments', action: 'attachments.read' },
+  // Each call gets a fresh attachment of the owner's (see {attachmentId} below).
+  {
+    method: 'GET',
+    path: '/api/v1/projects/{projectId}/attachments/{attachmentId}',
+    action: 'attachments.read',
+  },
+  {
+    method: 'GET',
+    path: '/api/v1/projects/{projectId}/attachments/{attachmentId}/metadata',
+    action: 'attachments.read',
+  },
+  {
+    method: 'PUT',
+    path: '/api/v1/projects/{projectId}/attachments/{attachmentId}',
+    action: 'attachments.write',
+    body: () => ({ file: 'replaced in the matrix' }),
+    headers: { 'if-match': '*' },
+  },
+  {
+    method: 'DELETE',
+    path: '/api/v1/projects/{projectId}/attachments/{attachmentId}',
+    action: 'attachments.write',
+    headers: { 'if-match': '*' },
+  },
 ];
 const publicRoutes = [
   'POST /api/v1/auth/setup',
@@ -167,7 +199,7 @@ for (const kind of await testDatabaseKinds()) {
       let core: Core;
       let testDb: TestDatabase;
       let app: App;
-      const tenantA = { id: '', projectId: '', targetUserId: '', recordId: '' };
+      const tenantA = { id: '', projectId: '', targetUserId: '', recordId: '', attachmentId: '' };
       const actors: Actor[] = [];
       let outsider: string; // owner of tenant B
 
@@ -239,6 +271,11 @@ for (const kind of await testDatabaseKinds()) {
           await send('POST', `/api/v1/projects/${tenantA.projectId}/records`, ownerToken, {
             collection: 'canary',
             data: { note: 'CANARY-A-record' },
+          })
+        ).json().id;
+        tenantA.attachmentId = (
+          await send('PUT', `/api/v1/projects/${tenantA.projectId}/attachments`, ownerToken, {
+            note: 'CANARY-A-attachment',
           })
         ).json().id;
         for (const [email, role] of [
@@ -354,11 +391,19 @@ for (const kind of await testDatabaseKinds()) {
                 })
               ).json().id;
             }
+            let attachmentId = '';
+            if (route.path.includes('{attachmentId}')) {
+              const owner = actors.find((a) => a.name === 'owner')!.token;
+              attachmentId = (
+                await send('PUT', `/api/v1/projects/${projectId}/attachments`, owner, { file: 'matrix' })
+              ).json().id;
+            }
             const url = route.path
               .replace('{projectId}', projectId)
               .replace('{userId}', tenantA.targetUserId)
               .replace('{keyId}', nobodysKeyId)
-              .replace('{recordId}', recordId);
+              .replace('{recordId}', recordId)
+              .replace('{attachmentId}', attachmentId);
             const res = await send(route.method, url, token, route.body?.(), route.headers);
             const decision =
               actor.accountRole === undefined || route.action === 'session'
@@ -409,11 +454,15 @@ for (const kind of await testDatabaseKinds()) {
           const records = (
             await send('GET', `/api/v1/projects/${tenantA.projectId}/records?limit=200`, owner)
           ).body;
+          const attachments = (
+            await send('GET', `/api/v1/projects/${tenantA.projectId}/attachments?limit=200`, owner)
+          ).body;
           return createHash('sha256')
             .update(projects)
             .update(members)
             .update(users)
             .update(records)
+            .update(attachments)
             .digest('hex');
         };
         const before = await snapshot();
@@ -421,7 +470,8 @@ for (const kind of await testDatabaseKinds()) {
           const url = route.path
             .replace('{projectId}', tenantA.projectId)
             .replace('{userId}', tenantA.targetUserId)
-            .replace('{recordId}', tenantA.recordId);
+            .replace('{recordId}', tenantA.recordId)
+            .replace('{attachmentId}', tenantA.attachmentId);
           const res = await send(route.method, url, outsider, route.body?.(), route.headers);
           expect({ route: `${route.method} ${route.path}`, status: res.statusCode }).toEqual({
             route: `${route.method} ${route.path}`,
@@ -430,6 +480,7 @@ for (const kind of await testDatabaseKinds()) {
           expect(res.body).not.toContain('CANARY-A');
           expect(res.body).not.toContain(tenantA.projectId);
           expect(res.body).not.toContain(tenantA.recordId);
+          expect(res.body).not.toContain(tenantA.attachmentId);
         }
         const listed = await send('GET', '/api/v1/projects', outsider);
         expect(listed.statusCode).toBe(200);

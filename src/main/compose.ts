@@ -5,6 +5,7 @@ import { controlMigrations } from '../db/migrations/control/index.ts';
 import { tenantMigrations } from '../db/migrations/tenant/index.ts';
 import type { Migration } from '../db/migrator.ts';
 import { createWithTenant, type WithTenant } from '../db/with-tenant.ts';
+import { AttachmentService } from '../modules/attachments/attachment.service.ts';
 import { CredentialsRepository } from '../modules/identity/credentials.repository.ts';
 import { IdentityService } from '../modules/identity/identity.service.ts';
 import { LoginThrottle } from '../modules/identity/login-throttle.ts';
@@ -24,6 +25,7 @@ import { TenantService } from '../modules/tenants/tenant.service.ts';
 import { type Clock, systemClock } from '../platform/clock.ts';
 import type { Cache } from '../ports/cache.port.ts';
 import type { Mailer } from '../ports/mail.port.ts';
+import type { ObjectStore } from '../ports/object-store.port.ts';
 
 /** The services built over one database and key provider: what the server, the CLI and tests share. */
 export interface Core {
@@ -37,6 +39,9 @@ export interface Core {
   mfa: MfaService;
   projects: ProjectService;
   records: RecordService;
+  attachments: AttachmentService;
+  /** The object store attachments (and later backups) are written to. */
+  objects: ObjectStore;
   fleet: FleetMigrationService;
   tenantMigrations: readonly Migration[];
 }
@@ -54,6 +59,12 @@ export interface CoreOptions {
   mailer?: Mailer;
   /** The largest record data, in bytes of JSON (STRONGROOM_RECORD_MAX_BYTES); default 1 MiB. */
   recordMaxBytes?: number;
+  /** Where attachment objects live (encrypted); the runtime passes the configured store. */
+  objects: ObjectStore;
+  /** The largest attachment in bytes (STRONGROOM_ATTACHMENT_MAX_BYTES); default 1 GiB. */
+  attachmentMaxBytes?: number;
+  /** How long retired attachment versions are kept (STRONGROOM_RESTORE_WINDOW_DAYS); default 7 days. */
+  restoreWindowMs?: number;
   /** Tenant migrations to use (the bench adds one); default: the shipped list. */
   tenantMigrations?: readonly Migration[];
 }
@@ -118,6 +129,15 @@ export function composeCore(options: CoreOptions): Core {
       withTenant,
       ...(options.recordMaxBytes ? { maxBytes: options.recordMaxBytes } : {}),
     }),
+    objects: options.objects,
+    attachments: new AttachmentService({
+      withTenant,
+      keys,
+      objects: options.objects,
+      clock,
+      ...(options.attachmentMaxBytes ? { maxBytes: options.attachmentMaxBytes } : {}),
+      ...(options.restoreWindowMs ? { restoreWindowMs: options.restoreWindowMs } : {}),
+    }),
     fleet: new FleetMigrationService({ database, tenants: tenantRepository, migrations }),
     tenantMigrations: migrations,
   };
@@ -141,5 +161,6 @@ export function appServices(core: Core) {
     mfa: core.mfa,
     projects: core.projects,
     records: core.records,
+    attachments: core.attachments,
   };
 }

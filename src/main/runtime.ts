@@ -12,22 +12,18 @@ import { loadMasterKey } from './embedded.ts';
 /** Everything a process (server or CLI command) runs on, built from config, closed in reverse. */
 export interface Runtime {
   core: Core;
-  objects: ObjectStore | undefined;
+  objects: ObjectStore;
   cache: Cache;
   mailer: Mailer;
   close(): Promise<void>;
 }
 
 /**
- * Opens the database, checks the master key against it, migrates the control plane, and (when the
- * caller serves traffic) opens the object store and cache. A wrong master key stops here, before
- * anything is served or written.
+ * Opens the database, cache, object store and mailer, checks the master key against the database
+ * and migrates the control plane. A wrong master key stops here, before anything is served or
+ * written. Opening the stores connects nothing yet (clients connect on first use).
  */
-export async function openRuntime(
-  config: Config,
-  log: Logger,
-  options: { withAdapters: boolean },
-): Promise<Runtime> {
+export async function openRuntime(config: Config, log: Logger): Promise<Runtime> {
   const masterKey = loadMasterKey(config.keys.master, log);
   const keyProvider = new LocalKeyProvider({
     current: masterKey,
@@ -40,18 +36,24 @@ export async function openRuntime(
       await closeOne().catch((error) => log.warn({ err: error }, 'close failed'));
   };
   try {
-    // The cache is part of the core (login throttling must hold across nodes); objects only serve.
+    // The cache is part of the core (login throttling must hold across nodes).
     const cache = openCache(config.cache.url);
     closers.push(() => cache.close());
     const mailer = openMailer(config.mail);
     closers.push(() => mailer.close());
-    const core = composeCore({ database, keyProvider, cache, mailer, recordMaxBytes: config.recordMaxBytes });
+    const objects = openObjectStore(config.objects);
+    closers.push(() => objects.close());
+    const core = composeCore({
+      database,
+      keyProvider,
+      cache,
+      mailer,
+      objects,
+      recordMaxBytes: config.recordMaxBytes,
+      attachmentMaxBytes: config.attachmentMaxBytes,
+      restoreWindowMs: config.restoreWindowDays * 24 * 3600_000,
+    });
     await prepareControlPlane(core);
-    let objects: ObjectStore | undefined;
-    if (options.withAdapters) {
-      objects = openObjectStore(config.objects);
-      closers.push(() => objects!.close());
-    }
     return { core, objects, cache, mailer, close };
   } catch (error) {
     await close();

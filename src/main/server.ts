@@ -22,7 +22,7 @@ export interface RunningServer {
  * trusted TLS-terminating proxy, plus an optional plain-HTTP listener that only redirects pages.
  */
 export async function startServer(config: Config, log: Logger): Promise<RunningServer> {
-  const runtime = await openRuntime(config, log, { withAdapters: true });
+  const runtime = await openRuntime(config, log);
   let draining = false;
   const { core, objects, cache, mailer } = runtime;
   const behindProxy = config.server.trustProxy !== undefined;
@@ -33,7 +33,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
       ...appServices(core),
       readinessChecks: {
         database: () => core.database.ping(),
-        objects: () => objects!.ping(),
+        objects: () => objects.ping(),
         cache: () => cache.ping(),
         mail: () => mailer.ping(),
       },

@@ -13,8 +13,10 @@ export const errorKinds = [
   'precondition_required',
   'rate_limited',
   'too_large',
+  'range_not_satisfiable',
   'unsupported',
   'unavailable',
+  'integrity',
   'internal',
 ] as const;
 

@@ -6,10 +6,12 @@ import { Kysely, PostgresDialect, sql } from 'kysely';
 import pg from 'pg';
 import { LocalKeyProvider } from '../../src/adapters/keys/key-provider.local.ts';
 import { OutboxMailer } from '../../src/adapters/mail/mailer.outbox.ts';
+import { FsObjectStore } from '../../src/adapters/object-store/object-store.fs.ts';
 import { type AnyKysely, type Database, openDatabase } from '../../src/db/database.ts';
 import type { Migration } from '../../src/db/migrator.ts';
 import { type Core, composeCore, prepareControlPlane } from '../../src/main/compose.ts';
 import { Secret } from '../../src/platform/secret.ts';
+import type { ObjectStore } from '../../src/ports/object-store.port.ts';
 import { findService } from './services.ts';
 
 /**
@@ -95,17 +97,27 @@ export function randomMasterKey(): Buffer {
 /** A fresh database with the control plane migrated and the core services built over it. */
 export async function openTestCore(
   kind: TestDatabaseKind,
-  options: { masterKey?: Buffer; tenantMigrations?: readonly Migration[] } = {},
-): Promise<{ core: Core; testDb: TestDatabase; masterKey: Buffer; outboxDir: string }> {
+  options: {
+    masterKey?: Buffer;
+    tenantMigrations?: readonly Migration[];
+    /** Where attachments go; default a fresh temporary folder. */
+    objects?: ObjectStore;
+    attachmentMaxBytes?: number;
+  } = {},
+): Promise<{ core: Core; testDb: TestDatabase; masterKey: Buffer; outboxDir: string; objects: ObjectStore }> {
   const testDb = await kind.open();
   const masterKey = options.masterKey ?? randomMasterKey();
   const outboxDir = mkdtempSync(join(tmpdir(), 'strongroom-outbox-'));
+  const objects =
+    options.objects ?? new FsObjectStore({ rootDir: mkdtempSync(join(tmpdir(), 'strongroom-objects-')) });
   const core = composeCore({
+    objects,
+    ...(options.attachmentMaxBytes ? { attachmentMaxBytes: options.attachmentMaxBytes } : {}),
     mailer: new OutboxMailer({ dir: outboxDir, from: 'Strongroom <no-reply@strongroom.localhost>' }),
     database: testDb.database,
     keyProvider: new LocalKeyProvider({ current: masterKey }),
     ...(options.tenantMigrations ? { tenantMigrations: options.tenantMigrations } : {}),
   });
   await prepareControlPlane(core);
-  return { core, testDb, masterKey, outboxDir };
+  return { core, testDb, masterKey, outboxDir, objects };
 }

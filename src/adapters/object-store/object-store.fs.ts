@@ -45,6 +45,8 @@ export class FsObjectStore implements ObjectStore {
     const tmpPath = join(this.#tmpDir, randomUUID());
     const hash = createHash('sha256');
     let sizeBytes = 0;
+    // `flush` fsyncs before closing, and the pipeline settles only after the close.
+    const file = createWriteStream(tmpPath, { flags: 'wx', mode: 0o600, flush: true });
     try {
       await pipeline(
         body instanceof Uint8Array ? Readable.from([body]) : body,
@@ -56,11 +58,14 @@ export class FsObjectStore implements ObjectStore {
             yield bytes;
           }
         },
-        // `flush` fsyncs before closing, and the pipeline settles only after the close.
-        createWriteStream(tmpPath, { flags: 'wx', mode: 0o600, flush: true }),
+        file,
       );
       await moveIntoPlace(tmpPath, path);
     } catch (error) {
+      // A failed pipeline settles as soon as it fails, possibly before the file was even opened:
+      // wait until it is closed, or the remove below could run before the open creates it.
+      // (`events.once` would reject on the stream's own copy of the error; only the close matters.)
+      if (!file.closed) await new Promise<void>((resolve) => file.once('close', () => resolve()));
       await rm(tmpPath, { force: true });
       throw error;
     }

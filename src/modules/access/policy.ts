@@ -22,6 +22,8 @@ export const actions = [
   'project.members.manage',
   'records.read',
   'records.write',
+  'attachments.read',
+  'attachments.write',
 ] as const;
 
 export type Action = (typeof actions)[number];
@@ -42,9 +44,18 @@ export const projectRoleAllows: Record<ProjectRole, readonly Action[]> = {
     'project.members.manage',
     'records.read',
     'records.write',
+    'attachments.read',
+    'attachments.write',
   ],
-  contributor: ['project.read', 'project.members.read', 'records.read', 'records.write'],
-  viewer: ['project.read', 'records.read'],
+  contributor: [
+    'project.read',
+    'project.members.read',
+    'records.read',
+    'records.write',
+    'attachments.read',
+    'attachments.write',
+  ],
+  viewer: ['project.read', 'records.read', 'attachments.read'],
 };
 
 /**
@@ -64,6 +75,7 @@ export const readActions: ReadonlySet<Action> = new Set<Action>([
   'project.read',
   'project.members.read',
   'records.read',
+  'attachments.read',
 ]);
 
 /** Who is asking, as far as the policy cares. Staff never reach tenant data through this policy. */

@@ -13,7 +13,11 @@ import type { RotationProgress } from './tenant-keys.service.ts';
 
 /** Another process starting over the same database with a different master-key configuration. */
 function coreWithKeys(core: Core, keys: { current: Buffer; previous?: Buffer }): Core {
-  return composeCore({ database: core.database, keyProvider: new LocalKeyProvider(keys) });
+  return composeCore({
+    database: core.database,
+    objects: core.objects,
+    keyProvider: new LocalKeyProvider(keys),
+  });
 }
 
 async function createTenants(core: Core, count: number): Promise<string[]> {

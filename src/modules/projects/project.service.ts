@@ -9,6 +9,7 @@ import {
   authorize,
   type ProjectRole,
 } from '../access/policy.ts';
+import { attachmentRepository } from '../attachments/attachment.repository.ts';
 import { type Project, type ProjectMember, projectRepository } from './project.repository.ts';
 
 export type UserAccess = Extract<AccessPrincipal, { kind: 'user' }>;
@@ -84,9 +85,11 @@ export class ProjectService {
   }
 
   async delete(principal: UserAccess, projectId: string): Promise<void> {
-    await this.#inProject(principal, projectId, 'project.delete', (db) =>
-      projectRepository.delete(db, projectId),
-    );
+    await this.#inProject(principal, projectId, 'project.delete', async (db) => {
+      // The project's attachment objects outlive it by the restore window, then are purged.
+      await attachmentRepository.retireProject(db, projectId);
+      await projectRepository.delete(db, projectId);
+    });
   }
 
   async listMembers(principal: UserAccess, projectId: string): Promise<ProjectMember[]> {

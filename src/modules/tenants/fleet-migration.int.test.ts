@@ -37,6 +37,7 @@ function addSettingsNote(before?: (context: MigrationContext) => Promise<void> |
 function nextReleaseFleet(core: Core, masterKey: Buffer, migration: Migration): FleetMigrationService {
   return composeCore({
     database: core.database,
+    objects: core.objects,
     keyProvider: new LocalKeyProvider({ current: masterKey }),
     tenantMigrations: [...tenantMigrations, migration],
   }).fleet;

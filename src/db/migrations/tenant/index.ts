@@ -5,6 +5,7 @@ import { createProjects } from './20261122020000-create-projects.ts';
 import { createApiKeys } from './20261122030000-create-api-keys.ts';
 import { addMfa } from './20261122040000-add-mfa.ts';
 import { createRecords } from './20261122050000-create-records.ts';
+import { createAttachments } from './20261123010000-create-attachments.ts';
 
 /**
  * Tenant-schema migrations, oldest first, applied to every tenant by the fleet runner. Append only;
@@ -18,4 +19,5 @@ export const tenantMigrations: readonly Migration[] = [
   createApiKeys,
   addMfa,
   createRecords,
+  createAttachments,
 ];
