@@ -1,9 +1,10 @@
 import { randomBytes } from 'node:crypto';
-import { readFileSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Kysely, PostgresDialect, sql } from 'kysely';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { newTimeOrderedId } from '../src/platform/ids.ts';
 import { runCli, tempDataDir } from './support/cli.ts';
 import { findService } from './support/services.ts';
 
@@ -15,7 +16,7 @@ describe('strongroom CLI on the embedded defaults', () => {
   it('explains itself with --help everywhere', async () => {
     const top = await runCli(['--help'], env);
     expect(top.code).toBe(0);
-    for (const command of ['serve', 'migrate', 'tenant', 'staff', 'keys', 'config'])
+    for (const command of ['serve', 'migrate', 'tenant', 'staff', 'keys', 'attachments', 'config'])
       expect(top.stdout).toContain(command);
     const create = await runCli(['tenant', 'create', '--help'], env);
     expect(create.code).toBe(0);
@@ -55,6 +56,29 @@ describe('strongroom CLI on the embedded defaults', () => {
     expect(deleted.code).toBe(0);
     expect(deleted.stdout).toContain('data key is destroyed');
     expect((await runCli(['tenant', 'show', 'acme'], env)).code).toBe(4);
+  });
+
+  it('sweeps an orphaned attachment object older than the grace period, with a summary', async () => {
+    const created = await runCli(
+      ['tenant', 'create', '--slug', 'files', '--name', 'Files', '--owner-email', 'o@files.test', '--json'],
+      env,
+    );
+    expect(created.code).toBe(0);
+    const tenantId = JSON.parse(created.stdout).tenant.id as string;
+    // What a crash between the object write and the commit leaves: an object no version knows.
+    const folder = join(dataDir, 'objects', 'tenants', tenantId, 'attachments');
+    mkdirSync(folder, { recursive: true });
+    const old = join(folder, newTimeOrderedId(Date.now() - 2 * 3600_000));
+    const fresh = join(folder, newTimeOrderedId());
+    writeFileSync(old, 'orphan');
+    writeFileSync(fresh, 'an upload still committing');
+    const result = await runCli(['attachments', 'maintain', '--json'], env);
+    expect(result.code).toBe(0);
+    expect(JSON.parse(result.stdout)).toMatchObject({ purged: 0, orphansSwept: 1, failures: [] });
+    expect(existsSync(old)).toBe(false);
+    expect(existsSync(fresh)).toBe(true);
+    const text = await runCli(['attachments', 'maintain'], env);
+    expect(text.stdout).toMatch(/\d+ tenants: 0 retired versions purged, 0 orphaned objects swept/);
   });
 
   it('rejects a hostile slug with a precise error and exit code 2', async () => {

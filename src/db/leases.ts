@@ -79,3 +79,39 @@ export async function releaseLease(control: Kysely<ControlTables>, lease: Lease)
     .where('holder', '=', lease.holder)
     .execute();
 }
+
+/**
+ * Runs `run` while holding the lease `name`, renewing it every third of its TTL; `isLost()` turns
+ * true if a renewal failed (the run should stop at its next safe point). Returns the holder instead
+ * when someone else has it. The lease is released afterwards, or simply expires.
+ */
+export async function withLease<T>(
+  control: Kysely<ControlTables>,
+  name: string,
+  holder: string,
+  ttlMs: number,
+  run: (lease: Lease, isLost: () => boolean) => Promise<T>,
+): Promise<{ value: T } | { conflict: LeaseConflict }> {
+  const acquired = await acquireLease(control, name, holder, ttlMs);
+  if ('conflict' in acquired) return acquired;
+  const { lease } = acquired;
+  let lost = false;
+  const heartbeat = setInterval(() => {
+    renewLease(control, lease, ttlMs).then(
+      (held) => {
+        if (!held) lost = true;
+      },
+      () => {
+        lost = true;
+      },
+    );
+  }, ttlMs / 3);
+  heartbeat.unref();
+  try {
+    return { value: await run(lease, () => lost) };
+  } finally {
+    clearInterval(heartbeat);
+    // If releasing fails the lease simply expires; the run's own outcome matters more than this.
+    await releaseLease(control, lease).catch(() => undefined);
+  }
+}

@@ -1,4 +1,5 @@
 import { Command, CommanderError } from 'commander';
+import { registerAttachmentCommands } from '../cli/attachments.command.ts';
 import { type CliContext, reportError } from '../cli/cli-context.ts';
 import { registerConfigCommands } from '../cli/config.command.ts';
 import { registerKeysCommands } from '../cli/keys.command.ts';
@@ -23,6 +24,7 @@ export async function main(argv: string[], context: CliContext = processContext(
   registerStaffCommands(program, context);
   registerUserCommands(program, context);
   registerKeysCommands(program, context);
+  registerAttachmentCommands(program, context);
   registerConfigCommands(program, context);
   for (const command of program.commands)
     command.exitOverride().configureOutput({ writeOut: context.stdout, writeErr: context.stderr });

@@ -3,8 +3,13 @@ import type { Config } from '../config/config.ts';
 import { type App, buildApp } from '../http/app.ts';
 import { registerErrorHandling } from '../http/error-handler.ts';
 import { refusePlainHttp } from '../http/https-only.ts';
+import {
+  maintenanceErrors,
+  runAttachmentMaintenance,
+} from '../modules/attachments/attachment-maintenance.ts';
+import { isAppError } from '../platform/errors.ts';
 import type { Logger } from '../platform/logger.ts';
-import { appServices } from './compose.ts';
+import { appServices, type Core } from './compose.ts';
 import { loadTlsMaterial } from './embedded.ts';
 import { openRuntime, type Runtime } from './runtime.ts';
 
@@ -69,6 +74,8 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     'strongroom is serving',
   );
 
+  const maintenance = scheduleAttachmentMaintenance(core, log);
+
   let shuttingDown: Promise<void> | undefined;
   const shutdown = (reason: string): Promise<void> => {
     shuttingDown ??= (async () => {
@@ -79,6 +86,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
         process.exit(1);
       }, config.server.shutdownGraceMs);
       force.unref();
+      await maintenance.stop();
       await redirect?.close();
       await app.close();
       await runtime.close();
@@ -88,4 +96,46 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     return shuttingDown;
   };
   return { app, runtime, url: address, shutdown };
+}
+
+/** How often every node tries to run attachment maintenance; a lease lets one run at a time. */
+const maintenanceIntervalMs = 10 * 60_000;
+
+/**
+ * Runs attachment maintenance a minute after start and then every ten minutes. Whichever node takes
+ * the lease does the work; the others find it taken and wait for the next round.
+ */
+function scheduleAttachmentMaintenance(core: Core, log: Logger): { stop(): Promise<void> } {
+  let running: Promise<void> | undefined;
+  const runOnce = () => {
+    running ??= runAttachmentMaintenance({
+      database: core.database,
+      tenants: core.tenantRepository,
+      attachments: core.attachments,
+    })
+      .then(
+        (summary) => {
+          if (summary.purged > 0 || summary.orphansSwept > 0 || summary.failures.length > 0)
+            log.info({ summary }, 'attachment maintenance ran');
+        },
+        (error: unknown) => {
+          if (isAppError(error) && error.code === maintenanceErrors.inProgress.code) return;
+          log.warn({ err: error }, 'attachment maintenance failed; retrying at the next round');
+        },
+      )
+      .finally(() => {
+        running = undefined;
+      });
+  };
+  const first = setTimeout(runOnce, 60_000);
+  const every = setInterval(runOnce, maintenanceIntervalMs);
+  first.unref();
+  every.unref();
+  return {
+    async stop() {
+      clearTimeout(first);
+      clearInterval(every);
+      await running;
+    },
+  };
 }

@@ -2,7 +2,7 @@ import { hostname } from 'node:os';
 import { type Kysely, sql } from 'kysely';
 import type { ControlTables } from '../../db/control-tables.ts';
 import type { Database } from '../../db/database.ts';
-import { acquireLease, type Lease, releaseLease, renewLease } from '../../db/leases.ts';
+import { type Lease, withLease } from '../../db/leases.ts';
 import { latestMigrationName, type Migration } from '../../db/migrator.ts';
 import { migrateTenantSchema } from '../../db/tenant-schemas.ts';
 import { defineError } from '../../platform/errors.ts';
@@ -89,31 +89,14 @@ export class FleetMigrationService {
   async run(options: FleetOptions): Promise<FleetSummary> {
     const control = this.#database.control;
     const holder = `${hostname()}:${process.pid}:${newId().slice(0, 8)}`;
-    const acquired = await acquireLease(control, leaseName, holder, leaseTtlMs);
-    if ('conflict' in acquired) {
-      const { conflict } = acquired;
+    const outcome = await withLease(control, leaseName, holder, leaseTtlMs, (lease, isLost) =>
+      this.#runHoldingLease(lease, options, isLost),
+    );
+    if ('conflict' in outcome) {
+      const { conflict } = outcome;
       throw fleetErrors.inProgress(conflict.holder, conflict.acquiredAt, conflict.expiresAt);
     }
-    const lease = acquired.lease;
-    let leaseLost = false;
-    const heartbeat = setInterval(() => {
-      renewLease(control, lease, leaseTtlMs).then(
-        (held) => {
-          if (!held) leaseLost = true;
-        },
-        () => {
-          leaseLost = true;
-        },
-      );
-    }, leaseTtlMs / 3);
-    heartbeat.unref();
-    try {
-      return await this.#runHoldingLease(lease, options, () => leaseLost);
-    } finally {
-      clearInterval(heartbeat);
-      // If releasing fails the lease simply expires; the run's own outcome matters more than this.
-      await releaseLease(control, lease).catch(() => undefined);
-    }
+    return outcome.value;
   }
 
   async #runHoldingLease(

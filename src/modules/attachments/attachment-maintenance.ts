@@ -1,0 +1,73 @@
+import { hostname } from 'node:os';
+import type { Database } from '../../db/database.ts';
+import { withLease } from '../../db/leases.ts';
+import { defineError } from '../../platform/errors.ts';
+import { newId } from '../../platform/ids.ts';
+import type { TenantRepository } from '../tenants/tenant.repository.ts';
+import type { AttachmentService } from './attachment.service.ts';
+
+export interface MaintenanceSummary {
+  tenants: number;
+  purged: number;
+  orphansSwept: number;
+  /** Tenants whose run failed (they are retried next time); the reasons are in `failures`. */
+  failures: Array<{ tenantId: string; message: string }>;
+}
+
+export const maintenanceErrors = {
+  inProgress: defineError(
+    'maintenance_in_progress',
+    'conflict',
+    'Attachment maintenance is already running elsewhere (another node or command); it runs once at a time.',
+    (holder: string) => ({
+      message: `attachment maintenance is already running (${holder})`,
+      details: { holder },
+    }),
+  ),
+};
+
+const leaseName = 'attachment-maintenance';
+const leaseTtlMs = 60_000;
+const tenantPageSize = 100;
+
+/**
+ * Purges retired attachment versions past the restore window and sweeps orphans, tenant by tenant,
+ * under one lease: scheduled on every node, it still runs exactly once at a time across them all.
+ */
+export async function runAttachmentMaintenance(
+  deps: { database: Database; tenants: TenantRepository; attachments: AttachmentService },
+  onProgress?: (done: number, total: number) => void,
+): Promise<MaintenanceSummary> {
+  const holder = `${hostname()}:${process.pid}:${newId().slice(0, 8)}`;
+  const outcome = await withLease(
+    deps.database.control,
+    leaseName,
+    holder,
+    leaseTtlMs,
+    async (_lease, isLost) => {
+      const summary: MaintenanceSummary = { tenants: 0, purged: 0, orphansSwept: 0, failures: [] };
+      const all = [];
+      for (let afterId: string | undefined; ; ) {
+        const page = await deps.tenants.list({ includeDeleted: false, limit: tenantPageSize, afterId });
+        all.push(...page);
+        if (page.length < tenantPageSize) break;
+        afterId = page.at(-1)!.id;
+      }
+      for (const tenant of all) {
+        if (isLost()) break;
+        try {
+          const result = await deps.attachments.maintain(tenant.id);
+          summary.purged += result.purged;
+          summary.orphansSwept += result.orphansSwept;
+        } catch (error) {
+          summary.failures.push({ tenantId: tenant.id, message: (error as Error).message });
+        }
+        summary.tenants++;
+        onProgress?.(summary.tenants, all.length);
+      }
+      return summary;
+    },
+  );
+  if ('conflict' in outcome) throw maintenanceErrors.inProgress(outcome.conflict.holder);
+  return outcome.value;
+}
