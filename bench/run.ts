@@ -15,6 +15,7 @@ import { type Database, openDatabase } from '../src/db/database.ts';
 import type { Migration } from '../src/db/migrator.ts';
 import { type Core, composeCore, prepareControlPlane } from '../src/main/compose.ts';
 import { Secret } from '../src/platform/secret.ts';
+import { renderAttachments, runAttachmentScenarios } from './attachments.ts';
 import { renderIdentity, runIdentityScenarios } from './identity.ts';
 import type { LoadResult, LoadSpec } from './load.ts';
 import {
@@ -56,16 +57,22 @@ const settings = {
   peerVersion: process.env.DIRECTUS_VERSION || '11.3.5',
   peerNode: process.env.BENCH_PEER_NODE || '/usr/bin/node',
   peerSeed: envNumber('BENCH_PEER_SEED', 10_000, 1, 100_000),
-  /** Which parts run: `tenants` (provisioning, HTTP at 1 and N tenants, fleet, peer), `identity`. */
+  /**
+   * Which parts run: `tenants` (provisioning, HTTP at 1 and N tenants, fleet, peer), `identity`,
+   * `attachments` (upload and download rates against raw AES-GCM, memory under parallel uploads).
+   */
   scenarios: parseScenarios(process.env.BENCH_SCENARIOS),
   identityRuns: envNumber('BENCH_IDENTITY_RUNS', 3, 1, 9),
   identityDurationS: envNumber('BENCH_IDENTITY_DURATION_S', 8, 1, 60),
+  attachmentSizeMiB: envNumber('BENCH_ATTACHMENT_MIB', 64, 1, 1024),
+  attachmentParallel: envNumber('BENCH_ATTACHMENT_PARALLEL', 16, 1, 64),
+  attachmentParallelMiB: envNumber('BENCH_ATTACHMENT_PARALLEL_MIB', 256, 1, 1024),
   /** Whole-run watchdog: the bench stops itself (and what it started) after this. */
   maxMinutes: envNumber('BENCH_MAX_MINUTES', 60, 1, 240),
 };
 
-function parseScenarios(raw: string | undefined): Set<'tenants' | 'identity'> {
-  const known = ['tenants', 'identity'] as const;
+function parseScenarios(raw: string | undefined): Set<'tenants' | 'identity' | 'attachments'> {
+  const known = ['tenants', 'identity', 'attachments'] as const;
   if (raw === undefined || raw === '' || raw === 'all') return new Set(known);
   const picked = raw.split(',').map((part) => part.trim());
   for (const name of picked) {
@@ -596,6 +603,37 @@ async function main(): Promise<void> {
       );
       writeFileSync(join(benchDir, 'RESULTS-identity.md'), renderIdentity(identity, meta));
       log('wrote bench/RESULTS-identity.md and bench/out/results-identity.json');
+    }
+
+    if (settings.scenarios.has('attachments')) {
+      const attachmentsStartedAt = new Date();
+      const load0 = loadavg()[0]!;
+      const attachments = await runAttachmentScenarios({
+        core,
+        databaseUrl: benchDb.url,
+        masterKeyHex: masterKey.toString('hex'),
+        packageDir,
+        tmp,
+        outDir,
+        runs: settings.identityRuns,
+        sizeMiB: settings.attachmentSizeMiB,
+        parallel: settings.attachmentParallel,
+        parallelSizeMiB: settings.attachmentParallelMiB,
+        log,
+        cleanups,
+      });
+      const meta = {
+        startedAt: attachmentsStartedAt.toISOString(),
+        finishedAt: new Date().toISOString(),
+        machine: machineFacts(),
+        loadavg: `${load0.toFixed(2)} → ${loadavg()[0]!.toFixed(2)}`,
+      };
+      writeFileSync(
+        join(outDir, 'results-attachments.json'),
+        `${JSON.stringify({ ...meta, ...attachments }, null, 2)}\n`,
+      );
+      writeFileSync(join(benchDir, 'RESULTS-attachments.md'), renderAttachments(attachments, meta));
+      log('wrote bench/RESULTS-attachments.md and bench/out/results-attachments.json');
     }
   } finally {
     clearTimeout(watchdog);
