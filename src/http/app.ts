@@ -25,6 +25,7 @@ import {
   sendError,
 } from './error-handler.ts';
 import { refusePlainHttp } from './https-only.ts';
+import { findDuplicateKey } from './json-body.ts';
 import { registerSessionAuth } from './plugins/session-auth.ts';
 import { registerStaffAuth } from './plugins/staff-auth.ts';
 import { attachmentRoutes } from './routes/attachments.route.ts';
@@ -89,6 +90,19 @@ export async function buildApp(deps: AppDeps, options: AppOptions): Promise<App>
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
   registerErrorHandling(app, { bodyLimitBytes: options.bodyLimitBytes });
+
+  // Fastify's JSON parser (which refuses __proto__ and constructor.prototype), then a refusal of any
+  // object with a repeated key: JSON.parse would silently keep the last one.
+  const parseJson = app.getDefaultJsonParser('error', 'error');
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
+    parseJson(request, body as string, (error, value) => {
+      if (error) return done(error, undefined);
+      const duplicate = findDuplicateKey(body as string);
+      if (duplicate !== undefined) return done(httpErrors.duplicateJsonKey(duplicate), undefined);
+      return done(null, value);
+    });
+  });
 
   await app.register(helmet, {
     // The API serves JSON only: nothing may be framed, scripted or embedded from it.

@@ -35,6 +35,15 @@ export const httpErrors = {
     }),
   ),
   malformedJson: defineError('malformed_json', 'invalid', 'The request body is not valid JSON.'),
+  duplicateJsonKey: defineError(
+    'duplicate_json_key',
+    'invalid',
+    'The JSON body has an object with the same key twice; which one was meant is ambiguous, so neither is taken.',
+    (key: string) => ({
+      message: `the JSON body repeats the key ${JSON.stringify(key.slice(0, 100))} in one object`,
+      details: { key: key.slice(0, 100) },
+    }),
+  ),
   payloadTooLarge: defineError(
     'payload_too_large',
     'too_large',

@@ -227,6 +227,7 @@ for (const kind of await testDatabaseKinds()) {
     });
 
     it('answers hostile data with a precise 400 or 413 and stores nothing', async () => {
+      const target = (await create({ collection: 'c', data: { role: 'viewer' } })).json();
       const before = await stored();
       const cases: Array<[string, unknown, number, string]> = [
         ['array data', { collection: 'c', data: [1, 2] }, 400, 'record_not_object'],
@@ -257,6 +258,24 @@ for (const kind of await testDatabaseKinds()) {
       expect(proto.statusCode).toBe(400);
       const notJson = await send('POST', records(), owner, { raw: '{"collection":' });
       expect(notJson.json().error.code).toBe('malformed_json');
+      // A repeated key, in the envelope or anywhere in the data, is refused rather than last-one-wins.
+      for (const raw of [
+        '{"collection":"c","collection":"d","data":{}}',
+        '{"collection":"c","data":{"role":"viewer","role":"admin"}}',
+        '{"collection":"c","data":{"a":[{"x":1,"\\u0078":2}]}}',
+      ]) {
+        const res = await send('POST', records(), owner, { raw });
+        expect({ raw, status: res.statusCode, code: res.json().error.code }).toEqual({
+          raw,
+          status: 400,
+          code: 'duplicate_json_key',
+        });
+      }
+      const twice = await send('PUT', `${records()}/${target.id}`, owner, {
+        raw: '{"data":{"role":"viewer","role":"admin"}}',
+        headers: { 'if-match': '*' },
+      });
+      expect([twice.statusCode, twice.json().error.details]).toEqual([400, { key: 'role' }]);
       expect(await stored()).toEqual(before);
     });
 
