@@ -178,7 +178,7 @@ for (const kind of await testDatabaseKinds()) {
         'limit=0',
         'collection=Bad-Name',
         'cursor=nonsense',
-        'sort=id',
+        'unknown=1',
       ]) {
         const res = await send('GET', `${records()}?${query}`, owner);
         expect({ query, status: res.statusCode }).toEqual({ query, status: 400 });
@@ -224,6 +224,130 @@ for (const kind of await testDatabaseKinds()) {
       }
       const many = Array.from({ length: 6 }, () => 'filter=a:eq:1').join('&');
       expect((await send('GET', `${records()}?${many}`, owner)).statusCode).toBe(400);
+    });
+
+    it('sorts by a top-level field over mixed types, missing last, with an exact cursor', async () => {
+      const long = 'x'.repeat(300);
+      const values: Array<[string, unknown]> = [
+        ['three', 3],
+        ['one', 1],
+        ['b', 'b'],
+        ['a', 'a'],
+        ['null', null],
+        ['true', true],
+        ['array', [2, 1]],
+        ['object', { x: 1 }],
+        ['missing', undefined],
+        ['two', 2],
+        ['one again', 1],
+        // Strings order by their first 128 characters: these two tie, so creation order decides.
+        ['long b', `${long}b`],
+        ['long a', `${long}a`],
+        ['empty array', []],
+        ['missing too', undefined],
+        ['half', 1.5],
+      ];
+      for (const [name, rank] of values) {
+        await create({ collection: 'ranked', data: rank === undefined ? { name } : { name, rank } });
+      }
+      const walk = async (sort: string, limit: number) => {
+        const seen: string[] = [];
+        let cursor: string | null = null;
+        do {
+          const query = `collection=ranked&sort=${sort}&limit=${limit}${cursor ? `&cursor=${cursor}` : ''}`;
+          const page = await send('GET', `${records()}?${query}`, owner);
+          expect(page.statusCode, page.body).toBe(200);
+          seen.push(...page.json().items.map((r: { data: { name: string } }) => r.data.name));
+          cursor = page.json().nextCursor;
+        } while (cursor);
+        return seen;
+      };
+      const ascending = [
+        'null',
+        'a',
+        'b',
+        'long b',
+        'long a',
+        'one',
+        'one again',
+        'half',
+        'two',
+        'three',
+        'true',
+        'array',
+        'empty array',
+        'object',
+        'missing',
+        'missing too',
+      ];
+      for (const limit of [1, 2, 3, 200]) expect(await walk('rank', limit)).toEqual(ascending);
+      const descending = [
+        'object',
+        'empty array',
+        'array',
+        'true',
+        'three',
+        'two',
+        'half',
+        'one again',
+        'one',
+        'long a',
+        'long b',
+        'b',
+        'a',
+        'null',
+        'missing too',
+        'missing',
+      ];
+      for (const limit of [1, 3, 200]) expect(await walk('-rank', limit)).toEqual(descending);
+      expect(await walk('-created_at', 4)).toEqual(values.map(([name]) => name).reverse());
+      expect(await walk('created_at', 5)).toEqual(values.map(([name]) => name));
+
+      // A record added mid-walk before the cursor is not seen; one after it is, exactly once.
+      const first = (await send('GET', `${records()}?collection=ranked&sort=rank&limit=6`, owner)).json();
+      await create({ collection: 'ranked', data: { name: 'early', rank: 'a' } });
+      await create({ collection: 'ranked', data: { name: 'late', rank: 2 } });
+      const rest = await send(
+        'GET',
+        `${records()}?collection=ranked&sort=rank&limit=200&cursor=${first.nextCursor}`,
+        owner,
+      );
+      const names = rest.json().items.map((r: { data: { name: string } }) => r.data.name);
+      expect(names).toEqual([...ascending.slice(6, 9), 'late', ...ascending.slice(9)]);
+
+      // Sorting composes with filters.
+      const filtered = await send(
+        'GET',
+        `${records()}?collection=ranked&sort=-rank&filter=${encodeURIComponent('rank:lte:2')}`,
+        owner,
+      );
+      expect(filtered.json().items.map((r: { data: { name: string } }) => r.data.name)).toEqual([
+        'late',
+        'two',
+        'half',
+        'one again',
+        'one',
+      ]);
+
+      const forged = (body: unknown) => Buffer.from(JSON.stringify(body)).toString('base64url');
+      for (const [query, code] of [
+        ['sort=data->>rank', 'invalid_sort'],
+        ['sort=-', 'invalid_sort'],
+        ['sort=a.b', 'invalid_sort'],
+        ['sort=--rank', 'invalid_sort'],
+        [`sort=-rank&cursor=${first.nextCursor}`, 'invalid_cursor'],
+        [`sort=rank&cursor=${forged({ s: 'rank', q: '1', k: { a: 1 } })}`, 'invalid_cursor'],
+        [`sort=rank&cursor=${forged({ s: 'rank', q: '1', k: 'x'.repeat(300) })}`, 'invalid_cursor'],
+        [`sort=rank&cursor=${forged({ s: 'rank', q: "1' or 1=1" })}`, 'invalid_cursor'],
+        [`sort=rank&cursor=${'A'.repeat(3000)}`, 'invalid_request'],
+      ] as const) {
+        const res = await send('GET', `${records()}?${query}`, owner);
+        expect({ query, status: res.statusCode, code: res.json().error.code }).toEqual({
+          query,
+          status: 400,
+          code,
+        });
+      }
     });
 
     it('answers hostile data with a precise 400 or 413 and stores nothing', async () => {

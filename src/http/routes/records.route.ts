@@ -4,6 +4,7 @@ import { z } from 'zod';
 import type { StoredRecord } from '../../modules/records/record.repository.ts';
 import { maxListLimit, type RecordService } from '../../modules/records/record.service.ts';
 import { etagOf, parseIfMatch } from '../../modules/records/record-data.ts';
+import { maxCursorLength } from '../../modules/records/record-sort.ts';
 import { requireUser } from '../plugins/session-auth.ts';
 import { errorResponseSchema } from '../presenters.ts';
 
@@ -90,7 +91,7 @@ export function recordRoutes(deps: { records: RecordService }): FastifyPluginAsy
       {
         schema: {
           summary:
-            'List records in creation order, optionally of one collection and filtered (viewer and up)',
+            'List records in creation order or sorted by a field, optionally of one collection and filtered (viewer and up)',
           tags: ['records'],
           security,
           params: projectParams,
@@ -102,8 +103,19 @@ export function recordRoutes(deps: { records: RecordService }): FastifyPluginAsy
               .describe(
                 'field:op:value on a top-level data field; op is eq, ne, lt, lte, gt or gte; value a JSON literal, e.g. city:eq:"Paris" or visits:gte:10. Repeat for AND (at most 5).',
               ),
+            sort: z
+              .string()
+              .max(100)
+              .optional()
+              .describe(
+                'created_at (the default: creation order), -created_at, or a top-level data field, e.g. city or -visits (descending). Values of mixed types order null < strings < numbers < booleans < arrays < objects; records without the field come last.',
+              ),
             limit: z.coerce.number().int().min(1).max(maxListLimit).default(50),
-            cursor: z.string().max(200).optional().describe('nextCursor of the previous page'),
+            cursor: z
+              .string()
+              .max(maxCursorLength)
+              .optional()
+              .describe('nextCursor of the previous page, with the same sort'),
           }),
           response: {
             200: z.object({ items: z.array(recordSchema), nextCursor: z.string().nullable() }),

@@ -51,11 +51,6 @@ export const recordErrors = {
     'conflict',
     'This Idempotency-Key was already used for a different request.',
   ),
-  invalidCursor: defineError(
-    'invalid_cursor',
-    'invalid',
-    'The cursor is malformed: pass back nextCursor as given.',
-  ),
 };
 
 /** How deep objects and arrays may nest in record data. */

@@ -26,6 +26,9 @@ export const filterErrors = {
   ),
 };
 
+/** A top-level data field as filters, sorts and collection policies name it. */
+export const fieldNamePattern = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/;
+
 const filterPattern = /^([A-Za-z_][A-Za-z0-9_]{0,62}):(eq|ne|lt|lte|gt|gte):([\s\S]{1,1000})$/;
 
 export function parseFilters(raw: string | string[] | undefined): RecordFilter[] {

@@ -1,8 +1,9 @@
-import { type Kysely, type Selectable, sql } from 'kysely';
+import { type Kysely, type RawBuilder, type Selectable, sql } from 'kysely';
 import type { AnyKysely } from '../../db/database.ts';
 import type { RecordsTable, TenantTables } from '../../db/tenant-tables.ts';
 import type { ProjectRole } from '../access/policy.ts';
 import type { RecordFilter } from './record-filter.ts';
+import { type RecordCursor, type RecordSort, sortStringChars } from './record-sort.ts';
 
 export interface StoredRecord {
   id: string;
@@ -14,11 +15,6 @@ export interface StoredRecord {
   updatedBy: string;
   createdAt: Date;
   updatedAt: Date;
-}
-
-/** Where a listing resumes: after this creation sequence number. */
-export interface RecordCursor {
-  seq: string;
 }
 
 /** Records of one tenant: every method takes the tenant-scoped handle from `withTenant`. */
@@ -96,22 +92,37 @@ export const recordRepository = {
     };
   },
 
+  /**
+   * A page in `sort` order (see record-sort.ts), resuming after `after`. Each record comes with its
+   * creation sequence number and, for a field sort, its sort key as jsonb text (null: no such field),
+   * which is what the next cursor holds.
+   */
   async list(
     db: AnyKysely,
     projectId: string,
     options: {
       collection?: string | undefined;
       filters?: readonly RecordFilter[];
+      sort: RecordSort;
       limit: number;
       after?: RecordCursor | undefined;
     },
-  ): Promise<Array<StoredRecord & { seq: string }>> {
-    let query = tenant(db).selectFrom('records').selectAll().where('project_id', '=', projectId);
+  ): Promise<Array<StoredRecord & { seq: string; sortKey: string | null }>> {
+    const { sort, after } = options;
+    const direction = sort.descending ? 'desc' : 'asc';
+    const key = sort.field === undefined ? undefined : sortKeyExpression(sort.field);
+    let query = tenant(db)
+      .selectFrom('records')
+      .selectAll()
+      .select(key ? sql<string | null>`${key}::text`.as('sort_key') : sql<null>`null`.as('sort_key'))
+      .where('project_id', '=', projectId);
     if (options.collection !== undefined) query = query.where('collection', '=', options.collection);
     for (const filter of options.filters ?? []) query = query.where(filterExpression(filter));
-    if (options.after) query = query.where('seq', '>', options.after.seq);
-    const rows = await query.orderBy('seq').limit(options.limit).execute();
-    return rows.map((row) => ({ ...toRecord(row), seq: row.seq }));
+    if (after) query = query.where(resumeAfter(key, sort.descending, after));
+    if (key) query = query.orderBy(sql`${key} is null`).orderBy(key, direction);
+    const rows = await query.orderBy('seq', direction).limit(options.limit).execute();
+    // The pg driver reads a bigint back as a string, PGlite as a number: one form for the cursor.
+    return rows.map((row) => ({ ...toRecord(row), seq: String(row.seq), sortKey: row.sort_key }));
   },
 
   /**
@@ -205,6 +216,30 @@ function filterExpression(filter: RecordFilter) {
     case 'gte':
       return sql<boolean>`(${sameType} and ${field} >= ${value})`;
   }
+}
+
+/**
+ * A bounded jsonb sort key for a top-level field: strings cut to their first `sortStringChars`
+ * characters, every array as `[null]` and every object as `{}` (an empty array would sort before
+ * null, for historical reasons in Postgres), anything else as it is. SQL null when the field is absent.
+ */
+function sortKeyExpression(field: string) {
+  const value = sql`(data -> ${field})`;
+  return sql`(case jsonb_typeof(${value}) when 'string' then to_jsonb(left(data ->> ${field}, ${sql.lit(sortStringChars)})) when 'array' then '[null]'::jsonb when 'object' then '{}'::jsonb else ${value} end)`;
+}
+
+/**
+ * The keyset condition: strictly after the cursor's (sort key, seq) in the listing's order, where
+ * records without the field come after all others in both directions.
+ */
+function resumeAfter(key: RawBuilder<unknown> | undefined, descending: boolean, after: RecordCursor) {
+  const seq = sql`${after.seq}::bigint`;
+  const beyond = descending ? sql.raw('<') : sql.raw('>');
+  if (key === undefined) return sql<boolean>`seq ${beyond} ${seq}`;
+  if (after.key === undefined || after.key.missing)
+    return sql<boolean>`(${key} is null and seq ${beyond} ${seq})`;
+  const value = sql`${after.key.json}::jsonb`;
+  return sql<boolean>`((${key}, seq) ${beyond} (${value}, ${seq}) or ${key} is null)`;
 }
 
 function tenant(db: AnyKysely): Kysely<TenantTables> {

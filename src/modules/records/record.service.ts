@@ -3,9 +3,10 @@ import type { WithTenant } from '../../db/with-tenant.ts';
 import { newId } from '../../platform/ids.ts';
 import { accessErrors } from '../access/policy.ts';
 import { authorizeInProject, authorizeProjectRole, type UserAccess } from '../projects/project.service.ts';
-import { type RecordCursor, recordRepository, type StoredRecord } from './record.repository.ts';
+import { recordRepository, type StoredRecord } from './record.repository.ts';
 import { acceptCollection, acceptRecordData, mergePatch, recordErrors } from './record-data.ts';
 import { parseFilters } from './record-filter.ts';
+import { decodeCursor, encodeCursor, parseSort } from './record-sort.ts';
 
 /** Record data is at most this much JSON unless configured otherwise. */
 export const defaultRecordMaxBytes = 1024 * 1024;
@@ -95,33 +96,44 @@ export class RecordService {
     );
   }
 
-  /** A page in creation order; `nextCursor` resumes after its last record (none at the end). */
+  /**
+   * A page in creation order, or sorted by a top-level field (record-sort.ts); `nextCursor` resumes
+   * after its last record (none at the end).
+   */
   async list(
     principal: UserAccess,
     projectId: string,
     options: {
       collection?: string | undefined;
       filter?: string | string[] | undefined;
+      sort?: string | undefined;
       limit: number;
       cursor?: string | undefined;
     },
   ): Promise<{ items: StoredRecord[]; nextCursor: string | null }> {
     const collection = options.collection === undefined ? undefined : acceptCollection(options.collection);
     const filters = parseFilters(options.filter);
-    const after = options.cursor === undefined ? undefined : decodeCursor(options.cursor);
+    const sort = parseSort(options.sort);
+    const after = options.cursor === undefined ? undefined : decodeCursor(sort, options.cursor);
     const limit = Math.min(Math.max(1, Math.floor(options.limit)), maxListLimit);
     const items = await this.#withTenant(
       principal.tenantId,
       async (scope) => {
         await authorizeInProject(scope.db, principal, projectId, 'records.read');
-        return recordRepository.list(scope.db, projectId, { collection, filters, limit, after });
+        return recordRepository.list(scope.db, projectId, { collection, filters, sort, limit, after });
       },
       { readOnly: true },
     );
     const last = items.at(-1);
     return {
-      items: items.map(({ seq: _seq, ...record }) => record),
-      nextCursor: items.length === limit && last ? encodeCursor(last.seq) : null,
+      items: items.map(({ seq: _seq, sortKey: _sortKey, ...record }) => record),
+      nextCursor:
+        items.length === limit && last
+          ? encodeCursor(sort, {
+              seq: last.seq,
+              key: last.sortKey === null ? { missing: true } : { missing: false, json: last.sortKey },
+            })
+          : null,
     };
   }
 
@@ -190,16 +202,4 @@ export class RecordService {
       return updated;
     });
   }
-}
-
-/** Opaque to clients: the creation sequence number of the page's last record. */
-function encodeCursor(seq: string): string {
-  return Buffer.from(`r${seq}`, 'utf8').toString('base64url');
-}
-
-function decodeCursor(cursor: string): RecordCursor {
-  if (cursor.length > 40) throw recordErrors.invalidCursor();
-  const match = /^r([1-9][0-9]{0,18})$/.exec(Buffer.from(cursor, 'base64url').toString('utf8'));
-  if (!match) throw recordErrors.invalidCursor();
-  return { seq: match[1]! };
 }
