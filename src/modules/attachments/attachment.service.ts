@@ -20,6 +20,7 @@ import { accessErrors } from '../access/policy.ts';
 import type { TenantKeyService } from '../keys/tenant-keys.service.ts';
 import { authorizeInProject, authorizeProjectRole, type UserAccess } from '../projects/project.service.ts';
 import { recordErrors } from '../records/record-data.ts';
+import { sortErrors } from '../records/record-sort.ts';
 import {
   type Attachment,
   type AttachmentVersion,
@@ -443,6 +444,6 @@ function encodeCursor(seq: string): string {
 function decodeCursor(cursor: string): string {
   const match =
     cursor.length <= 40 && /^a([1-9][0-9]{0,18})$/.exec(Buffer.from(cursor, 'base64url').toString('utf8'));
-  if (!match) throw recordErrors.invalidCursor();
+  if (!match) throw sortErrors.invalidCursor();
   return match[1]!;
 }
