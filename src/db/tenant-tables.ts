@@ -13,6 +13,7 @@ export interface TenantTables {
   record_idempotency: RecordIdempotencyTable;
   attachments: AttachmentsTable;
   attachment_versions: AttachmentVersionsTable;
+  collection_policies: CollectionPoliciesTable;
 }
 
 type Timestamp = ColumnType<Date, Date | string | undefined, Date | string>;
@@ -138,4 +139,16 @@ export interface AttachmentVersionsTable {
   created_at: Timestamp;
   retired_at: Timestamp | null;
   purged_at: Timestamp | null;
+}
+
+export interface CollectionPoliciesTable {
+  project_id: string;
+  collection: string;
+  version: number;
+  /** Top-level record fields stored encrypted (`enc:v1:…`), in the order the policy lists them. */
+  sensitive: string[];
+  /** Top-level record fields holding personal data (for the anonymizer and GDPR export). */
+  personal: string[];
+  created_by: string;
+  created_at: Timestamp;
 }

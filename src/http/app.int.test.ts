@@ -317,6 +317,7 @@ describe('behind a TLS-terminating proxy', () => {
         projects: {} as Core['projects'],
         records: { maxBytes: 1024 } as Core['records'],
         attachments: {} as Core['attachments'],
+        policies: {} as Core['policies'],
         readinessChecks: {},
         isDraining: () => false,
       },

@@ -13,6 +13,7 @@ import type { AttachmentService } from '../modules/attachments/attachment.servic
 import type { IdentityService } from '../modules/identity/identity.service.ts';
 import type { MfaService } from '../modules/identity/mfa.service.ts';
 import type { ProjectService } from '../modules/projects/project.service.ts';
+import type { CollectionPolicyService } from '../modules/records/collection-policy.service.ts';
 import type { RecordService } from '../modules/records/record.service.ts';
 import type { StaffService } from '../modules/staff/staff.service.ts';
 import type { TenantService } from '../modules/tenants/tenant.service.ts';
@@ -30,6 +31,7 @@ import { registerSessionAuth } from './plugins/session-auth.ts';
 import { registerStaffAuth } from './plugins/staff-auth.ts';
 import { attachmentRoutes } from './routes/attachments.route.ts';
 import { authRoutes, sessionRoutes } from './routes/auth.route.ts';
+import { collectionPolicyRoutes } from './routes/collection-policies.route.ts';
 import { healthRoutes, type ReadinessCheck } from './routes/health.route.ts';
 import { opsStaffRoutes, opsStaffSetupRoutes } from './routes/ops-staff.route.ts';
 import { opsTenantRoutes } from './routes/ops-tenants.route.ts';
@@ -47,6 +49,7 @@ export interface AppDeps {
   projects: ProjectService;
   records: RecordService;
   attachments: AttachmentService;
+  policies: CollectionPolicyService;
   readinessChecks: Record<string, ReadinessCheck>;
   /** True once shutdown began: /readyz turns 503 and new requests are refused. */
   isDraining: () => boolean;
@@ -168,6 +171,7 @@ export async function buildApp(deps: AppDeps, options: AppOptions): Promise<App>
       await tenantScope.register(projectRoutes({ projects: deps.projects }));
       await tenantScope.register(recordRoutes({ records: deps.records }));
       await tenantScope.register(attachmentRoutes({ attachments: deps.attachments }));
+      await tenantScope.register(collectionPolicyRoutes({ policies: deps.policies }));
     },
     { prefix: '/api/v1' },
   );

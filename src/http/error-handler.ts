@@ -88,7 +88,8 @@ export interface ErrorBody {
 export function registerErrorHandling(app: AnyFastify, options: { bodyLimitBytes: number }): void {
   app.setErrorHandler((error: FastifyError, request, reply) => {
     const appError = toAppError(error, options.bodyLimitBytes);
-    if (appError.kind === 'internal') {
+    // Integrity failures mean stored data was damaged or tampered with: an operator must hear of it.
+    if (appError.kind === 'internal' || appError.kind === 'integrity') {
       request.log.error({ err: error, requestId: request.id }, 'request failed');
     }
     return sendError(request, reply, appError);

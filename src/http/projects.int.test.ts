@@ -171,6 +171,24 @@ const routes: Array<{
     action: 'attachments.write',
     headers: { 'if-match': '*' },
   },
+  // The matrix collection has a policy from beforeAll, so If-Match * always matches.
+  {
+    method: 'GET',
+    path: '/api/v1/projects/{projectId}/collections/{collection}/policy',
+    action: 'records.read',
+  },
+  {
+    method: 'GET',
+    path: '/api/v1/projects/{projectId}/collections/{collection}/policy/versions',
+    action: 'records.read',
+  },
+  {
+    method: 'PUT',
+    path: '/api/v1/projects/{projectId}/collections/{collection}/policy',
+    action: 'project.update',
+    body: () => ({ sensitive: ['secret'], personal: ['email'] }),
+    headers: { 'if-match': '*' },
+  },
 ];
 const publicRoutes = [
   'POST /api/v1/auth/setup',
@@ -278,6 +296,13 @@ for (const kind of await testDatabaseKinds()) {
             note: 'CANARY-A-attachment',
           })
         ).json().id;
+        const policy = await send(
+          'PUT',
+          `/api/v1/projects/${tenantA.projectId}/collections/matrix/policy`,
+          ownerToken,
+          { sensitive: ['secret'], personal: ['CANARY_A_personal'] },
+        );
+        expect(policy.statusCode).toBe(200);
         for (const [email, role] of [
           ['viewer@a.test', 'viewer'],
           ['contributor@a.test', 'contributor'],
@@ -402,6 +427,7 @@ for (const kind of await testDatabaseKinds()) {
               .replace('{projectId}', projectId)
               .replace('{userId}', tenantA.targetUserId)
               .replace('{keyId}', nobodysKeyId)
+              .replace('{collection}', 'matrix')
               .replace('{recordId}', recordId)
               .replace('{attachmentId}', attachmentId);
             const res = await send(route.method, url, token, route.body?.(), route.headers);
@@ -457,12 +483,20 @@ for (const kind of await testDatabaseKinds()) {
           const attachments = (
             await send('GET', `/api/v1/projects/${tenantA.projectId}/attachments?limit=200`, owner)
           ).body;
+          const policy = (
+            await send(
+              'GET',
+              `/api/v1/projects/${tenantA.projectId}/collections/matrix/policy/versions`,
+              owner,
+            )
+          ).body;
           return createHash('sha256')
             .update(projects)
             .update(members)
             .update(users)
             .update(records)
             .update(attachments)
+            .update(policy)
             .digest('hex');
         };
         const before = await snapshot();
@@ -471,13 +505,14 @@ for (const kind of await testDatabaseKinds()) {
             .replace('{projectId}', tenantA.projectId)
             .replace('{userId}', tenantA.targetUserId)
             .replace('{recordId}', tenantA.recordId)
-            .replace('{attachmentId}', tenantA.attachmentId);
+            .replace('{attachmentId}', tenantA.attachmentId)
+            .replace('{collection}', 'matrix');
           const res = await send(route.method, url, outsider, route.body?.(), route.headers);
           expect({ route: `${route.method} ${route.path}`, status: res.statusCode }).toEqual({
             route: `${route.method} ${route.path}`,
             status: 404,
           });
-          expect(res.body).not.toContain('CANARY-A');
+          expect(res.body).not.toMatch(/CANARY[-_]A/);
           expect(res.body).not.toContain(tenantA.projectId);
           expect(res.body).not.toContain(tenantA.recordId);
           expect(res.body).not.toContain(tenantA.attachmentId);

@@ -16,6 +16,7 @@ import type { KeyProvider } from '../modules/keys/key-provider.port.ts';
 import { TenantKeysRepository } from '../modules/keys/tenant-keys.repository.ts';
 import { TenantKeyService } from '../modules/keys/tenant-keys.service.ts';
 import { ProjectService } from '../modules/projects/project.service.ts';
+import { CollectionPolicyService } from '../modules/records/collection-policy.service.ts';
 import { RecordService } from '../modules/records/record.service.ts';
 import { StaffRepository } from '../modules/staff/staff.repository.ts';
 import { StaffService } from '../modules/staff/staff.service.ts';
@@ -42,6 +43,7 @@ export interface Core {
   attachments: AttachmentService;
   /** The object store attachments (and later backups) are written to. */
   objects: ObjectStore;
+  policies: CollectionPolicyService;
   fleet: FleetMigrationService;
   tenantMigrations: readonly Migration[];
 }
@@ -127,6 +129,7 @@ export function composeCore(options: CoreOptions): Core {
     projects: new ProjectService({ withTenant }),
     records: new RecordService({
       withTenant,
+      keys,
       ...(options.recordMaxBytes ? { maxBytes: options.recordMaxBytes } : {}),
     }),
     objects: options.objects,
@@ -138,6 +141,7 @@ export function composeCore(options: CoreOptions): Core {
       ...(options.attachmentMaxBytes ? { maxBytes: options.attachmentMaxBytes } : {}),
       ...(options.restoreWindowMs ? { restoreWindowMs: options.restoreWindowMs } : {}),
     }),
+    policies: new CollectionPolicyService({ withTenant, keys }),
     fleet: new FleetMigrationService({ database, tenants: tenantRepository, migrations }),
     tenantMigrations: migrations,
   };
@@ -162,5 +166,6 @@ export function appServices(core: Core) {
     projects: core.projects,
     records: core.records,
     attachments: core.attachments,
+    policies: core.policies,
   };
 }

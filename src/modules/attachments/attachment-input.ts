@@ -39,7 +39,7 @@ export const attachmentErrors = {
   integrity: defineError(
     'integrity_error',
     'integrity',
-    'A stored object failed authentication or its checksum (tampered with, corrupted, missing or moved); it is never served.',
+    'Stored data (an encrypted record field or attachment) failed authentication or its checksum: corrupted, tampered with, moved or missing. It is never served; the failure is logged with the request id.',
   ),
 };
 

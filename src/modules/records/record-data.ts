@@ -29,17 +29,23 @@ export const recordErrors = {
   preconditionRequired: defineError(
     'precondition_required',
     'precondition_required',
-    'Changing or deleting a record needs an If-Match header with its ETag (as read), so concurrent edits are not lost.',
+    'Changing or deleting a record (or changing an existing collection policy) needs an If-Match header with its ETag (as read), so concurrent edits are not lost.',
   ),
   preconditionFailed: defineError(
     'precondition_failed',
     'precondition_failed',
-    'The record changed since the ETag in If-Match was read: read it again and retry.',
+    'The record or policy changed since the ETag in If-Match was read (or, for If-Match: *, does not exist yet): read it again and retry.',
   ),
-  invalidIfMatch: defineError(
-    'invalid_if_match',
-    'invalid',
-    'If-Match must be a record ETag like "3", or *.',
+  invalidIfMatch: defineError('invalid_if_match', 'invalid', 'If-Match must be an ETag like "3", or *.'),
+  integrityError: defineError(
+    'integrity_error',
+    'integrity',
+    'Stored data (an encrypted record field or attachment) failed authentication or its checksum: corrupted, tampered with, moved or missing. It is never served; the failure is logged with the request id.',
+    (recordId: string, field: string, cause?: unknown) => ({
+      message: `the stored value of field ${field} of record ${recordId} failed its integrity check`,
+      details: { recordId, field },
+      cause,
+    }),
   ),
   invalidIdempotencyKey: defineError(
     'invalid_idempotency_key',

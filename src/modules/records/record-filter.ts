@@ -24,6 +24,24 @@ export const filterErrors = {
     'A filter is field:op:value with a top-level field name, op one of eq, ne, lt, lte, gt, gte, and a JSON value (at most 5 filters).',
     (reason: string) => ({ message: `invalid filter: ${reason}` }),
   ),
+  notFilterable: defineError(
+    'field_not_filterable',
+    'invalid',
+    'The field is marked sensitive in the collection policy (stored encrypted), so it cannot be filtered on. Without a collection, a field sensitive in any collection of the project.',
+    (field: string) => ({
+      message: `field ${field} is sensitive (stored encrypted) and cannot be filtered on`,
+      details: { field },
+    }),
+  ),
+  notSortable: defineError(
+    'field_not_sortable',
+    'invalid',
+    'The field is marked sensitive in the collection policy (stored encrypted), so it cannot be sorted on. Without a collection, a field sensitive in any collection of the project.',
+    (field: string) => ({
+      message: `field ${field} is sensitive (stored encrypted) and cannot be sorted on`,
+      details: { field },
+    }),
+  ),
 };
 
 /** A top-level data field as filters, sorts and collection policies name it. */

@@ -19,6 +19,10 @@ export interface StoredRecord {
 
 /** Records of one tenant: every method takes the tenant-scoped handle from `withTenant`. */
 export const recordRepository = {
+  /**
+   * Inserts the record if the collection's policy is still at `policyVersion` (0: none), the version
+   * its data was sealed for; undefined when the policy changed meanwhile (read it again and retry).
+   */
   async insert(
     db: AnyKysely,
     record: {
@@ -28,20 +32,112 @@ export const recordRepository = {
       data: Record<string, unknown>;
       userId: string;
     },
-  ): Promise<StoredRecord> {
-    const row = await tenant(db)
+    policyVersion: number,
+  ): Promise<StoredRecord | undefined> {
+    const t = tenant(db);
+    const row = await t
       .insertInto('records')
-      .values({
-        id: record.id,
-        project_id: record.projectId,
-        collection: record.collection,
-        data: JSON.stringify(record.data),
-        created_by: record.userId,
-        updated_by: record.userId,
-      })
+      .columns(['id', 'project_id', 'collection', 'data', 'created_by', 'updated_by'])
+      .expression(
+        t
+          .selectNoFrom([
+            sql<string>`${record.id}::uuid`.as('id'),
+            sql<string>`${record.projectId}::uuid`.as('project_id'),
+            sql<string>`${record.collection}::text`.as('collection'),
+            sql<string>`${JSON.stringify(record.data)}::jsonb`.as('data'),
+            sql<string>`${record.userId}::uuid`.as('created_by'),
+            sql<string>`${record.userId}::uuid`.as('updated_by'),
+          ])
+          .where(policyVersionIs(t, record.projectId, record.collection, policyVersion)),
+      )
       .returningAll()
-      .executeTakeFirstOrThrow();
-    return toRecord(row);
+      .executeTakeFirst();
+    return row && toRecord(row);
+  },
+
+  /**
+   * Before creating a record in `collection`: the caller's role in the project and the collection's
+   * current policy; undefined when the project does not exist. Takes a KEY SHARE lock on the project
+   * row until the transaction ends, so no policy change (which locks it FOR UPDATE) can re-encrypt the
+   * collection between this write reading the policy and committing.
+   */
+  async findForCreate(
+    db: AnyKysely,
+    projectId: string,
+    collection: string,
+    userId: string,
+  ): Promise<{ role: ProjectRole | undefined; policy: SealingPolicy } | undefined> {
+    const row = await tenant(db)
+      .selectFrom('projects as p')
+      .leftJoin('project_members as m', (join) =>
+        join.onRef('m.project_id', '=', 'p.id').on('m.user_id', '=', userId),
+      )
+      .leftJoinLateral(
+        (eb) =>
+          eb
+            .selectFrom('collection_policies as cp')
+            .select(['cp.version', 'cp.sensitive'])
+            .whereRef('cp.project_id', '=', 'p.id')
+            .where('cp.collection', '=', collection)
+            .orderBy('cp.version', 'desc')
+            .limit(1)
+            .as('pol'),
+        (join) => join.onTrue(),
+      )
+      .select(['m.role', 'pol.version', 'pol.sensitive'])
+      .where('p.id', '=', projectId)
+      .forKeyShare('p')
+      .executeTakeFirst();
+    if (!row) return undefined;
+    return { role: row.role ?? undefined, policy: sealingPolicy(row.version, row.sensitive) };
+  },
+
+  /**
+   * Before changing a record: the caller's role, the record as stored (if there), and its collection's
+   * current policy, with the same project-row lock as `findForCreate`.
+   */
+  async findForChange(
+    db: AnyKysely,
+    projectId: string,
+    recordId: string,
+    userId: string,
+  ): Promise<
+    { role: ProjectRole | undefined; record: StoredRecord | undefined; policy: SealingPolicy } | undefined
+  > {
+    const row = await tenant(db)
+      .selectFrom('projects as p')
+      .leftJoin('project_members as m', (join) =>
+        join.onRef('m.project_id', '=', 'p.id').on('m.user_id', '=', userId),
+      )
+      .leftJoin('records as r', (join) => join.onRef('r.project_id', '=', 'p.id').on('r.id', '=', recordId))
+      .leftJoinLateral(
+        (eb) =>
+          eb
+            .selectFrom('collection_policies as cp')
+            .select(['cp.version', 'cp.sensitive'])
+            .whereRef('cp.project_id', '=', 'p.id')
+            .whereRef('cp.collection', '=', 'r.collection')
+            .orderBy('cp.version', 'desc')
+            .limit(1)
+            .as('pol'),
+        (join) => join.onTrue(),
+      )
+      .select([
+        'm.role',
+        ...recordColumns,
+        'pol.version as policy_version',
+        'pol.sensitive as policy_sensitive',
+      ])
+      .where('p.id', '=', projectId)
+      .forKeyShare('p')
+      .executeTakeFirst();
+    if (!row) return undefined;
+    const { role, policy_version, policy_sensitive, ...record } = row;
+    return {
+      role: role ?? undefined,
+      record: record.id === null ? undefined : toRecord(record as Omit<Selectable<RecordsTable>, 'seq'>),
+      policy: sealingPolicy(policy_version, policy_sensitive),
+    };
   },
 
   async find(db: AnyKysely, projectId: string, recordId: string): Promise<StoredRecord | undefined> {
@@ -55,41 +151,86 @@ export const recordRepository = {
   },
 
   /**
-   * For a read in one round trip: whether the project exists, the caller's role in it, and the
-   * record if it is there. Undefined when the project is not.
+   * For a read in one round trip: whether the project exists, the caller's role in it, the record if
+   * it is there, and the fields its collection's policy marks sensitive. Undefined when the project is
+   * not. One statement, so record and policy are of the same snapshot.
    */
   async findWithAccess(
     db: AnyKysely,
     projectId: string,
     recordId: string,
     userId: string,
-  ): Promise<{ role: ProjectRole | undefined; record: StoredRecord | undefined } | undefined> {
+  ): Promise<
+    | { role: ProjectRole | undefined; record: StoredRecord | undefined; sensitive: readonly string[] }
+    | undefined
+  > {
     const row = await tenant(db)
       .selectFrom('projects as p')
       .leftJoin('project_members as m', (join) =>
         join.onRef('m.project_id', '=', 'p.id').on('m.user_id', '=', userId),
       )
       .leftJoin('records as r', (join) => join.onRef('r.project_id', '=', 'p.id').on('r.id', '=', recordId))
-      .select([
+      .select((eb) => [
         'm.role',
-        'r.id',
-        'r.project_id',
-        'r.collection',
-        'r.data',
-        'r.version',
-        'r.created_by',
-        'r.updated_by',
-        'r.created_at',
-        'r.updated_at',
+        ...recordColumns,
+        eb
+          .selectFrom('collection_policies as cp')
+          .select('cp.sensitive')
+          .whereRef('cp.project_id', '=', 'p.id')
+          .whereRef('cp.collection', '=', 'r.collection')
+          .orderBy('cp.version', 'desc')
+          .limit(1)
+          .as('sensitive'),
       ])
       .where('p.id', '=', projectId)
       .executeTakeFirst();
     if (!row) return undefined;
-    const { role, ...record } = row;
+    const { role, sensitive, ...record } = row;
     return {
       role: role ?? undefined,
       record: record.id === null ? undefined : toRecord(record as Omit<Selectable<RecordsTable>, 'seq'>),
+      sensitive: sensitive ?? [],
     };
+  },
+
+  /**
+   * Before a listing: the caller's role in the project and every field that is sensitive in the
+   * collection (or, without one, in any collection of the project), which filters and sorts may not
+   * name. Undefined when the project does not exist.
+   */
+  async findForList(
+    db: AnyKysely,
+    projectId: string,
+    collection: string | undefined,
+    userId: string,
+  ): Promise<{ role: ProjectRole | undefined; sensitive: readonly string[] } | undefined> {
+    const row = await tenant(db)
+      .selectFrom('projects as p')
+      .leftJoin('project_members as m', (join) =>
+        join.onRef('m.project_id', '=', 'p.id').on('m.user_id', '=', userId),
+      )
+      .select((eb) => [
+        'm.role',
+        // The newest version of each collection's policy, its sensitive fields flattened.
+        eb
+          .selectFrom((inner) => {
+            let current = inner
+              .selectFrom('collection_policies as cp')
+              .distinctOn('cp.collection')
+              .select('cp.sensitive')
+              .whereRef('cp.project_id', '=', 'p.id');
+            if (collection !== undefined) current = current.where('cp.collection', '=', collection);
+            return current.orderBy('cp.collection').orderBy('cp.version', 'desc').as('cur');
+          })
+          .select(sql<string[]>`coalesce(array_agg(distinct f), '{}')`.as('fields'))
+          // A set-returning function aliased f: its one column is f too.
+          .innerJoin(sql<{ f: string }>`unnest(cur.sensitive)`.as('f'), (join) => join.onTrue())
+          .as('sensitive'),
+      ])
+      .where('p.id', '=', projectId)
+      .executeTakeFirst();
+    if (!row) return undefined;
+    return { role: row.role ?? undefined, sensitive: row.sensitive ?? [] };
   },
 
   /**
@@ -107,14 +248,25 @@ export const recordRepository = {
       limit: number;
       after?: RecordCursor | undefined;
     },
-  ): Promise<Array<StoredRecord & { seq: string; sortKey: string | null }>> {
+  ): Promise<Array<StoredRecord & { seq: string; sortKey: string | null; sensitive: readonly string[] }>> {
     const { sort, after } = options;
     const direction = sort.descending ? 'desc' : 'asc';
     const key = sort.field === undefined ? undefined : sortKeyExpression(sort.field);
     let query = tenant(db)
       .selectFrom('records')
       .selectAll()
-      .select(key ? sql<string | null>`${key}::text`.as('sort_key') : sql<null>`null`.as('sort_key'))
+      .select((eb) => [
+        key ? sql<string | null>`${key}::text`.as('sort_key') : sql<null>`null`.as('sort_key'),
+        // Each record's policy in the same statement as its data: they are of one snapshot.
+        eb
+          .selectFrom('collection_policies as cp')
+          .select('cp.sensitive')
+          .whereRef('cp.project_id', '=', 'records.project_id')
+          .whereRef('cp.collection', '=', 'records.collection')
+          .orderBy('cp.version', 'desc')
+          .limit(1)
+          .as('sensitive'),
+      ])
       .where('project_id', '=', projectId);
     if (options.collection !== undefined) query = query.where('collection', '=', options.collection);
     for (const filter of options.filters ?? []) query = query.where(filterExpression(filter));
@@ -122,20 +274,34 @@ export const recordRepository = {
     if (key) query = query.orderBy(sql`${key} is null`).orderBy(key, direction);
     const rows = await query.orderBy('seq', direction).limit(options.limit).execute();
     // The pg driver reads a bigint back as a string, PGlite as a number: one form for the cursor.
-    return rows.map((row) => ({ ...toRecord(row), seq: String(row.seq), sortKey: row.sort_key }));
+    return rows.map((row) => ({
+      ...toRecord(row),
+      seq: String(row.seq),
+      sortKey: row.sort_key,
+      sensitive: row.sensitive ?? [],
+    }));
   },
 
   /**
-   * Writes new data if the record is still at `expectedVersion` (undefined: any); the row as it is
-   * now, or undefined when the record is gone or was changed meanwhile.
+   * Writes new data if the record is still at `expectedVersion` (undefined: any) and its collection's
+   * policy at `policyVersion`; the row as it is now, or undefined when the record is gone or either
+   * changed meanwhile.
    */
   async update(
     db: AnyKysely,
     projectId: string,
     recordId: string,
-    change: { data: Record<string, unknown>; userId: string; expectedVersion: number | undefined },
+    change: {
+      data: Record<string, unknown>;
+      userId: string;
+      expectedVersion: number | undefined;
+      /** The collection and the policy version its data was sealed for. */
+      collection: string;
+      policyVersion: number;
+    },
   ): Promise<StoredRecord | undefined> {
-    let query = tenant(db)
+    const t = tenant(db);
+    let query = t
       .updateTable('records')
       .set({
         data: JSON.stringify(change.data),
@@ -144,7 +310,9 @@ export const recordRepository = {
         updated_at: sql`now()`,
       })
       .where('id', '=', recordId)
-      .where('project_id', '=', projectId);
+      .where('project_id', '=', projectId)
+      .where('collection', '=', change.collection)
+      .where(policyVersionIs(t, projectId, change.collection, change.policyVersion));
     if (change.expectedVersion !== undefined) query = query.where('version', '=', change.expectedVersion);
     const row = await query.returningAll().executeTakeFirst();
     return row && toRecord(row);
@@ -163,6 +331,59 @@ export const recordRepository = {
     if (expectedVersion !== undefined) query = query.where('version', '=', expectedVersion);
     const result = await query.executeTakeFirst();
     return result.numDeletedRows > 0n;
+  },
+
+  /**
+   * For a policy change: the next `limit` records of the collection (in creation order, after
+   * `afterSeq`) that have any of `fields`, with the values of just those fields.
+   */
+  async listFieldValues(
+    db: AnyKysely,
+    projectId: string,
+    collection: string,
+    fields: readonly string[],
+    afterSeq: string,
+    limit: number,
+  ): Promise<Array<{ id: string; seq: string; values: Record<string, unknown> }>> {
+    const names = sql`${[...fields]}::text[]`;
+    const rows = await tenant(db)
+      .selectFrom('records')
+      .select([
+        'id',
+        'seq',
+        sql<
+          Record<string, unknown>
+        >`(select jsonb_object_agg(e.key, e.value) from jsonb_each(data) e where e.key = any(${names}))`.as(
+          'values',
+        ),
+      ])
+      .where('project_id', '=', projectId)
+      .where('collection', '=', collection)
+      .where(sql<boolean>`data ?| ${names}`)
+      .where('seq', '>', afterSeq)
+      .orderBy('seq')
+      .limit(limit)
+      .execute();
+    return rows.map((row) => ({ id: row.id, seq: String(row.seq), values: row.values }));
+  },
+
+  /**
+   * Replaces top-level fields of several records in one statement (`data || patch`). Storage only:
+   * what the API shows does not change, so neither do version, ETag nor updated_at.
+   */
+  async replaceFields(
+    db: AnyKysely,
+    projectId: string,
+    patches: ReadonlyMap<string, Record<string, unknown>>,
+  ): Promise<void> {
+    if (patches.size === 0) return;
+    const byId = JSON.stringify(Object.fromEntries(patches));
+    await tenant(db)
+      .updateTable('records')
+      .set({ data: sql<string>`data || (${byId}::jsonb -> id::text)` })
+      .where('project_id', '=', projectId)
+      .where('id', 'in', [...patches.keys()])
+      .execute();
   },
 
   /** Claims an idempotency key; undefined if this call claimed it, else what the first call stored. */
@@ -241,6 +462,38 @@ function resumeAfter(key: RawBuilder<unknown> | undefined, descending: boolean, 
   const value = sql`${after.key.json}::jsonb`;
   return sql<boolean>`((${key}, seq) ${beyond} (${value}, ${seq}) or ${key} is null)`;
 }
+
+/** What sealing a record's data depends on: its collection's policy version (0: none) and fields. */
+export interface SealingPolicy {
+  version: number;
+  sensitive: readonly string[];
+}
+
+function sealingPolicy(version: number | null, sensitive: string[] | null): SealingPolicy {
+  return { version: version ?? 0, sensitive: sensitive ?? [] };
+}
+
+/** True while the collection's current policy version is `version` (0: it has none). */
+function policyVersionIs(t: Kysely<TenantTables>, projectId: string, collection: string, version: number) {
+  const current = t
+    .selectFrom('collection_policies')
+    .select((eb) => eb.fn.max('version').as('version'))
+    .where('project_id', '=', projectId)
+    .where('collection', '=', collection);
+  return sql<boolean>`coalesce((${current}), 0) = ${version}`;
+}
+
+const recordColumns = [
+  'r.id',
+  'r.project_id',
+  'r.collection',
+  'r.data',
+  'r.version',
+  'r.created_by',
+  'r.updated_by',
+  'r.created_at',
+  'r.updated_at',
+] as const;
 
 function tenant(db: AnyKysely): Kysely<TenantTables> {
   return db as Kysely<TenantTables>;

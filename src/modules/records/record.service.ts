@@ -1,12 +1,20 @@
-import { createHash } from 'node:crypto';
 import type { WithTenant } from '../../db/with-tenant.ts';
 import { newId } from '../../platform/ids.ts';
 import { accessErrors } from '../access/policy.ts';
+import type { TenantKeyService } from '../keys/tenant-keys.service.ts';
 import { authorizeInProject, authorizeProjectRole, type UserAccess } from '../projects/project.service.ts';
-import { recordRepository, type StoredRecord } from './record.repository.ts';
+import { recordRepository, type SealingPolicy, type StoredRecord } from './record.repository.ts';
 import { acceptCollection, acceptRecordData, mergePatch, recordErrors } from './record-data.ts';
-import { parseFilters } from './record-filter.ts';
+import { filterErrors, parseFilters } from './record-filter.ts';
 import { decodeCursor, encodeCursor, parseSort } from './record-sort.ts';
+import {
+  FieldKeyring,
+  hashCreateRequest,
+  openFields,
+  openFieldsLoadingKeys,
+  sealFields,
+  withFieldKeys,
+} from './sensitive-fields.ts';
 
 /** Record data is at most this much JSON unless configured otherwise. */
 export const defaultRecordMaxBytes = 1024 * 1024;
@@ -16,17 +24,31 @@ export const maxListLimit = 200;
 const idempotencyKeyPattern = /^[A-Za-z0-9_.:-]{1,200}$/;
 
 /**
+ * A write reads the policy, then writes guarded by its version. The read takes the project lock that
+ * policy changes wait for, but may have waited for one that just committed and so seen the old policy;
+ * the guard then fails, and the second read (lock held, fresh statement) sees the current one. So two
+ * attempts always suffice; the third is a safety net.
+ */
+const maxSealAttempts = 3;
+
+/**
  * Records: JSON documents of a project, in named collections. Every operation is one `withTenant`
  * scope that first authorizes the caller in the project (`records.read` or `records.write`), so a
  * project the caller cannot see, or another tenant's, is `not_found`. Changes need the version the
  * caller read (If-Match); a create may carry an idempotency key, kept durably in the tenant's schema.
+ *
+ * Fields the collection's policy marks sensitive are encrypted before they reach the database and
+ * decrypted after they leave it (sensitive-fields.ts); a collection without sensitive fields costs no
+ * extra query: its policy arrives in the same statement as the authorization or the record.
  */
 export class RecordService {
   readonly #withTenant: WithTenant;
+  readonly #keys: TenantKeyService;
   readonly #maxBytes: number;
 
-  constructor(deps: { withTenant: WithTenant; maxBytes?: number }) {
+  constructor(deps: { withTenant: WithTenant; keys: TenantKeyService; maxBytes?: number }) {
     this.#withTenant = deps.withTenant;
+    this.#keys = deps.keys;
     this.#maxBytes = deps.maxBytes ?? defaultRecordMaxBytes;
   }
 
@@ -49,51 +71,81 @@ export class RecordService {
     }
     const collection = acceptCollection(input.collection);
     const data = acceptRecordData(input.data, this.#maxBytes);
-    return this.#withTenant(principal.tenantId, async (scope) => {
-      await authorizeInProject(scope.db, principal, projectId, 'records.write');
-      const id = newId();
-      if (idempotencyKey !== undefined) {
-        const requestHash = createHash('sha256')
-          .update(JSON.stringify([collection, data]))
-          .digest();
-        const first = await recordRepository.claimIdempotencyKey(scope.db, {
-          projectId,
-          userId: principal.userId,
-          key: idempotencyKey,
-          requestHash,
-          recordId: id,
-        });
-        if (first) {
-          if (!first.requestHash.equals(requestHash)) throw recordErrors.idempotencyKeyReused();
-          const record = await recordRepository.find(scope.db, projectId, first.recordId);
-          if (!record) throw accessErrors.notFound();
-          return { record, replayed: true };
+    return withFieldKeys(this.#keys, principal.tenantId, (keyring) =>
+      this.#withTenant(principal.tenantId, async (scope) => {
+        const forCreate = async () => {
+          const found = await recordRepository.findForCreate(
+            scope.db,
+            projectId,
+            collection,
+            principal.userId,
+          );
+          if (!found) throw accessErrors.notFound();
+          authorizeProjectRole(principal, projectId, found.role, 'records.write');
+          return found.policy;
+        };
+        let policy = await forCreate();
+        const id = newId();
+        if (idempotencyKey !== undefined) {
+          const requestHash = hashCreateRequest(keyring, collection, data, policy.sensitive);
+          const first = await recordRepository.claimIdempotencyKey(scope.db, {
+            projectId,
+            userId: principal.userId,
+            key: idempotencyKey,
+            requestHash,
+            recordId: id,
+          });
+          if (first) {
+            if (!first.requestHash.equals(requestHash)) throw recordErrors.idempotencyKeyReused();
+            const found = await recordRepository.findWithAccess(
+              scope.db,
+              projectId,
+              first.recordId,
+              principal.userId,
+            );
+            if (!found?.record) throw accessErrors.notFound();
+            const record = found.record;
+            return {
+              record: { ...record, data: openFields(keyring, record.id, record.data, found.sensitive) },
+              replayed: true,
+            };
+          }
         }
-      }
-      const record = await recordRepository.insert(scope.db, {
-        id,
-        projectId,
-        collection,
-        data,
-        userId: principal.userId,
-      });
-      return { record, replayed: false };
-    });
+        for (let attempt = 1; ; attempt++) {
+          const record = await recordRepository.insert(
+            scope.db,
+            {
+              id,
+              projectId,
+              collection,
+              data: sealFields(keyring, id, data, policy.sensitive),
+              userId: principal.userId,
+            },
+            policy.version,
+          );
+          if (record) return { record: { ...record, data }, replayed: false };
+          if (attempt >= maxSealAttempts)
+            throw new Error('the collection policy kept changing during a write');
+          policy = await forCreate();
+        }
+      }),
+    );
   }
 
   async get(principal: UserAccess, projectId: string, recordId: string): Promise<StoredRecord> {
-    return this.#withTenant(
+    const { record, sensitive } = await this.#withTenant(
       principal.tenantId,
       async (scope) => {
-        // One query: the project, the caller's role in it and the record.
+        // One query: the project, the caller's role in it, the record and its collection's policy.
         const found = await recordRepository.findWithAccess(scope.db, projectId, recordId, principal.userId);
         if (!found) throw accessErrors.notFound();
         authorizeProjectRole(principal, projectId, found.role, 'records.read');
         if (!found.record) throw accessErrors.notFound();
-        return found.record;
+        return { record: found.record, sensitive: found.sensitive };
       },
       { readOnly: true },
     );
+    return this.#open(principal.tenantId, [{ record, sensitive }]).then(([opened]) => opened!);
   }
 
   /**
@@ -119,14 +171,27 @@ export class RecordService {
     const items = await this.#withTenant(
       principal.tenantId,
       async (scope) => {
-        await authorizeInProject(scope.db, principal, projectId, 'records.read');
+        const found = await recordRepository.findForList(scope.db, projectId, collection, principal.userId);
+        if (!found) throw accessErrors.notFound();
+        authorizeProjectRole(principal, projectId, found.role, 'records.read');
+        // Sensitive values are ciphertext in the database: a filter or sort on them would be
+        // meaningless at best, so it is refused by name.
+        for (const filter of filters) {
+          if (found.sensitive.includes(filter.field)) throw filterErrors.notFilterable(filter.field);
+        }
+        if (sort.field !== undefined && found.sensitive.includes(sort.field)) {
+          throw filterErrors.notSortable(sort.field);
+        }
         return recordRepository.list(scope.db, projectId, { collection, filters, sort, limit, after });
       },
       { readOnly: true },
     );
     const last = items.at(-1);
     return {
-      items: items.map(({ seq: _seq, sortKey: _sortKey, ...record }) => record),
+      items: await this.#open(
+        principal.tenantId,
+        items.map(({ seq: _seq, sortKey: _sortKey, sensitive, ...record }) => ({ record, sensitive })),
+      ),
       nextCursor:
         items.length === limit && last
           ? encodeCursor(sort, {
@@ -146,7 +211,7 @@ export class RecordService {
     data: unknown,
   ): Promise<StoredRecord> {
     const accepted = acceptRecordData(data, this.#maxBytes);
-    return this.#change(principal, projectId, recordId, expectedVersion, () => accepted);
+    return this.#change(principal, projectId, recordId, expectedVersion, accepted);
   }
 
   /** Applies an RFC 7396 merge patch to the record's data (PATCH), under the same precondition. */
@@ -159,7 +224,7 @@ export class RecordService {
   ): Promise<StoredRecord> {
     const accepted = acceptRecordData(patch, this.#maxBytes);
     return this.#change(principal, projectId, recordId, expectedVersion, (current) =>
-      acceptRecordData(mergePatch(current.data, accepted), this.#maxBytes),
+      acceptRecordData(mergePatch(current, accepted), this.#maxBytes),
     );
   }
 
@@ -177,29 +242,65 @@ export class RecordService {
     });
   }
 
+  /**
+   * `next` is the new data, or how to make it from the current (plaintext) data. A replacement never
+   * decrypts what it replaces, so a record whose stored value was damaged can still be overwritten.
+   */
   async #change(
     principal: UserAccess,
     projectId: string,
     recordId: string,
     expectedVersion: number | undefined,
-    next: (current: StoredRecord) => Record<string, unknown>,
+    next: Record<string, unknown> | ((current: Record<string, unknown>) => Record<string, unknown>),
   ): Promise<StoredRecord> {
-    return this.#withTenant(principal.tenantId, async (scope) => {
-      await authorizeInProject(scope.db, principal, projectId, 'records.write');
-      const current = await recordRepository.find(scope.db, projectId, recordId);
-      if (!current) throw accessErrors.notFound();
-      if (expectedVersion !== undefined && current.version !== expectedVersion) {
-        throw recordErrors.preconditionFailed();
-      }
-      // The version check is repeated in the UPDATE itself, so a concurrent change between the read
-      // above and this write still fails the precondition instead of being overwritten.
-      const updated = await recordRepository.update(scope.db, projectId, recordId, {
-        data: next(current),
-        userId: principal.userId,
-        expectedVersion: current.version,
-      });
-      if (!updated) throw recordErrors.preconditionFailed();
-      return updated;
-    });
+    return withFieldKeys(this.#keys, principal.tenantId, (keyring) =>
+      this.#withTenant(principal.tenantId, async (scope) => {
+        for (let attempt = 1; ; attempt++) {
+          const found = await recordRepository.findForChange(scope.db, projectId, recordId, principal.userId);
+          if (!found) throw accessErrors.notFound();
+          authorizeProjectRole(principal, projectId, found.role, 'records.write');
+          const current = found.record;
+          if (!current) throw accessErrors.notFound();
+          if (expectedVersion !== undefined && current.version !== expectedVersion) {
+            throw recordErrors.preconditionFailed();
+          }
+          const policy: SealingPolicy = found.policy;
+          const data =
+            typeof next === 'function'
+              ? next(openFields(keyring, recordId, current.data, policy.sensitive))
+              : next;
+          // Both guards are repeated in the UPDATE itself: a concurrent change of the record, or of
+          // its collection's policy, between the read above and this write is never overwritten.
+          const updated = await recordRepository.update(scope.db, projectId, recordId, {
+            data: sealFields(keyring, recordId, data, policy.sensitive),
+            userId: principal.userId,
+            expectedVersion: current.version,
+            collection: current.collection,
+            policyVersion: policy.version,
+          });
+          if (updated) return { ...updated, data };
+          // Read again: a changed record then fails its precondition (or, for If-Match *, is
+          // changed on top of its new version); a changed policy is sealed for anew.
+          if (attempt >= maxSealAttempts) throw recordErrors.preconditionFailed();
+        }
+      }),
+    );
+  }
+
+  /** Decrypts sensitive fields after the transaction, fetching keys as needed. */
+  async #open(
+    tenantId: string,
+    rows: ReadonlyArray<{ record: StoredRecord; sensitive: readonly string[] }>,
+  ): Promise<StoredRecord[]> {
+    const keyring = new FieldKeyring(this.#keys, tenantId);
+    const opened: StoredRecord[] = [];
+    for (const { record, sensitive } of rows) {
+      opened.push(
+        sensitive.length === 0
+          ? record
+          : { ...record, data: await openFieldsLoadingKeys(keyring, record.id, record.data, sensitive) },
+      );
+    }
+    return opened;
   }
 }

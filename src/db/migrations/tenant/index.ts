@@ -6,6 +6,7 @@ import { createApiKeys } from './20261122030000-create-api-keys.ts';
 import { addMfa } from './20261122040000-add-mfa.ts';
 import { createRecords } from './20261122050000-create-records.ts';
 import { createAttachments } from './20261123010000-create-attachments.ts';
+import { createCollectionPolicies } from './20261123020000-create-collection-policies.ts';
 
 /**
  * Tenant-schema migrations, oldest first, applied to every tenant by the fleet runner. Append only;
@@ -20,4 +21,5 @@ export const tenantMigrations: readonly Migration[] = [
   addMfa,
   createRecords,
   createAttachments,
+  createCollectionPolicies,
 ];
