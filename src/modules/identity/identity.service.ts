@@ -168,8 +168,12 @@ export class IdentityService {
       await this.#throttle.recordFailure(attempt, input.sourceIp);
       // Every refusal takes at least the same wall time, so what little differs between the paths
       // (a lookup that finds a row or not, machine noise) cannot be timed from outside.
-      const wait = started + this.#failedLoginFloorMs - performance.now();
-      if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+      // setTimeout counts whole milliseconds from a cached loop time, so it can wake up to 1 ms
+      // early: wait again until the floor has really passed.
+      const deadline = started + this.#failedLoginFloorMs;
+      for (let wait = deadline - performance.now(); wait > 0; wait = deadline - performance.now()) {
+        await new Promise((resolve) => setTimeout(resolve, Math.ceil(wait)));
+      }
       return identityErrors.invalidCredentials();
     };
     const tenant =
