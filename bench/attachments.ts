@@ -4,13 +4,13 @@ import { request } from 'node:https';
 import { join } from 'node:path';
 import { createEncryptStream } from '../src/crypto/stream-aead.ts';
 import type { Core } from '../src/main/compose.ts';
+import { benchTenant } from './fixtures.ts';
 import { type StrongroomServer, startStrongroom } from './strongroom-server.ts';
 
 /** What the issue asks of attachments, relative to Node's own AES-256-GCM rate on the same machine. */
 export const attachmentTargets = { uploadShare: 0.5, downloadShare: 0.5, parallelPeakRssMiB: 300 };
 
 const MiB = 1024 * 1024;
-const password = 'bench attachments need a long password';
 
 export interface AttachmentContext {
   core: Core;
@@ -53,19 +53,7 @@ export async function runAttachmentScenarios(ctx: AttachmentContext): Promise<At
     streamAeadMiBps.push(await rate(bytes, () => streamAeadOver(block, bytes)));
   }
 
-  const created = await core.tenants.create({
-    slug: 'bench-files',
-    name: 'Bench files tenant',
-    ownerEmail: 'owner@bench-files.test',
-  });
-  const { session } = await core.identity.setupOwner({
-    token: created.ownerSetupToken,
-    displayName: 'Bench Owner',
-    password,
-  });
-  const auth = await core.identity.authenticate(session.token);
-  if (!auth) throw new Error('the fresh session does not authenticate');
-  const project = await core.projects.create(auth.principal, { name: 'Bench files' });
+  const tenant = await benchTenant(core, 'bench-files');
 
   const server: StrongroomServer = await startStrongroom({
     packageDir: ctx.packageDir,
@@ -75,8 +63,8 @@ export async function runAttachmentScenarios(ctx: AttachmentContext): Promise<At
     logFile: join(ctx.outDir, 'server-attachments.log'),
   });
   ctx.cleanups.push(() => server.stop());
-  const path = `/api/v1/projects/${project.id}/attachments`;
-  const token = session.token;
+  const path = `/api/v1/projects/${tenant.projectId}/attachments`;
+  const token = tenant.sessionToken;
   log(`attachments: server ${server.origin} (pid ${server.nodePid}), folder object store`);
 
   const uploadMiBps: number[] = [];

@@ -6,6 +6,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { request as httpsRequest } from 'node:https';
 import { join } from 'node:path';
 import type { Core } from '../src/main/compose.ts';
+import { benchPassword, benchTenant } from './fixtures.ts';
 import type { LoadSpec } from './load.ts';
 import { childPid, fetchOnce, freePort, spawnBounded, waitForHttp } from './processes.ts';
 import type { Measured } from './report.ts';
@@ -78,7 +79,6 @@ export interface IdentityResults {
   };
 }
 
-const password = 'bench-correct-horse-battery-staple-7';
 const loginConnections = 8;
 const burstSize = 200;
 
@@ -148,28 +148,16 @@ async function startBare(
 export async function runIdentityScenarios(ctx: IdentityContext): Promise<IdentityResults> {
   const { core, log } = ctx;
   log('identity: tenant, owner, project and read API key through the product');
-  const created = await core.tenants.create({
-    slug: 'bench-identity',
-    name: 'Bench identity tenant',
-    ownerEmail: 'owner@bench-identity.test',
-  });
-  const { session } = await core.identity.setupOwner({
-    token: created.ownerSetupToken,
-    displayName: 'Bench Owner',
-    password,
-  });
-  const auth = await core.identity.authenticate(session.token);
-  if (!auth) throw new Error('the fresh session does not authenticate');
-  const project = await core.projects.create(auth.principal, { name: 'Bench project' });
-  const { secret: apiKey } = await core.identity.createApiKey(auth.principal, {
+  const tenant = await benchTenant(core, 'bench-identity');
+  const { secret: apiKey } = await core.identity.createApiKey(tenant.principal, {
     name: 'bench',
     access: 'read',
   });
-  const { secret: writeKey } = await core.identity.createApiKey(auth.principal, {
+  const { secret: writeKey } = await core.identity.createApiKey(tenant.principal, {
     name: 'bench writer',
     access: 'write',
   });
-  const { record } = await core.records.create(auth.principal, project.id, {
+  const { record } = await core.records.create(tenant.principal, tenant.projectId, {
     collection: 'contacts',
     data: { name: 'Ada Lovelace', email: 'ada@example.test', tags: ['vip', 'math'], visits: 12 },
   });
@@ -194,27 +182,27 @@ export async function runIdentityScenarios(ctx: IdentityContext): Promise<Identi
     label: 'GET /api/v1/me (session)',
     origin: server.origin,
     path: '/api/v1/me',
-    headers: { authorization: `Bearer ${session.token}` },
+    headers: { authorization: `Bearer ${tenant.sessionToken}` },
     connections: ctx.connections,
   };
   const projectSpec = {
     label: 'GET /api/v1/projects/{id} (read API key)',
     origin: server.origin,
-    path: `/api/v1/projects/${project.id}`,
+    path: `/api/v1/projects/${tenant.projectId}`,
     headers: { authorization: `Bearer ${apiKey}` },
     connections: ctx.connections,
   };
   const recordReadSpec = {
     label: 'GET /api/v1/projects/{id}/records/{rid} (read API key)',
     origin: server.origin,
-    path: `/api/v1/projects/${project.id}/records/${record.id}`,
+    path: `/api/v1/projects/${tenant.projectId}/records/${record.id}`,
     headers: { authorization: `Bearer ${apiKey}` },
     connections: ctx.connections,
   };
   const recordCreateSpec = {
     label: 'POST /api/v1/projects/{id}/records (write API key)',
     origin: server.origin,
-    path: `/api/v1/projects/${project.id}/records`,
+    path: `/api/v1/projects/${tenant.projectId}/records`,
     method: 'POST' as const,
     headers: { authorization: `Bearer ${writeKey}` },
     body: { collection: 'contacts', data: { name: 'Grace Hopper', email: 'grace@example.test', visits: 1 } },
@@ -226,7 +214,7 @@ export async function runIdentityScenarios(ctx: IdentityContext): Promise<Identi
     path: '/bare',
     connections: ctx.connections,
   };
-  const loginBody = { tenant: 'bench-identity', email: 'owner@bench-identity.test', password };
+  const loginBody = { tenant: 'bench-identity', email: tenant.ownerEmail, password: benchPassword };
   const loginSpec = {
     label: `POST /api/v1/auth/login (c=${loginConnections})`,
     origin: server.origin,
@@ -237,7 +225,7 @@ export async function runIdentityScenarios(ctx: IdentityContext): Promise<Identi
   };
 
   for (const [spec, token] of [
-    [meSpec, session.token],
+    [meSpec, tenant.sessionToken],
     [projectSpec, apiKey],
     [recordReadSpec, apiKey],
   ] as const) {

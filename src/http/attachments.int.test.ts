@@ -5,7 +5,7 @@ import { connect } from 'node:net';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildTestApp } from '../../test/support/app.ts';
+import { buildTestApp, projectViewerKey } from '../../test/support/app.ts';
 import { openTestCore, type TestDatabase, testDatabaseKinds } from '../../test/support/databases.ts';
 import { type S3rverInstance, startS3rver } from '../../test/support/s3rver.ts';
 import { FsObjectStore } from '../adapters/object-store/object-store.fs.ts';
@@ -18,7 +18,6 @@ import type { App } from './app.ts';
 
 const password = 'attachments need a long password too';
 const maxBytes = 512 * 1024;
-const viewerId = '6b86b273-ff34-4ce1-9d6b-804eff5a3f57';
 
 interface Setup {
   name: string;
@@ -139,27 +138,7 @@ for (const setup of setups) {
         payload: JSON.stringify({ name: 'Files' }),
       });
       projectId = created.json().id;
-      const principal = (await core.identity.authenticate(owner))!.principal;
-      await core.withTenant(tenantId, (scope) =>
-        scope.db
-          .insertInto('users')
-          .values({
-            id: viewerId,
-            email: 'viewer@a.test',
-            display_name: 'V',
-            status: 'active',
-            role: 'member',
-            password_hash: null,
-          })
-          .execute(),
-      );
-      await core.projects.putMember(principal, projectId, viewerId, 'viewer');
-      viewer = (
-        await core.identity.createApiKey(
-          { ...principal, userId: viewerId, role: 'member' },
-          { name: 'viewer key', access: 'write' },
-        )
-      ).secret;
+      viewer = await projectViewerKey(core, owner, projectId);
     });
     afterAll(async () => {
       await app?.close();

@@ -1,14 +1,13 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildTestApp } from '../../test/support/app.ts';
+import { buildTestApp, projectViewerKey } from '../../test/support/app.ts';
 import { openTestCore, type TestDatabase, testDatabaseKinds } from '../../test/support/databases.ts';
 import { tenantSchemaName } from '../db/tenant-schema.ts';
 import type { Core } from '../main/compose.ts';
 import type { App } from './app.ts';
 
 const password = 'policies need a long password too';
-const viewerId = '0f5f2f6e-8c4b-4d1a-9a53-2b7c1e0d9a11';
 
 for (const kind of await testDatabaseKinds()) {
   describe.skipIf(kind.skipReason)(`collection policies on ${kind.name}${kind.skipReason}`, () => {
@@ -93,26 +92,7 @@ for (const kind of await testDatabaseKinds()) {
       otherProjectId = (await send('POST', '/api/v1/projects', owner, { body: { name: 'Other' } })).json().id;
       const principal = (await core.identity.authenticate(owner))!.principal;
       ownerId = principal.userId;
-      await core.withTenant(tenantId, (scope) =>
-        scope.db
-          .insertInto('users')
-          .values({
-            id: viewerId,
-            email: 'viewer@a.test',
-            display_name: 'V',
-            status: 'active',
-            role: 'member',
-            password_hash: null,
-          })
-          .execute(),
-      );
-      await core.projects.putMember(principal, projectId, viewerId, 'viewer');
-      viewer = (
-        await core.identity.createApiKey(
-          { ...principal, userId: viewerId, role: 'member' },
-          { name: 'viewer key', access: 'write' },
-        )
-      ).secret;
+      viewer = await projectViewerKey(core, owner, projectId);
       readKey = (await core.identity.createApiKey(principal, { name: 'owner read key', access: 'read' }))
         .secret;
     });

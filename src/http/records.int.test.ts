@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildTestApp } from '../../test/support/app.ts';
+import { buildTestApp, projectViewerKey } from '../../test/support/app.ts';
 import { openTestCore, type TestDatabase, testDatabaseKinds } from '../../test/support/databases.ts';
 import type { Core } from '../main/compose.ts';
 import type { App } from './app.ts';
@@ -61,26 +61,7 @@ for (const kind of await testDatabaseKinds()) {
       otherProjectId = (await send('POST', '/api/v1/projects', owner, { body: { name: 'Secret' } })).json()
         .id;
       // A member who may only view the CRM project.
-      const principal = (await core.identity.authenticate(owner))!.principal;
-      await core.withTenant(a.tenant.id, (scope) =>
-        scope.db
-          .insertInto('users')
-          .values({
-            id: '6b86b273-ff34-4ce1-9d6b-804eff5a3f57',
-            email: 'viewer@a.test',
-            display_name: 'V',
-            status: 'active',
-            role: 'member',
-            password_hash: null,
-          })
-          .execute(),
-      );
-      await core.projects.putMember(principal, projectId, '6b86b273-ff34-4ce1-9d6b-804eff5a3f57', 'viewer');
-      const key = await core.identity.createApiKey(
-        { ...principal, userId: '6b86b273-ff34-4ce1-9d6b-804eff5a3f57', role: 'member' },
-        { name: 'viewer key', access: 'write' },
-      );
-      viewer = key.secret;
+      viewer = await projectViewerKey(core, owner, projectId);
     });
     afterAll(async () => {
       await app?.close();

@@ -11,23 +11,17 @@ export class UploadMeter extends Transform {
   readonly #hash = createHash('sha256');
   readonly #maxBytes: number;
   #sizeBytes = 0;
-  #ended = false;
 
   constructor(maxBytes: number) {
     super();
     this.#maxBytes = maxBytes;
   }
 
-  /** True once the whole body went through: a failure after that is the store's, not the client's. */
-  get ended(): boolean {
-    return this.#ended;
-  }
-
   get sizeBytes(): number {
     return this.#sizeBytes;
   }
 
-  /** SHA-256 of the plaintext; only meaningful once `ended`. */
+  /** SHA-256 of the plaintext; only meaningful once the whole body went through. */
   digest(): Buffer {
     return this.#hash.digest();
   }
@@ -40,11 +34,6 @@ export class UploadMeter extends Transform {
     }
     this.#hash.update(chunk);
     callback(null, chunk);
-  }
-
-  override _flush(callback: TransformCallback): void {
-    this.#ended = true;
-    callback();
   }
 }
 

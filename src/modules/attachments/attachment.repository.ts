@@ -142,26 +142,7 @@ export const attachmentRepository = {
       .leftJoin('attachment_versions as v', (join) =>
         join.onRef('v.attachment_id', '=', 'a.id').onRef('v.version', '=', 'a.version'),
       )
-      .select([
-        'm.role',
-        'a.id',
-        'a.record_id',
-        'a.created_by as a_created_by',
-        'a.updated_by',
-        'a.created_at as a_created_at',
-        'a.updated_at',
-        'v.attachment_id',
-        'v.version',
-        'v.object_key',
-        'v.filename',
-        'v.content_type',
-        'v.size_bytes',
-        'v.sha256',
-        'v.chunk_size_bytes',
-        'v.key_version',
-        'v.created_by',
-        'v.created_at',
-      ])
+      .select(['m.role', ...currentFileColumns])
       .where('p.id', '=', projectId)
       .executeTakeFirst();
     if (!row) return undefined;
@@ -255,33 +236,34 @@ export const attachmentRepository = {
   },
 };
 
+/** An attachment (`a`) joined to its current version (`v`): what both reads return. */
+const currentFileColumns = [
+  'a.id',
+  'a.record_id',
+  'a.created_by as a_created_by',
+  'a.updated_by',
+  'a.created_at as a_created_at',
+  'a.updated_at',
+  'v.attachment_id',
+  'v.version',
+  'v.object_key',
+  'v.filename',
+  'v.content_type',
+  'v.size_bytes',
+  'v.sha256',
+  'v.chunk_size_bytes',
+  'v.key_version',
+  'v.created_by',
+  'v.created_at',
+] as const;
+
 function listQuery(db: AnyKysely, projectId: string) {
   return tenant(db)
     .selectFrom('attachments as a')
     .innerJoin('attachment_versions as v', (join) =>
       join.onRef('v.attachment_id', '=', 'a.id').onRef('v.version', '=', 'a.version'),
     )
-    .select([
-      'a.id',
-      'a.seq',
-      'a.project_id',
-      'a.record_id',
-      'a.updated_by',
-      'a.updated_at',
-      'a.created_by as a_created_by',
-      'a.created_at as a_created_at',
-      'v.attachment_id',
-      'v.version',
-      'v.object_key',
-      'v.filename',
-      'v.content_type',
-      'v.size_bytes',
-      'v.sha256',
-      'v.chunk_size_bytes',
-      'v.key_version',
-      'v.created_by',
-      'v.created_at',
-    ])
+    .select(['a.seq', 'a.project_id', ...currentFileColumns])
     .where('a.project_id', '=', projectId)
     .where('a.deleted_at', 'is', null);
 }

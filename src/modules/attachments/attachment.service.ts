@@ -297,13 +297,14 @@ export class AttachmentService {
     projectId: string,
     attachmentId: string,
   ): Promise<{ attachment: Attachment; versions: AttachmentVersion[] }> {
-    const { attachment } = await this.#findLive(principal, projectId, attachmentId);
-    const versions = await this.#withTenant(
+    return this.#withTenant(
       principal.tenantId,
-      (scope) => attachmentRepository.listVersions(scope.db, attachmentId),
+      async (scope) => {
+        const { attachment } = await liveAttachment(scope.db, principal, projectId, attachmentId);
+        return { attachment, versions: await attachmentRepository.listVersions(scope.db, attachmentId) };
+      },
       { readOnly: true },
     );
-    return { attachment, versions };
   }
 
   async list(
@@ -406,21 +407,34 @@ export class AttachmentService {
     projectId: string,
     attachmentId: string,
   ): Promise<{ attachment: Attachment; file: AttachmentVersion }> {
-    const access = await this.#withTenant(
+    return this.#withTenant(
       principal.tenantId,
-      (scope) => attachmentRepository.findWithAccess(scope.db, projectId, attachmentId, principal.userId),
+      (scope) => liveAttachment(scope.db, principal, projectId, attachmentId),
       { readOnly: true },
     );
-    if (!access) throw accessErrors.notFound();
-    authorizeProjectRole(principal, projectId, access.role, 'attachments.read');
-    if (!access.found) throw accessErrors.notFound();
-    return access.found;
   }
 
   /** Each tenant's objects live under their own prefix; no key given to the view can leave it. */
   #tenantStore(tenantId: string): ObjectStore {
     return scopeObjectStore(this.#objects, `tenants/${tenantId}/`);
   }
+}
+
+/**
+ * Inside a tenant scope: a live attachment with its current version, in one query that also finds
+ * the caller's project role; `not_found` for anything the caller may not read.
+ */
+async function liveAttachment(
+  db: AnyKysely,
+  principal: UserAccess,
+  projectId: string,
+  attachmentId: string,
+): Promise<{ attachment: Attachment; file: AttachmentVersion }> {
+  const access = await attachmentRepository.findWithAccess(db, projectId, attachmentId, principal.userId);
+  if (!access) throw accessErrors.notFound();
+  authorizeProjectRole(principal, projectId, access.role, 'attachments.read');
+  if (!access.found) throw accessErrors.notFound();
+  return access.found;
 }
 
 /**
