@@ -1,6 +1,8 @@
+import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildTestApp, projectViewerKey } from '../../test/support/app.ts';
 import { openTestCore, type TestDatabase, testDatabaseKinds } from '../../test/support/databases.ts';
+import { tenantSchemaName } from '../db/tenant-schema.ts';
 import type { Core } from '../main/compose.ts';
 import type { App } from './app.ts';
 
@@ -16,6 +18,7 @@ for (const kind of await testDatabaseKinds()) {
     let outsider: string;
     let projectId: string;
     let otherProjectId: string;
+    let tenantId: string;
 
     const send = (
       method: string,
@@ -52,6 +55,7 @@ for (const kind of await testDatabaseKinds()) {
       ({ core, testDb } = await openTestCore(kind));
       app = await buildTestApp(core);
       const a = await core.tenants.create({ slug: 'records-a', name: 'A', ownerEmail: 'owner@a.test' });
+      tenantId = a.tenant.id;
       owner = (await core.identity.setupOwner({ token: a.ownerSetupToken, displayName: 'O', password }))
         .session.token;
       const b = await core.tenants.create({ slug: 'records-b', name: 'B', ownerEmail: 'owner@b.test' });
@@ -137,6 +141,37 @@ for (const kind of await testDatabaseKinds()) {
       const badKey = await create(body, owner, { 'idempotency-key': 'has space' });
       expect(badKey.json().error.code).toBe('invalid_idempotency_key');
       expect((await stored()).length).toBe(before + 1);
+    });
+
+    it('keeps an idempotency key in the cache (tenant-prefixed, sealed, with a TTL) and durably in the tenant schema', async () => {
+      const body = { collection: 'orders', data: { total: 7 } };
+      const first = (await create(body, owner, { 'idempotency-key': 'cache-1' })).json();
+      const me = (await send('GET', '/api/v1/me', owner)).json();
+      const key = core.temporary.key(tenantId, 'idempotency', projectId, me.user.id, 'cache-1');
+      expect(key.startsWith(`t:${tenantId}:idempotency:`)).toBe(true);
+      expect(key).not.toContain('cache-1');
+      const cached = (await core.cache.get(key))?.toString('utf8');
+      expect(cached).toMatch(/^enc:v1:/);
+      expect(cached).not.toContain(first.id);
+      const durable = sql`delete from ${sql.id(tenantSchemaName(tenantId))}.record_idempotency where key = 'cache-1'`;
+
+      // The durable row gone: the cache alone answers the retry.
+      await durable.execute(testDb.database.db);
+      const fromCache = await create(body, owner, { 'idempotency-key': 'cache-1' });
+      expect([fromCache.statusCode, fromCache.json().id]).toEqual([200, first.id]);
+
+      // The cache lost (a restart of memcached): the durable copy answers.
+      const second = (await create(body, owner, { 'idempotency-key': 'cache-2' })).json();
+      await core.cache.delete(core.temporary.key(tenantId, 'idempotency', projectId, me.user.id, 'cache-2'));
+      const fromDatabase = await create(body, owner, { 'idempotency-key': 'cache-2' });
+      expect([fromDatabase.statusCode, fromDatabase.json().id]).toEqual([200, second.id]);
+
+      // A sealed value moved under another key does not open: that retry is a new create.
+      const other = core.temporary.key(tenantId, 'idempotency', projectId, me.user.id, 'cache-3');
+      await core.cache.set(other, cached!, 60_000);
+      const moved = await create(body, owner, { 'idempotency-key': 'cache-3' });
+      expect(moved.statusCode).toBe(201);
+      expect(moved.json().id).not.toBe(first.id);
     });
 
     it('lists in creation order with a cursor, by collection, with a clamped page size', async () => {

@@ -20,6 +20,7 @@ import { CollectionPolicyService } from '../modules/records/collection-policy.se
 import { RecordService } from '../modules/records/record.service.ts';
 import { StaffRepository } from '../modules/staff/staff.repository.ts';
 import { StaffService } from '../modules/staff/staff.service.ts';
+import { TenantCache } from '../modules/temporary/tenant-cache.ts';
 import { FleetMigrationService } from '../modules/tenants/fleet-migration.service.ts';
 import { TenantRepository } from '../modules/tenants/tenant.repository.ts';
 import { TenantService } from '../modules/tenants/tenant.service.ts';
@@ -33,6 +34,9 @@ export interface Core {
   database: Database;
   withTenant: WithTenant;
   keys: TenantKeyService;
+  /** The cache for temporary data, and the tenant-scoped view of it (prefixed keys, sealed values). */
+  cache: Cache;
+  temporary: TenantCache;
   tenants: TenantService;
   tenantRepository: TenantRepository;
   staff: StaffService;
@@ -83,6 +87,7 @@ export function composeCore(options: CoreOptions): Core {
     provider: keyProvider,
   });
   const cache = options.cache ?? new MemoryCache();
+  const temporary = new TenantCache({ cache, keys });
   const throttle = new LoginThrottle({ cache });
   const mfa = new MfaService({ withTenant, keys, throttle });
   const credentials = new CredentialsRepository(database.control);
@@ -98,6 +103,8 @@ export function composeCore(options: CoreOptions): Core {
     database,
     withTenant,
     keys,
+    cache,
+    temporary,
     tenants: new TenantService({
       database,
       tenants: tenantRepository,
@@ -130,6 +137,7 @@ export function composeCore(options: CoreOptions): Core {
     records: new RecordService({
       withTenant,
       keys,
+      temporary,
       ...(options.recordMaxBytes ? { maxBytes: options.recordMaxBytes } : {}),
     }),
     objects: options.objects,

@@ -11,6 +11,7 @@ import { type AnyKysely, type Database, openDatabase } from '../../src/db/databa
 import type { Migration } from '../../src/db/migrator.ts';
 import { type Core, composeCore, prepareControlPlane } from '../../src/main/compose.ts';
 import { Secret } from '../../src/platform/secret.ts';
+import type { Cache } from '../../src/ports/cache.port.ts';
 import type { ObjectStore } from '../../src/ports/object-store.port.ts';
 import { findService } from './services.ts';
 
@@ -103,6 +104,8 @@ export async function openTestCore(
     /** Where attachments go; default a fresh temporary folder. */
     objects?: ObjectStore;
     attachmentMaxBytes?: number;
+    /** Temporary data; default an in-process cache. */
+    cache?: Cache;
   } = {},
 ): Promise<{ core: Core; testDb: TestDatabase; masterKey: Buffer; outboxDir: string; objects: ObjectStore }> {
   const testDb = await kind.open();
@@ -113,6 +116,7 @@ export async function openTestCore(
   const core = composeCore({
     objects,
     ...(options.attachmentMaxBytes ? { attachmentMaxBytes: options.attachmentMaxBytes } : {}),
+    ...(options.cache ? { cache: options.cache } : {}),
     mailer: new OutboxMailer({ dir: outboxDir, from: 'Strongroom <no-reply@strongroom.localhost>' }),
     database: testDb.database,
     keyProvider: new LocalKeyProvider({ current: masterKey }),

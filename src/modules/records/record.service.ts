@@ -3,6 +3,7 @@ import { newId } from '../../platform/ids.ts';
 import { accessErrors } from '../access/policy.ts';
 import type { TenantKeyService } from '../keys/tenant-keys.service.ts';
 import { authorizeInProject, authorizeProjectRole, type UserAccess } from '../projects/project.service.ts';
+import type { TenantCache } from '../temporary/tenant-cache.ts';
 import { recordRepository, type SealingPolicy, type StoredRecord } from './record.repository.ts';
 import { acceptCollection, acceptRecordData, mergePatch, recordErrors } from './record-data.ts';
 import { filterErrors, parseFilters } from './record-filter.ts';
@@ -22,6 +23,12 @@ export const defaultRecordMaxBytes = 1024 * 1024;
 export const maxListLimit = 200;
 
 const idempotencyKeyPattern = /^[A-Za-z0-9_.:-]{1,200}$/;
+
+/**
+ * How long a create's idempotency key answers retries from the cache. The durable copy in the
+ * tenant's schema answers for as long as it is kept (see `pruneIdempotencyKeys`).
+ */
+export const idempotencyTtlMs = 24 * 60 * 60_000;
 
 /**
  * A write reads the policy, then writes guarded by its version. The read takes the project lock that
@@ -45,10 +52,17 @@ export class RecordService {
   readonly #withTenant: WithTenant;
   readonly #keys: TenantKeyService;
   readonly #maxBytes: number;
+  readonly #temporary: TenantCache;
 
-  constructor(deps: { withTenant: WithTenant; keys: TenantKeyService; maxBytes?: number }) {
+  constructor(deps: {
+    withTenant: WithTenant;
+    keys: TenantKeyService;
+    temporary: TenantCache;
+    maxBytes?: number;
+  }) {
     this.#withTenant = deps.withTenant;
     this.#keys = deps.keys;
+    this.#temporary = deps.temporary;
     this.#maxBytes = deps.maxBytes ?? defaultRecordMaxBytes;
   }
 
@@ -71,7 +85,13 @@ export class RecordService {
     }
     const collection = acceptCollection(input.collection);
     const data = acceptRecordData(input.data, this.#maxBytes);
-    return withFieldKeys(this.#keys, principal.tenantId, (keyring) =>
+    const { tenantId } = principal;
+    const cacheKey =
+      idempotencyKey === undefined
+        ? undefined
+        : this.#temporary.key(tenantId, 'idempotency', projectId, principal.userId, idempotencyKey);
+    const remembered = cacheKey === undefined ? undefined : await this.#rememberedCreate(tenantId, cacheKey);
+    const created = await withFieldKeys(this.#keys, principal.tenantId, (keyring) =>
       this.#withTenant(principal.tenantId, async (scope) => {
         const forCreate = async () => {
           const found = await recordRepository.findForCreate(
@@ -86,15 +106,19 @@ export class RecordService {
         };
         let policy = await forCreate();
         const id = newId();
+        let requestHash: Buffer | undefined;
         if (idempotencyKey !== undefined) {
-          const requestHash = hashCreateRequest(keyring, collection, data, policy.sensitive);
-          const first = await recordRepository.claimIdempotencyKey(scope.db, {
-            projectId,
-            userId: principal.userId,
-            key: idempotencyKey,
-            requestHash,
-            recordId: id,
-          });
+          requestHash = hashCreateRequest(keyring, collection, data, policy.sensitive);
+          // A retry the cache remembers skips the claim; otherwise the durable table decides.
+          const first =
+            remembered ??
+            (await recordRepository.claimIdempotencyKey(scope.db, {
+              projectId,
+              userId: principal.userId,
+              key: idempotencyKey,
+              requestHash,
+              recordId: id,
+            }));
           if (first) {
             if (!first.requestHash.equals(requestHash)) throw recordErrors.idempotencyKeyReused();
             const found = await recordRepository.findWithAccess(
@@ -123,13 +147,32 @@ export class RecordService {
             },
             policy.version,
           );
-          if (record) return { record: { ...record, data }, replayed: false };
+          if (record) return { record: { ...record, data }, replayed: false, requestHash };
           if (attempt >= maxSealAttempts)
             throw new Error('the collection policy kept changing during a write');
           policy = await forCreate();
         }
       }),
     );
+    if (cacheKey !== undefined && !created.replayed && created.requestHash !== undefined) {
+      // After the commit, so the cache never remembers a create that did not happen. Best effort:
+      // a retry the cache forgot is answered by the durable copy.
+      const value = `${created.record.id} ${created.requestHash.toString('base64')}`;
+      await this.#temporary.setSealed(tenantId, cacheKey, value, idempotencyTtlMs).catch(() => undefined);
+    }
+    return { record: created.record, replayed: created.replayed };
+  }
+
+  /** What the cache remembers of an idempotent create; undefined sends the caller to the database. */
+  async #rememberedCreate(
+    tenantId: string,
+    cacheKey: string,
+  ): Promise<{ recordId: string; requestHash: Buffer } | undefined> {
+    // An unreachable cache is only slower here: the durable copy answers every retry.
+    const value = await this.#temporary.getSealed(tenantId, cacheKey).catch(() => undefined);
+    const [recordId, hash] = value?.split(' ') ?? [];
+    if (!recordId || !hash) return undefined;
+    return { recordId, requestHash: Buffer.from(hash, 'base64') };
   }
 
   async get(principal: UserAccess, projectId: string, recordId: string): Promise<StoredRecord> {
