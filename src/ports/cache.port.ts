@@ -13,10 +13,11 @@ export interface Cache {
   add(key: string, value: Uint8Array | string, ttlMs: number): Promise<boolean>;
   delete(key: string): Promise<void>;
   /**
-   * Adds 1 and returns the new count; a missing counter starts at 1 with `ttlMs`, and later
-   * increments keep that expiry (a fixed window, for rate limits).
+   * Adds `by` (a positive whole number, default 1) and returns the new count; a missing counter
+   * starts at `by` with `ttlMs`, and later increments keep that expiry (a fixed window, for rate
+   * limits).
    */
-  increment(key: string, ttlMs: number): Promise<number>;
+  increment(key: string, ttlMs: number, by?: number): Promise<number>;
   ping(): Promise<void>;
   close(): Promise<void>;
 }
@@ -29,6 +30,11 @@ export const cacheErrors = {
     'invalid_cache_ttl',
     'invalid',
     'A cache TTL must be a whole number of milliseconds between 1 and 30 days.',
+  ),
+  invalidIncrement: defineError(
+    'invalid_cache_increment',
+    'invalid',
+    'A cache counter is incremented by a positive whole number.',
   ),
   unavailable: defineError(
     'cache_unavailable',
@@ -48,6 +54,11 @@ export function assertCacheKey(key: string): void {
   if (typeof key !== 'string' || !keyPattern.test(key)) {
     throw cacheErrors.invalidKey('1-200 characters of [A-Za-z0-9:_.-/]');
   }
+}
+
+/** An increment is a positive whole number (memcached counters are unsigned 64-bit). */
+export function assertIncrement(by: number): void {
+  if (!Number.isSafeInteger(by) || by < 1) throw cacheErrors.invalidIncrement();
 }
 
 export function assertCacheTtl(ttlMs: number): void {

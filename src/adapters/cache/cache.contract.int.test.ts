@@ -123,6 +123,19 @@ for (const implementation of implementations) {
       expect(await cache.increment(key, longTtlMs)).toBe(3);
     });
 
+    it('increments by a given step, starting a missing counter at that step, and refuses a step that is not a positive whole number', async () => {
+      const key = freshKey();
+      expect(await cache.increment(key, longTtlMs, 5)).toBe(5);
+      expect(await cache.increment(key, longTtlMs)).toBe(6);
+      expect(await cache.increment(key, longTtlMs, 94)).toBe(100);
+      for (const by of [0, -1, 1.5, Number.NaN, 2 ** 60]) {
+        await expect(cache.increment(key, longTtlMs, by)).rejects.toMatchObject({
+          code: 'invalid_cache_increment',
+        });
+      }
+      expect(await cache.increment(key, longTtlMs)).toBe(101);
+    });
+
     it('sums 50 concurrent increments exactly', async () => {
       const key = freshKey();
       const counts = await Promise.all(Array.from({ length: 50 }, () => cache.increment(key, longTtlMs)));

@@ -1,5 +1,11 @@
 import { Client } from 'memjs';
-import { assertCacheKey, assertCacheTtl, type Cache, cacheErrors } from '../../ports/cache.port.ts';
+import {
+  assertCacheKey,
+  assertCacheTtl,
+  assertIncrement,
+  type Cache,
+  cacheErrors,
+} from '../../ports/cache.port.ts';
 
 export interface MemcachedCacheOptions {
   /** `memcached://host[:port][,host[:port]...]`; keys are spread over the servers by hash. */
@@ -57,11 +63,12 @@ export class MemcachedCache implements Cache {
    * creates the counter, atomically on the server: no add-then-increment race, and later increments
    * keep the first expiry.
    */
-  async increment(key: string, ttlMs: number): Promise<number> {
+  async increment(key: string, ttlMs: number, by = 1): Promise<number> {
     assertCacheKey(key);
+    assertIncrement(by);
     const expires = toSeconds(ttlMs);
     return this.#run(async () => {
-      const { value } = await this.#client.increment(key, 1, { initial: 1, expires });
+      const { value } = await this.#client.increment(key, by, { initial: by, expires });
       if (typeof value !== 'number') throw new Error('memcached returned no counter value');
       return value;
     });

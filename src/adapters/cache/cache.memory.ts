@@ -1,5 +1,5 @@
 import { LRUCache } from 'lru-cache';
-import { assertCacheKey, assertCacheTtl, type Cache } from '../../ports/cache.port.ts';
+import { assertCacheKey, assertCacheTtl, assertIncrement, type Cache } from '../../ports/cache.port.ts';
 
 export interface MemoryCacheOptions {
   /** Bounds memory: past it the least recently used entries go first. Default 50,000. */
@@ -46,11 +46,12 @@ export class MemoryCache implements Cache {
     this.#entries.delete(key);
   }
 
-  async increment(key: string, ttlMs: number): Promise<number> {
+  async increment(key: string, ttlMs: number, by = 1): Promise<number> {
     assertCacheKey(key);
     assertCacheTtl(ttlMs);
+    assertIncrement(by);
     const current = this.#entries.get(key);
-    const count = current === undefined ? 1 : parseCounter(current) + 1;
+    const count = (current === undefined ? 0 : parseCounter(current)) + by;
     // Stored as decimal text, as memcached and Redis store counters. `noUpdateTTL`: an existing
     // counter keeps the expiry it was created with (a fixed window).
     this.#entries.set(key, Buffer.from(String(count)), { ttl: ttlMs, noUpdateTTL: true });

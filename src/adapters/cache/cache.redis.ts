@@ -1,5 +1,11 @@
 import { Redis } from 'ioredis';
-import { assertCacheKey, assertCacheTtl, type Cache, cacheErrors } from '../../ports/cache.port.ts';
+import {
+  assertCacheKey,
+  assertCacheTtl,
+  assertIncrement,
+  type Cache,
+  cacheErrors,
+} from '../../ports/cache.port.ts';
 
 export interface RedisCacheOptions {
   /** `redis://[user:password@]host:port[/db]`, or `rediss://` for TLS. */
@@ -61,11 +67,12 @@ export class RedisCache implements Cache {
    * One transaction: create the counter at 0 with the TTL only if it is absent (SET NX PX), then
    * INCR, which keeps whatever expiry the key has. So the TTL is set once, when the window opens.
    */
-  async increment(key: string, ttlMs: number): Promise<number> {
+  async increment(key: string, ttlMs: number, by = 1): Promise<number> {
     assertCacheKey(key);
     assertCacheTtl(ttlMs);
+    assertIncrement(by);
     return this.#run(async () => {
-      const results = await this.#redis.multi().set(key, '0', 'PX', ttlMs, 'NX').incr(key).exec();
+      const results = await this.#redis.multi().set(key, '0', 'PX', ttlMs, 'NX').incrby(key, by).exec();
       const [, incremented] = results ?? [];
       if (!incremented) throw new Error('Redis discarded the increment transaction');
       const [error, count] = incremented;
