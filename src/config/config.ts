@@ -84,6 +84,21 @@ const envSchema = z.object({
     .max(64 * 1024 ** 3)
     .default(1024 ** 3),
   STRONGROOM_RESTORE_WINDOW_DAYS: z.coerce.number().int().min(1).max(35).default(7),
+  // Per-tenant defaults; operators override them per tenant (PUT /api/v1/ops/tenants/{id}/limits).
+  STRONGROOM_TENANT_REQUESTS_PER_SECOND: z.coerce.number().int().min(1).max(1_000_000).default(1_000),
+  STRONGROOM_TENANT_CONCURRENT_REQUESTS: z.coerce.number().int().min(1).max(100_000).default(64),
+  STRONGROOM_TENANT_MAX_RECORDS: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .max(Number.MAX_SAFE_INTEGER)
+    .default(10_000_000),
+  STRONGROOM_TENANT_MAX_STORAGE_BYTES: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .max(Number.MAX_SAFE_INTEGER)
+    .default(100 * 1024 ** 3),
   STRONGROOM_LOG_LEVEL: z
     .enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])
     .default('info'),
@@ -143,6 +158,13 @@ export interface Config {
   attachmentMaxBytes: number;
   /** How far back a point-in-time restore reaches; retired attachment versions are kept that long. */
   restoreWindowDays: number;
+  /** What each tenant gets unless an operator set its own limits. */
+  tenantLimits: {
+    requestsPerSecond: number;
+    concurrentRequests: number;
+    maxRecords: number;
+    maxStorageBytes: number;
+  };
   log: { level: string };
   dataDir: string;
   database:
@@ -310,6 +332,12 @@ export function loadConfig(env: Record<string, string | undefined>, options: Loa
     recordMaxBytes: e.STRONGROOM_RECORD_MAX_BYTES,
     attachmentMaxBytes: e.STRONGROOM_ATTACHMENT_MAX_BYTES,
     restoreWindowDays: e.STRONGROOM_RESTORE_WINDOW_DAYS,
+    tenantLimits: {
+      requestsPerSecond: e.STRONGROOM_TENANT_REQUESTS_PER_SECOND,
+      concurrentRequests: e.STRONGROOM_TENANT_CONCURRENT_REQUESTS,
+      maxRecords: e.STRONGROOM_TENANT_MAX_RECORDS,
+      maxStorageBytes: e.STRONGROOM_TENANT_MAX_STORAGE_BYTES,
+    },
     dataDir,
     database: e.DATABASE_URL
       ? {

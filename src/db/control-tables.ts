@@ -11,6 +11,8 @@ export interface ControlTables {
   leases: LeasesTable;
   migration_runs: MigrationRunsTable;
   credentials: CredentialsTable;
+  tenant_limits: TenantLimitsTable;
+  tenant_api_calls: TenantApiCallsTable;
 }
 
 type Timestamp = ColumnType<Date, Date | string, Date | string>;
@@ -107,4 +109,21 @@ export interface CredentialsTable {
   tenant_id: string;
   expires_at: Timestamp;
   created_at: ColumnType<Date, Date | string | undefined, never>;
+}
+
+export interface TenantLimitsTable {
+  tenant_id: string;
+  requests_per_second: number | null;
+  concurrent_requests: number | null;
+  max_records: ColumnType<string | null, number | string | null, number | string | null>;
+  max_storage_bytes: ColumnType<string | null, number | string | null, number | string | null>;
+  updated_at: Timestamp;
+  updated_by: string | null;
+}
+
+export interface TenantApiCallsTable {
+  tenant_id: string;
+  /** A UTC day, `yyyy-mm-dd`. */
+  day: ColumnType<string, string, string>;
+  calls: ColumnType<string, number | string, number | string>;
 }

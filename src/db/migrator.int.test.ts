@@ -18,7 +18,9 @@ const controlTables = [
   'setup_tokens',
   'staff',
   'staff_keys',
+  'tenant_api_calls',
   'tenant_keys',
+  'tenant_limits',
   'tenants',
 ];
 

@@ -1,4 +1,5 @@
-import type { ColumnType } from 'kysely';
+import type { ColumnType, Kysely } from 'kysely';
+import type { AnyKysely } from './database.ts';
 
 /** Kysely's view of a tenant schema (bound with `withSchema` by `withTenant`). */
 export interface TenantTables {
@@ -14,6 +15,12 @@ export interface TenantTables {
   attachments: AttachmentsTable;
   attachment_versions: AttachmentVersionsTable;
   collection_policies: CollectionPoliciesTable;
+  usage_counters: UsageCountersTable;
+}
+
+/** A handle from `withTenant` (bound to the tenant's schema), typed with the tenant tables. */
+export function tenantDb(db: AnyKysely): Kysely<TenantTables> {
+  return db as Kysely<TenantTables>;
 }
 
 type Timestamp = ColumnType<Date, Date | string | undefined, Date | string>;
@@ -151,4 +158,11 @@ export interface CollectionPoliciesTable {
   personal: string[];
   created_by: string;
   created_at: Timestamp;
+}
+
+export interface UsageCountersTable {
+  slot: number;
+  records: ColumnType<string, number | string, number | string>;
+  record_bytes: ColumnType<string, number | string, number | string>;
+  attachment_bytes: ColumnType<string, number | string, number | string>;
 }

@@ -13,6 +13,9 @@ import type { AttachmentService } from '../modules/attachments/attachment.servic
 import type { IdentityService } from '../modules/identity/identity.service.ts';
 import type { MfaService } from '../modules/identity/mfa.service.ts';
 import type { ProjectService } from '../modules/projects/project.service.ts';
+import type { ApiCallMeter } from '../modules/quotas/api-call-meter.ts';
+import type { QuotaService } from '../modules/quotas/quota.service.ts';
+import type { RequestLimiter } from '../modules/quotas/request-limiter.ts';
 import type { CollectionPolicyService } from '../modules/records/collection-policy.service.ts';
 import type { RecordService } from '../modules/records/record.service.ts';
 import type { StaffService } from '../modules/staff/staff.service.ts';
@@ -27,8 +30,10 @@ import {
 } from './error-handler.ts';
 import { refusePlainHttp } from './https-only.ts';
 import { findDuplicateKey } from './json-body.ts';
+import { HttpMetrics } from './metrics.ts';
 import { registerSessionAuth } from './plugins/session-auth.ts';
-import { registerStaffAuth } from './plugins/staff-auth.ts';
+import { registerStaffAuth, requireStaff } from './plugins/staff-auth.ts';
+import { registerTenantLimits } from './plugins/tenant-limits.ts';
 import { attachmentRoutes } from './routes/attachments.route.ts';
 import { authRoutes, sessionRoutes } from './routes/auth.route.ts';
 import { collectionPolicyRoutes } from './routes/collection-policies.route.ts';
@@ -37,6 +42,7 @@ import { opsStaffRoutes, opsStaffSetupRoutes } from './routes/ops-staff.route.ts
 import { opsTenantRoutes } from './routes/ops-tenants.route.ts';
 import { projectRoutes } from './routes/projects.route.ts';
 import { recordRoutes } from './routes/records.route.ts';
+import { opsUsageRoutes, usageRoutes } from './routes/usage.route.ts';
 
 /** The built app; its server type depends on whether TLS is on, so it is left open here. */
 export type App = AnyFastify;
@@ -50,6 +56,9 @@ export interface AppDeps {
   records: RecordService;
   attachments: AttachmentService;
   policies: CollectionPolicyService;
+  quotas: QuotaService;
+  limiter: RequestLimiter;
+  meter: ApiCallMeter;
   readinessChecks: Record<string, ReadinessCheck>;
   /** True once shutdown began: /readyz turns 503 and new requests are refused. */
   isDraining: () => boolean;
@@ -115,6 +124,11 @@ export async function buildApp(deps: AppDeps, options: AppOptions): Promise<App>
     crossOriginResourcePolicy: { policy: 'same-origin' },
   });
 
+  const metrics = new HttpMetrics();
+  app.addHook('onResponse', async (request, reply) => {
+    metrics.answered(request.method, request.routeOptions.url, reply.statusCode, reply.elapsedTime / 1000);
+  });
+
   app.addHook('onRequest', async (request, reply) => {
     reply.header('x-request-id', request.id);
     reply.header('cache-control', 'no-store');
@@ -159,19 +173,35 @@ export async function buildApp(deps: AppDeps, options: AppOptions): Promise<App>
       registerStaffAuth(ops, deps.staff);
       await ops.register(opsTenantRoutes({ tenants: deps.tenants }));
       await ops.register(opsStaffRoutes({ staff: deps.staff }));
+      await ops.register(opsUsageRoutes({ quotas: deps.quotas, tenants: deps.tenants }));
     },
     { prefix: '/api/v1/ops' },
   );
+  // Prometheus scrapes with a staff key of a role allowed `metrics.read` (operator, security).
+  await app.register(async (scope) => {
+    registerStaffAuth(scope, deps.staff);
+    scope.get(
+      '/metrics',
+      { schema: { summary: 'Prometheus metrics (staff: operator, security)', tags: ['operator'] } },
+      async (request, reply) => {
+        requireStaff(request, 'metrics.read');
+        reply.header('content-type', metrics.registry.contentType);
+        return metrics.registry.metrics();
+      },
+    );
+  });
   // Public tenant routes (sign-in), then the tenant scope: every route below needs a session.
   await app.register(authRoutes({ identity: deps.identity }), { prefix: '/api/v1' });
   await app.register(
     async (tenantScope) => {
       registerSessionAuth(tenantScope, deps.identity);
+      registerTenantLimits(tenantScope, { limiter: deps.limiter, meter: deps.meter, metrics });
       await tenantScope.register(sessionRoutes({ identity: deps.identity, mfa: deps.mfa }));
       await tenantScope.register(projectRoutes({ projects: deps.projects }));
       await tenantScope.register(recordRoutes({ records: deps.records }));
       await tenantScope.register(attachmentRoutes({ attachments: deps.attachments }));
       await tenantScope.register(collectionPolicyRoutes({ policies: deps.policies }));
+      await tenantScope.register(usageRoutes({ quotas: deps.quotas }));
     },
     { prefix: '/api/v1' },
   );

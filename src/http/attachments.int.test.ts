@@ -372,6 +372,7 @@ for (const setup of setups) {
         new AttachmentService({
           withTenant: core.withTenant,
           keys: core.keys,
+          limitsOf: (tenant) => core.quotas.limitsOf(tenant),
           objects,
           clock: { now: () => new Date(nowMs) },
           restoreWindowMs: 7 * 24 * 3600_000,
@@ -466,6 +467,7 @@ for (const setup of setups) {
           return core.withTenant(id, fn, options);
         }) as Core['withTenant'],
         keys: core.keys,
+        limitsOf: (tenant) => core.quotas.limitsOf(tenant),
         objects: {
           kind: objects.kind,
           put: (key, body, options) => objects.put(key, body, options),
@@ -493,6 +495,7 @@ for (const setup of setups) {
       const later = new AttachmentService({
         withTenant: core.withTenant,
         keys: core.keys,
+        limitsOf: (tenant) => core.quotas.limitsOf(tenant),
         objects,
         clock: { now: () => new Date(Date.now() + orphanGraceMs + 60_000) },
       });

@@ -67,6 +67,7 @@ const routes: Array<{
     body: () => ({ mfaRequired: false }),
   },
   { method: 'GET', path: '/api/v1/users', action: 'users.list' },
+  { method: 'GET', path: '/api/v1/usage', action: 'usage.read' },
   {
     method: 'POST',
     path: '/api/v1/users/invitations',

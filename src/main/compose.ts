@@ -16,6 +16,10 @@ import type { KeyProvider } from '../modules/keys/key-provider.port.ts';
 import { TenantKeysRepository } from '../modules/keys/tenant-keys.repository.ts';
 import { TenantKeyService } from '../modules/keys/tenant-keys.service.ts';
 import { ProjectService } from '../modules/projects/project.service.ts';
+import { ApiCallMeter } from '../modules/quotas/api-call-meter.ts';
+import { QuotaService, type TenantLimits } from '../modules/quotas/quota.service.ts';
+import { RequestLimiter } from '../modules/quotas/request-limiter.ts';
+import { TenantLimitsRepository } from '../modules/quotas/tenant-limits.repository.ts';
 import { CollectionPolicyService } from '../modules/records/collection-policy.service.ts';
 import { RecordService } from '../modules/records/record.service.ts';
 import { StaffRepository } from '../modules/staff/staff.repository.ts';
@@ -48,6 +52,10 @@ export interface Core {
   /** The object store attachments (and later backups) are written to. */
   objects: ObjectStore;
   policies: CollectionPolicyService;
+  /** Per-tenant limits, quotas and usage; the request limiter and API-call meter the HTTP app uses. */
+  quotas: QuotaService;
+  limiter: RequestLimiter;
+  meter: ApiCallMeter;
   fleet: FleetMigrationService;
   tenantMigrations: readonly Migration[];
 }
@@ -71,9 +79,19 @@ export interface CoreOptions {
   attachmentMaxBytes?: number;
   /** How long retired attachment versions are kept (STRONGROOM_RESTORE_WINDOW_DAYS); default 7 days. */
   restoreWindowMs?: number;
+  /** What each tenant may use unless an operator set its own limits; default `defaultTenantLimits`. */
+  tenantLimits?: TenantLimits;
   /** Tenant migrations to use (the bench adds one); default: the shipped list. */
   tenantMigrations?: readonly Migration[];
 }
+
+/** The platform defaults (the STRONGROOM_TENANT_* settings' defaults). */
+export const defaultTenantLimits: TenantLimits = {
+  requestsPerSecond: 1_000,
+  concurrentRequests: 64,
+  maxRecords: 10_000_000,
+  maxStorageBytes: 100 * 1024 ** 3,
+};
 
 /** Plain wiring, no container: each service gets exactly what it uses. */
 export function composeCore(options: CoreOptions): Core {
@@ -88,6 +106,14 @@ export function composeCore(options: CoreOptions): Core {
   });
   const cache = options.cache ?? new MemoryCache();
   const temporary = new TenantCache({ cache, keys });
+  const limitsRepository = new TenantLimitsRepository(database.control);
+  const quotas = new QuotaService({
+    defaults: options.tenantLimits ?? defaultTenantLimits,
+    repository: limitsRepository,
+    withTenant,
+    clock,
+  });
+  const limitsOf = (tenantId: string) => quotas.limitsOf(tenantId);
   const throttle = new LoginThrottle({ cache });
   const mfa = new MfaService({ withTenant, keys, throttle });
   const credentials = new CredentialsRepository(database.control);
@@ -138,6 +164,7 @@ export function composeCore(options: CoreOptions): Core {
       withTenant,
       keys,
       temporary,
+      limitsOf,
       ...(options.recordMaxBytes ? { maxBytes: options.recordMaxBytes } : {}),
     }),
     objects: options.objects,
@@ -145,11 +172,15 @@ export function composeCore(options: CoreOptions): Core {
       withTenant,
       keys,
       objects: options.objects,
+      limitsOf,
       clock,
       ...(options.attachmentMaxBytes ? { maxBytes: options.attachmentMaxBytes } : {}),
       ...(options.restoreWindowMs ? { restoreWindowMs: options.restoreWindowMs } : {}),
     }),
     policies: new CollectionPolicyService({ withTenant, keys }),
+    quotas,
+    limiter: new RequestLimiter({ temporary, limitsOf, clock }),
+    meter: new ApiCallMeter({ repository: limitsRepository, clock }),
     fleet: new FleetMigrationService({ database, tenants: tenantRepository, migrations }),
     tenantMigrations: migrations,
   };
@@ -175,5 +206,8 @@ export function appServices(core: Core) {
     records: core.records,
     attachments: core.attachments,
     policies: core.policies,
+    quotas: core.quotas,
+    limiter: core.limiter,
+    meter: core.meter,
   };
 }

@@ -52,6 +52,7 @@ export async function openRuntime(config: Config, log: Logger): Promise<Runtime>
       recordMaxBytes: config.recordMaxBytes,
       attachmentMaxBytes: config.attachmentMaxBytes,
       restoreWindowMs: config.restoreWindowDays * 24 * 3600_000,
+      tenantLimits: config.tenantLimits,
     });
     await prepareControlPlane(core);
     return { core, objects, cache, mailer, close };

@@ -75,6 +75,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
   );
 
   const maintenance = scheduleAttachmentMaintenance(core, log);
+  const metering = scheduleMeterFlush(core, log);
 
   let shuttingDown: Promise<void> | undefined;
   const shutdown = (reason: string): Promise<void> => {
@@ -89,6 +90,8 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
       await maintenance.stop();
       await redirect?.close();
       await app.close();
+      // After the last request: its call is counted too.
+      await metering.stop();
       await runtime.close();
       clearTimeout(force);
       log.info('stopped');
@@ -96,6 +99,31 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     return shuttingDown;
   };
   return { app, runtime, url: address, shutdown };
+}
+
+/** How often each node adds its counted API calls to the tenants' daily totals. */
+const meterFlushIntervalMs = 5_000;
+
+function scheduleMeterFlush(core: Core, log: Logger): { stop(): Promise<void> } {
+  let running: Promise<void> | undefined;
+  const flush = () =>
+    (running ??= core.meter
+      .flush()
+      .catch((error: unknown) =>
+        log.warn({ err: error }, 'API-call metering could not be written; kept for the next flush'),
+      )
+      .finally(() => {
+        running = undefined;
+      }));
+  const every = setInterval(flush, meterFlushIntervalMs);
+  every.unref();
+  return {
+    async stop() {
+      clearInterval(every);
+      await running;
+      await flush();
+    },
+  };
 }
 
 /** How often every node tries to run attachment maintenance; a lease lets one run at a time. */

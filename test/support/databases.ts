@@ -10,6 +10,7 @@ import { FsObjectStore } from '../../src/adapters/object-store/object-store.fs.t
 import { type AnyKysely, type Database, openDatabase } from '../../src/db/database.ts';
 import type { Migration } from '../../src/db/migrator.ts';
 import { type Core, composeCore, prepareControlPlane } from '../../src/main/compose.ts';
+import type { Clock } from '../../src/platform/clock.ts';
 import { Secret } from '../../src/platform/secret.ts';
 import type { Cache } from '../../src/ports/cache.port.ts';
 import type { ObjectStore } from '../../src/ports/object-store.port.ts';
@@ -106,6 +107,8 @@ export async function openTestCore(
     attachmentMaxBytes?: number;
     /** Temporary data; default an in-process cache. */
     cache?: Cache;
+    /** Time as the services see it; default the system clock. */
+    clock?: Clock;
   } = {},
 ): Promise<{ core: Core; testDb: TestDatabase; masterKey: Buffer; outboxDir: string; objects: ObjectStore }> {
   const testDb = await kind.open();
@@ -117,6 +120,7 @@ export async function openTestCore(
     objects,
     ...(options.attachmentMaxBytes ? { attachmentMaxBytes: options.attachmentMaxBytes } : {}),
     ...(options.cache ? { cache: options.cache } : {}),
+    ...(options.clock ? { clock: options.clock } : {}),
     mailer: new OutboxMailer({ dir: outboxDir, from: 'Strongroom <no-reply@strongroom.localhost>' }),
     database: testDb.database,
     keyProvider: new LocalKeyProvider({ current: masterKey }),

@@ -19,6 +19,8 @@ import { type ObjectStore, scopeObjectStore } from '../../ports/object-store.por
 import { accessErrors } from '../access/policy.ts';
 import type { TenantKeyService } from '../keys/tenant-keys.service.ts';
 import { authorizeInProject, authorizeProjectRole, type UserAccess } from '../projects/project.service.ts';
+import { assertRoom, type TenantLimits } from '../quotas/quota.service.ts';
+import { usageRepository } from '../quotas/usage.repository.ts';
 import { recordErrors } from '../records/record-data.ts';
 import { sortErrors } from '../records/record-sort.ts';
 import {
@@ -94,11 +96,14 @@ export class AttachmentService {
   readonly #clock: Clock;
   readonly #maxBytes: number;
   readonly #restoreWindowMs: number;
+  readonly #limitsOf: (tenantId: string) => Promise<TenantLimits>;
 
   constructor(deps: {
     withTenant: WithTenant;
     keys: TenantKeyService;
     objects: ObjectStore;
+    /** The tenant's quotas (QuotaService.limitsOf): attachment bytes count toward storage. */
+    limitsOf: (tenantId: string) => Promise<TenantLimits>;
     clock?: Clock;
     maxBytes?: number;
     restoreWindowMs?: number;
@@ -106,6 +111,7 @@ export class AttachmentService {
     this.#withTenant = deps.withTenant;
     this.#keys = deps.keys;
     this.#objects = deps.objects;
+    this.#limitsOf = deps.limitsOf;
     this.#clock = deps.clock ?? systemClock;
     this.#maxBytes = deps.maxBytes ?? defaultAttachmentMaxBytes;
     this.#restoreWindowMs = deps.restoreWindowMs ?? defaultRestoreWindowMs;
@@ -182,7 +188,19 @@ export class AttachmentService {
       throw attachmentErrors.tooLarge(this.#maxBytes);
     }
     const { tenantId } = principal;
-    await this.#withTenant(tenantId, (scope) => check(scope.db), { readOnly: true });
+    const limits = await this.#limitsOf(tenantId);
+    // The storage quota is checked before the first byte (against the declared length, if any) and
+    // again with the real size in the commit, so a chunked body past the quota is refused and deleted.
+    const hasRoom = async (db: AnyKysely, bytes: number) =>
+      assertRoom(limits, await usageRepository.read(db), { bytes: Math.max(1, bytes) });
+    await this.#withTenant(
+      tenantId,
+      async (scope) => {
+        await check(scope.db);
+        await hasRoom(scope.db, upload.declaredBytes ?? 0);
+      },
+      { readOnly: true },
+    );
     const key = await this.#keys.getDataKey(tenantId);
     const objectKey = `attachments/${newTimeOrderedId(this.#clock.now().getTime())}`;
     const store = this.#tenantStore(tenantId);
@@ -223,6 +241,7 @@ export class AttachmentService {
     try {
       return await this.#withTenant(tenantId, async (scope) => {
         await check(scope.db);
+        await hasRoom(scope.db, file.sizeBytes);
         return commit(scope.db, file);
       });
     } catch (error) {

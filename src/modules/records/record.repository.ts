@@ -2,6 +2,7 @@ import { type Kysely, type RawBuilder, type Selectable, sql } from 'kysely';
 import type { AnyKysely } from '../../db/database.ts';
 import type { RecordsTable, TenantTables } from '../../db/tenant-tables.ts';
 import type { ProjectRole } from '../access/policy.ts';
+import { type StoredUsage, usageColumns, usageOf } from '../quotas/usage.repository.ts';
 import type { RecordFilter } from './record-filter.ts';
 import { type RecordCursor, type RecordSort, sortStringChars } from './record-sort.ts';
 
@@ -66,7 +67,7 @@ export const recordRepository = {
     projectId: string,
     collection: string,
     userId: string,
-  ): Promise<{ role: ProjectRole | undefined; policy: SealingPolicy } | undefined> {
+  ): Promise<{ role: ProjectRole | undefined; policy: SealingPolicy; usage: StoredUsage } | undefined> {
     const row = await tenant(db)
       .selectFrom('projects as p')
       .leftJoin('project_members as m', (join) =>
@@ -85,11 +86,17 @@ export const recordRepository = {
         (join) => join.onTrue(),
       )
       .select(['m.role', 'pol.version', 'pol.sensitive'])
+      // The tenant's usage, for the quota check, in the same round trip.
+      .select(usageColumns)
       .where('p.id', '=', projectId)
       .forKeyShare('p')
       .executeTakeFirst();
     if (!row) return undefined;
-    return { role: row.role ?? undefined, policy: sealingPolicy(row.version, row.sensitive) };
+    return {
+      role: row.role ?? undefined,
+      policy: sealingPolicy(row.version, row.sensitive),
+      usage: usageOf(row),
+    };
   },
 
   /**

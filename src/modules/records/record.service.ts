@@ -3,6 +3,7 @@ import { newId } from '../../platform/ids.ts';
 import { accessErrors } from '../access/policy.ts';
 import type { TenantKeyService } from '../keys/tenant-keys.service.ts';
 import { authorizeInProject, authorizeProjectRole, type UserAccess } from '../projects/project.service.ts';
+import { assertRoom, type TenantLimits } from '../quotas/quota.service.ts';
 import type { TenantCache } from '../temporary/tenant-cache.ts';
 import { recordRepository, type SealingPolicy, type StoredRecord } from './record.repository.ts';
 import { acceptCollection, acceptRecordData, mergePatch, recordErrors } from './record-data.ts';
@@ -53,16 +54,20 @@ export class RecordService {
   readonly #keys: TenantKeyService;
   readonly #maxBytes: number;
   readonly #temporary: TenantCache;
+  readonly #limitsOf: (tenantId: string) => Promise<TenantLimits>;
 
   constructor(deps: {
     withTenant: WithTenant;
     keys: TenantKeyService;
     temporary: TenantCache;
+    /** The tenant's quotas (QuotaService.limitsOf). */
+    limitsOf: (tenantId: string) => Promise<TenantLimits>;
     maxBytes?: number;
   }) {
     this.#withTenant = deps.withTenant;
     this.#keys = deps.keys;
     this.#temporary = deps.temporary;
+    this.#limitsOf = deps.limitsOf;
     this.#maxBytes = deps.maxBytes ?? defaultRecordMaxBytes;
   }
 
@@ -91,6 +96,7 @@ export class RecordService {
         ? undefined
         : this.#temporary.key(tenantId, 'idempotency', projectId, principal.userId, idempotencyKey);
     const remembered = cacheKey === undefined ? undefined : await this.#rememberedCreate(tenantId, cacheKey);
+    const limits = await this.#limitsOf(tenantId);
     const created = await withFieldKeys(this.#keys, principal.tenantId, (keyring) =>
       this.#withTenant(principal.tenantId, async (scope) => {
         const forCreate = async () => {
@@ -102,9 +108,10 @@ export class RecordService {
           );
           if (!found) throw accessErrors.notFound();
           authorizeProjectRole(principal, projectId, found.role, 'records.write');
-          return found.policy;
+          return found;
         };
-        let policy = await forCreate();
+        const allowed = await forCreate();
+        let policy = allowed.policy;
         const id = newId();
         let requestHash: Buffer | undefined;
         if (idempotencyKey !== undefined) {
@@ -135,6 +142,11 @@ export class RecordService {
             };
           }
         }
+        // After the replay check: a retry of a create that succeeded is answered even at the quota.
+        // The exact size is only worth computing (another serialisation) near the storage quota.
+        const { usage } = allowed;
+        const near = usage.recordBytes + usage.attachmentBytes + this.#maxBytes > limits.maxStorageBytes;
+        assertRoom(limits, usage, { records: 1, bytes: near ? Buffer.byteLength(JSON.stringify(data)) : 1 });
         for (let attempt = 1; ; attempt++) {
           const record = await recordRepository.insert(
             scope.db,
@@ -150,7 +162,7 @@ export class RecordService {
           if (record) return { record: { ...record, data }, replayed: false, requestHash };
           if (attempt >= maxSealAttempts)
             throw new Error('the collection policy kept changing during a write');
-          policy = await forCreate();
+          policy = (await forCreate()).policy;
         }
       }),
     );

@@ -10,6 +10,10 @@ export const staffPermissions = {
   'tenants.create': ['operator'],
   'tenants.suspend': ['operator', 'security'],
   'tenants.delete': ['operator'],
+  // Quotas and rate limits are capacity decisions: operators make them.
+  'tenants.limits': ['operator'],
+  // Aggregate request metrics (no tenant data), for the platform's monitoring.
+  'metrics.read': ['operator', 'security'],
   // Who has platform access is the security team's to grant; operators run tenants, not people.
   'staff.read': ['operator', 'security'],
   'staff.manage': ['security'],

@@ -55,8 +55,8 @@ export class TenantCache {
   }
 
   /** A counter (nothing about tenant data, so not sealed): see `Cache.increment`. */
-  increment(key: string, ttlMs: number): Promise<number> {
-    return this.#cache.increment(key, ttlMs);
+  increment(key: string, ttlMs: number, by = 1): Promise<number> {
+    return this.#cache.increment(key, ttlMs, by);
   }
 
   delete(key: string): Promise<void> {
