@@ -95,6 +95,17 @@ for (const kind of await testDatabaseKinds()) {
       expect((await usage('b')).json().records).toBe(before);
     });
 
+    it('admits exactly the limit when many requests arrive at once (counts in flight to the cache included)', async () => {
+      expect((await limits('a', { requestsPerSecond: 7 })).statusCode).toBe(200);
+      const outcomes = await Promise.allSettled(
+        Array.from({ length: 40 }, () => core.limiter.admit(tenants.a.id)),
+      );
+      const admitted = outcomes.filter((o) => o.status === 'fulfilled');
+      expect(admitted).toHaveLength(7);
+      for (const o of admitted) (o as PromiseFulfilledResult<() => void>).value();
+      expect(core.limiter.inFlight(tenants.a.id)).toBe(0);
+    });
+
     it('caps the requests a tenant has in progress, and frees a slot when a request ends', async () => {
       expect((await limits('a', { concurrentRequests: 2 })).statusCode).toBe(200);
       const first = await core.limiter.admit(tenants.a.id);

@@ -13,6 +13,8 @@ interface Window {
   shared: number;
   /** Admitted here and not yet added to the shared counter. */
   pending: number;
+  /** Admitted here and on their way to the shared counter (a flush in flight). */
+  sending: number;
   lastFlushAt: number;
   flushing: Promise<void> | undefined;
   /** The last flush failed: the next request must flush and wait for it (fail closed). */
@@ -81,7 +83,7 @@ export class RequestLimiter {
     let window = this.#windows.get(tenantId);
     if (!window || window.second !== second) {
       const failed = window?.failed ?? false;
-      window = { second, shared: 0, pending: 0, lastFlushAt: now, flushing: undefined, failed };
+      window = { second, shared: 0, pending: 0, sending: 0, lastFlushAt: now, flushing: undefined, failed };
       this.#windows.set(tenantId, window);
       this.#forgetIdleWindows(second);
     }
@@ -95,7 +97,7 @@ export class RequestLimiter {
     }
     // Refused requests are not counted: a flood costs no cache round trips once it is over the limit.
     // The window ends within a second, hence Retry-After: 1.
-    if (window.shared + window.pending >= limit) throw quotaErrors.rateLimited(1, 'rate');
+    if (window.shared + window.sending + window.pending >= limit) throw quotaErrors.rateLimited(1, 'rate');
     window.pending++;
     const batch = Math.max(1, Math.floor(limit / 50));
     if (!window.flushing && (window.pending >= batch || now - window.lastFlushAt >= flushEveryMs)) {
@@ -108,6 +110,7 @@ export class RequestLimiter {
     const count = window.pending;
     if (count === 0) return;
     window.pending = 0;
+    window.sending = count;
     window.lastFlushAt = this.#clock.now().getTime();
     const key = this.#temporary.key(tenantId, 'rate', String(window.second));
     window.flushing = this.#temporary
@@ -124,6 +127,7 @@ export class RequestLimiter {
         },
       )
       .finally(() => {
+        window.sending = 0;
         window.flushing = undefined;
       });
     return window.flushing;
