@@ -21,6 +21,8 @@ export interface LoadSpec {
   connections: number;
   durationS: number;
   warmupS: number;
+  /** Requests per second across all connections (a steady offered load); unset = as fast as possible. */
+  overallRate?: number;
 }
 
 export interface LoadResult {
@@ -92,6 +94,7 @@ async function runLoad(spec: LoadSpec): Promise<LoadResult> {
     requests,
     pipelining: 1,
     timeout: 30,
+    ...(spec.overallRate ? { overallRate: spec.overallRate } : {}),
     // autocannon's TLS client already connects with rejectUnauthorized: false (the self-signed
     // certificate of the server under test); SNI says localhost, the name on that certificate.
     servername: 'localhost',

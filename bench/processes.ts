@@ -4,6 +4,9 @@ import { closeSync, openSync, readdirSync, readFileSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { createServer } from 'node:net';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { LoadResult, LoadSpec } from './load.ts';
 
 /** Every process the bench starts, so an interrupted run can still stop them (by pid, never by name). */
 const started = new Set<ChildProcess>();
@@ -176,4 +179,15 @@ export function childPid(pid: number): number | undefined {
     }
   }
   return undefined;
+}
+
+/** One autocannon run (bench/load.ts) in its own process, so it never shares an event loop with us. */
+export async function runLoadProcess(spec: LoadSpec): Promise<LoadResult> {
+  const benchDir = dirname(fileURLToPath(import.meta.url));
+  const out = await runForOutput(process.execPath, [join(benchDir, 'load.ts'), JSON.stringify(spec)], {
+    cwd: dirname(benchDir),
+    env: process.env,
+    maxSeconds: spec.durationS + spec.warmupS + 60,
+  });
+  return JSON.parse(out.trim().split('\n').at(-1)!) as LoadResult;
 }

@@ -18,6 +18,7 @@ import { Secret } from '../src/platform/secret.ts';
 import { renderAttachments, runAttachmentScenarios } from './attachments.ts';
 import { renderIdentity, runIdentityScenarios } from './identity.ts';
 import type { LoadResult, LoadSpec } from './load.ts';
+import { renderNoisyNeighbour, runNoisyNeighbour } from './noisy-neighbour.ts';
 import {
   dropDirectusDatabase,
   installDirectus,
@@ -27,7 +28,7 @@ import {
   startDirectus,
 } from './peer.ts';
 import { adminKysely, type BenchDatabase, createBenchDatabase, postgresFacts } from './postgres.ts';
-import { cpuMs, fetchOnce, killStarted, runForOutput } from './processes.ts';
+import { cpuMs, fetchOnce, killStarted, runLoadProcess } from './processes.ts';
 import { type BenchResults, type HttpPhase, type Measured, machineFacts, renderResults } from './report.ts';
 import { SqlTimer } from './sql-timing.ts';
 import { fmt } from './stats.ts';
@@ -59,7 +60,8 @@ const settings = {
   peerSeed: envNumber('BENCH_PEER_SEED', 10_000, 1, 100_000),
   /**
    * Which parts run: `tenants` (provisioning, HTTP at 1 and N tenants, fleet, peer), `identity`,
-   * `attachments` (upload and download rates against raw AES-GCM, memory under parallel uploads).
+   * `attachments` (upload and download rates against raw AES-GCM, memory under parallel uploads),
+   * `noisy` (one tenant flooding at 10× its rate limit beside another's steady load).
    */
   scenarios: parseScenarios(process.env.BENCH_SCENARIOS),
   identityRuns: envNumber('BENCH_IDENTITY_RUNS', 3, 1, 9),
@@ -67,12 +69,14 @@ const settings = {
   attachmentSizeMiB: envNumber('BENCH_ATTACHMENT_MIB', 64, 1, 1024),
   attachmentParallel: envNumber('BENCH_ATTACHMENT_PARALLEL', 16, 1, 64),
   attachmentParallelMiB: envNumber('BENCH_ATTACHMENT_PARALLEL_MIB', 256, 1, 1024),
+  noisyRounds: envNumber('BENCH_NOISY_ROUNDS', 5, 1, 20),
+  noisyPhaseS: envNumber('BENCH_NOISY_PHASE_S', 10, 2, 60),
   /** Whole-run watchdog: the bench stops itself (and what it started) after this. */
   maxMinutes: envNumber('BENCH_MAX_MINUTES', 60, 1, 240),
 };
 
-function parseScenarios(raw: string | undefined): Set<'tenants' | 'identity' | 'attachments'> {
-  const known = ['tenants', 'identity', 'attachments'] as const;
+function parseScenarios(raw: string | undefined): Set<'tenants' | 'identity' | 'attachments' | 'noisy'> {
+  const known = ['tenants', 'identity', 'attachments', 'noisy'] as const;
   if (raw === undefined || raw === '' || raw === 'all') return new Set(known);
   const picked = raw.split(',').map((part) => part.trim());
   for (const name of picked) {
@@ -159,15 +163,6 @@ function logResult(result: Measured): void {
 }
 
 /** Runs bench/load.ts once (its own process) and returns its JSON line. */
-async function runLoadProcess(spec: LoadSpec): Promise<LoadResult> {
-  const out = await runForOutput(process.execPath, [join(benchDir, 'load.ts'), JSON.stringify(spec)], {
-    cwd: packageDir,
-    env: process.env,
-    maxSeconds: spec.durationS + spec.warmupS + 60,
-  });
-  return JSON.parse(out.trim().split('\n').at(-1)!) as LoadResult;
-}
-
 /** A warm-up run (discarded), then one measured autocannon run against our server with CPU sampled around it. */
 async function loadOurs(
   probe: CpuProbe,
@@ -634,6 +629,37 @@ async function main(): Promise<void> {
       );
       writeFileSync(join(benchDir, 'RESULTS-attachments.md'), renderAttachments(attachments, meta));
       log('wrote bench/RESULTS-attachments.md and bench/out/results-attachments.json');
+    }
+
+    if (settings.scenarios.has('noisy')) {
+      const startedAt = new Date();
+      const load0 = loadavg()[0]!;
+      log(`noisy neighbour: ${settings.noisyRounds} rounds x 2 x ${settings.noisyPhaseS} s`);
+      const noisy = await runNoisyNeighbour({
+        core,
+        databaseUrl: benchDb.url,
+        masterKeyHex: masterKey.toString('hex'),
+        packageDir,
+        tmp,
+        cacheUrl: process.env.BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379',
+        rounds: settings.noisyRounds,
+        phaseS: settings.noisyPhaseS,
+        aLimit: 100,
+        bRate: 200,
+        log,
+      });
+      const meta = {
+        startedAt: startedAt.toISOString(),
+        finishedAt: new Date().toISOString(),
+        machine: machineFacts(),
+        loadavg: `${load0.toFixed(2)} → ${loadavg()[0]!.toFixed(2)}`,
+      };
+      writeFileSync(
+        join(outDir, 'results-noisy.json'),
+        `${JSON.stringify({ ...meta, ...noisy }, null, 2)}\n`,
+      );
+      writeFileSync(join(benchDir, 'RESULTS-noisy.md'), renderNoisyNeighbour(noisy, meta));
+      log('wrote bench/RESULTS-noisy.md and bench/out/results-noisy.json');
     }
   } finally {
     clearTimeout(watchdog);
