@@ -74,11 +74,18 @@ describe('strongroom CLI on the embedded defaults', () => {
     writeFileSync(fresh, 'an upload still committing');
     const result = await runCli(['attachments', 'maintain', '--json'], env);
     expect(result.code).toBe(0);
-    expect(JSON.parse(result.stdout)).toMatchObject({ purged: 0, orphansSwept: 1, failures: [] });
+    expect(JSON.parse(result.stdout)).toMatchObject({
+      purged: 0,
+      orphansSwept: 1,
+      idempotencyKeysPruned: 0,
+      failures: [],
+    });
     expect(existsSync(old)).toBe(false);
     expect(existsSync(fresh)).toBe(true);
     const text = await runCli(['attachments', 'maintain'], env);
-    expect(text.stdout).toMatch(/\d+ tenants: 0 retired versions purged, 0 orphaned objects swept/);
+    expect(text.stdout).toMatch(
+      /\d+ tenants: 0 retired versions purged, 0 orphaned objects swept, 0 expired idempotency keys forgotten/,
+    );
   });
 
   it('rejects a hostile slug with a precise error and exit code 2', async () => {

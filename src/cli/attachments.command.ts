@@ -18,7 +18,12 @@ export function registerAttachmentCommands(program: Command, context: CliContext
         let summary: Awaited<ReturnType<typeof runAttachmentMaintenance>>;
         try {
           summary = await runAttachmentMaintenance(
-            { database: core.database, tenants: core.tenantRepository, attachments: core.attachments },
+            {
+              database: core.database,
+              tenants: core.tenantRepository,
+              attachments: core.attachments,
+              records: core.records,
+            },
             (done, total) => bar.update(done, total),
           );
         } finally {
@@ -28,7 +33,7 @@ export function registerAttachmentCommands(program: Command, context: CliContext
           context.stdout(`${JSON.stringify(summary, null, 2)}\n`);
         } else {
           context.stdout(
-            `${summary.tenants} tenants: ${summary.purged} retired versions purged, ${summary.orphansSwept} orphaned objects swept\n`,
+            `${summary.tenants} tenants: ${summary.purged} retired versions purged, ${summary.orphansSwept} orphaned objects swept, ${summary.idempotencyKeysPruned} expired idempotency keys forgotten\n`,
           );
           for (const failure of summary.failures)
             context.stdout(`  failed ${failure.tenantId}: ${failure.message}\n`);

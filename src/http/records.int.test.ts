@@ -174,6 +174,29 @@ for (const kind of await testDatabaseKinds()) {
       expect(moved.json().id).not.toBe(first.id);
     });
 
+    it('forgets idempotency keys after a day: the durable rows are pruned, younger ones kept', async () => {
+      const body = { collection: 'orders', data: { total: 9 } };
+      const old = (await create(body, owner, { 'idempotency-key': 'day-old' })).json();
+      await create(body, owner, { 'idempotency-key': 'fresh' });
+      const schema = sql.id(tenantSchemaName(tenantId));
+      await sql`update ${schema}.record_idempotency set created_at = now() - interval '25 hours' where key = 'day-old'`.execute(
+        testDb.database.db,
+      );
+      expect(await core.records.pruneIdempotencyKeys(tenantId)).toBeGreaterThanOrEqual(1);
+      const { rows } = await sql<{
+        key: string;
+      }>`select key from ${schema}.record_idempotency where key in ('day-old', 'fresh')`.execute(
+        testDb.database.db,
+      );
+      expect(rows.map((r) => r.key)).toEqual(['fresh']);
+      // With the cache's copy expired too, a retry after a day is a new create.
+      const me = (await send('GET', '/api/v1/me', owner)).json();
+      await core.cache.delete(core.temporary.key(tenantId, 'idempotency', projectId, me.user.id, 'day-old'));
+      const again = await create(body, owner, { 'idempotency-key': 'day-old' });
+      expect(again.statusCode).toBe(201);
+      expect(again.json().id).not.toBe(old.id);
+    });
+
     it('lists in creation order with a cursor, by collection, with a clamped page size', async () => {
       for (let i = 0; i < 5; i++) await create({ collection: 'pages', data: { i } });
       const seen: number[] = [];

@@ -140,10 +140,16 @@ function scheduleAttachmentMaintenance(core: Core, log: Logger): { stop(): Promi
       database: core.database,
       tenants: core.tenantRepository,
       attachments: core.attachments,
+      records: core.records,
     })
       .then(
         (summary) => {
-          if (summary.purged > 0 || summary.orphansSwept > 0 || summary.failures.length > 0)
+          if (
+            summary.purged > 0 ||
+            summary.orphansSwept > 0 ||
+            summary.idempotencyKeysPruned > 0 ||
+            summary.failures.length > 0
+          )
             log.info({ summary }, 'attachment maintenance ran');
         },
         (error: unknown) => {

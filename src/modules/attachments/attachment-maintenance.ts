@@ -10,6 +10,8 @@ export interface MaintenanceSummary {
   tenants: number;
   purged: number;
   orphansSwept: number;
+  /** Record idempotency keys past their 24 h, forgotten. */
+  idempotencyKeysPruned: number;
   /** Tenants whose run failed (they are retried next time); the reasons are in `failures`. */
   failures: Array<{ tenantId: string; message: string }>;
 }
@@ -31,11 +33,17 @@ const leaseTtlMs = 60_000;
 const tenantPageSize = 100;
 
 /**
- * Purges retired attachment versions past the restore window and sweeps orphans, tenant by tenant,
+ * Purges retired attachment versions past the restore window and sweeps orphans, tenant by tenant
+ * (and forgets record idempotency keys past their day, the other per-tenant housekeeping),
  * under one lease: scheduled on every node, it still runs exactly once at a time across them all.
  */
 export async function runAttachmentMaintenance(
-  deps: { database: Database; tenants: TenantRepository; attachments: AttachmentService },
+  deps: {
+    database: Database;
+    tenants: TenantRepository;
+    attachments: AttachmentService;
+    records: { pruneIdempotencyKeys(tenantId: string): Promise<number> };
+  },
   onProgress?: (done: number, total: number) => void,
 ): Promise<MaintenanceSummary> {
   const holder = `${hostname()}:${process.pid}:${newId().slice(0, 8)}`;
@@ -45,7 +53,13 @@ export async function runAttachmentMaintenance(
     holder,
     leaseTtlMs,
     async (_lease, isLost) => {
-      const summary: MaintenanceSummary = { tenants: 0, purged: 0, orphansSwept: 0, failures: [] };
+      const summary: MaintenanceSummary = {
+        tenants: 0,
+        purged: 0,
+        orphansSwept: 0,
+        idempotencyKeysPruned: 0,
+        failures: [],
+      };
       const all = [];
       for (let afterId: string | undefined; ; ) {
         const page = await deps.tenants.list({ includeDeleted: false, limit: tenantPageSize, afterId });
@@ -59,6 +73,7 @@ export async function runAttachmentMaintenance(
           const result = await deps.attachments.maintain(tenant.id);
           summary.purged += result.purged;
           summary.orphansSwept += result.orphansSwept;
+          summary.idempotencyKeysPruned += await deps.records.pruneIdempotencyKeys(tenant.id);
         } catch (error) {
           summary.failures.push({ tenantId: tenant.id, message: (error as Error).message });
         }

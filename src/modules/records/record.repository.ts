@@ -393,6 +393,15 @@ export const recordRepository = {
       .execute();
   },
 
+  /** Forgets idempotency keys claimed more than `ageMs` ago; returns how many. */
+  async pruneIdempotencyKeys(db: AnyKysely, ageMs: number): Promise<number> {
+    const result = await tenant(db)
+      .deleteFrom('record_idempotency')
+      .where('created_at', '<', sql<Date>`now() - make_interval(secs => ${ageMs / 1000})`)
+      .executeTakeFirst();
+    return Number(result.numDeletedRows);
+  },
+
   /** Claims an idempotency key; undefined if this call claimed it, else what the first call stored. */
   async claimIdempotencyKey(
     db: AnyKysely,

@@ -175,6 +175,16 @@ export class RecordService {
     return { record: created.record, replayed: created.replayed };
   }
 
+  /**
+   * Forgets the tenant's idempotency keys older than `idempotencyTtlMs` (the maintenance job calls
+   * this): a retry a day later is a new create, as the API documents.
+   */
+  async pruneIdempotencyKeys(tenantId: string): Promise<number> {
+    return this.#withTenant(tenantId, (scope) =>
+      recordRepository.pruneIdempotencyKeys(scope.db, idempotencyTtlMs),
+    );
+  }
+
   /** What the cache remembers of an idempotent create; undefined sends the caller to the database. */
   async #rememberedCreate(
     tenantId: string,
