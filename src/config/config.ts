@@ -99,6 +99,9 @@ const envSchema = z.object({
     .min(0)
     .max(Number.MAX_SAFE_INTEGER)
     .default(100 * 1024 ** 3),
+  // Support access with the customer's consent: the longest grant, and how long a request waits.
+  STRONGROOM_SUPPORT_GRANT_MAX_HOURS: z.coerce.number().int().min(1).max(720).default(24),
+  STRONGROOM_SUPPORT_REQUEST_EXPIRY_HOURS: z.coerce.number().int().min(1).max(720).default(96),
   STRONGROOM_LOG_LEVEL: z
     .enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])
     .default('info'),
@@ -165,6 +168,7 @@ export interface Config {
     maxRecords: number;
     maxStorageBytes: number;
   };
+  supportAccess: { maxGrantMs: number; pendingMs: number };
   log: { level: string };
   dataDir: string;
   database:
@@ -332,6 +336,10 @@ export function loadConfig(env: Record<string, string | undefined>, options: Loa
     recordMaxBytes: e.STRONGROOM_RECORD_MAX_BYTES,
     attachmentMaxBytes: e.STRONGROOM_ATTACHMENT_MAX_BYTES,
     restoreWindowDays: e.STRONGROOM_RESTORE_WINDOW_DAYS,
+    supportAccess: {
+      maxGrantMs: e.STRONGROOM_SUPPORT_GRANT_MAX_HOURS * 3600_000,
+      pendingMs: e.STRONGROOM_SUPPORT_REQUEST_EXPIRY_HOURS * 3600_000,
+    },
     tenantLimits: {
       requestsPerSecond: e.STRONGROOM_TENANT_REQUESTS_PER_SECOND,
       concurrentRequests: e.STRONGROOM_TENANT_CONCURRENT_REQUESTS,

@@ -13,6 +13,7 @@ export interface ControlTables {
   credentials: CredentialsTable;
   tenant_limits: TenantLimitsTable;
   tenant_api_calls: TenantApiCallsTable;
+  access_requests: AccessRequestsTable;
 }
 
 type Timestamp = ColumnType<Date, Date | string, Date | string>;
@@ -126,4 +127,25 @@ export interface TenantApiCallsTable {
   /** A UTC day, `yyyy-mm-dd`. */
   day: ColumnType<string, string, string>;
   calls: ColumnType<string, number | string, number | string>;
+}
+
+export interface AccessRequestsTable {
+  id: string;
+  tenant_id: string;
+  staff_id: string;
+  reason: string;
+  ticket: string | null;
+  scope_kind: 'settings' | 'projects';
+  project_ids: string[];
+  access: 'read' | 'write';
+  duration_seconds: number;
+  status: 'pending' | 'approved' | 'denied' | 'revoked';
+  requested_at: Timestamp;
+  pending_until: Timestamp;
+  decided_at: Timestamp | null;
+  decided_by: string | null;
+  starts_at: Timestamp | null;
+  ends_at: Timestamp | null;
+  revoked_at: Timestamp | null;
+  revoked_by: string | null;
 }

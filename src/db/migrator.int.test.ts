@@ -11,6 +11,7 @@ import { tenantSchemaName } from './tenant-schema.ts';
 import { migrateTenantSchema, revertTenantSchema } from './tenant-schemas.ts';
 
 const controlTables = [
+  'access_requests',
   'credentials',
   'key_check',
   'leases',

@@ -321,6 +321,7 @@ describe('behind a TLS-terminating proxy', () => {
         quotas: {} as Core['quotas'],
         limiter: {} as Core['limiter'],
         meter: {} as Core['meter'],
+        support: {} as Core['support'],
         readinessChecks: {},
         isDraining: () => false,
       },

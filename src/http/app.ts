@@ -19,6 +19,7 @@ import type { RequestLimiter } from '../modules/quotas/request-limiter.ts';
 import type { CollectionPolicyService } from '../modules/records/collection-policy.service.ts';
 import type { RecordService } from '../modules/records/record.service.ts';
 import type { StaffService } from '../modules/staff/staff.service.ts';
+import type { SupportAccessService } from '../modules/support/support-access.service.ts';
 import type { TenantService } from '../modules/tenants/tenant.service.ts';
 import type { Logger } from '../platform/logger.ts';
 import {
@@ -34,6 +35,7 @@ import { HttpMetrics } from './metrics.ts';
 import { registerSessionAuth } from './plugins/session-auth.ts';
 import { registerStaffAuth, requireStaff } from './plugins/staff-auth.ts';
 import { registerTenantLimits } from './plugins/tenant-limits.ts';
+import { accessRequestRoutes, opsAccessRequestRoutes } from './routes/access-requests.route.ts';
 import { attachmentRoutes } from './routes/attachments.route.ts';
 import { authRoutes, sessionRoutes } from './routes/auth.route.ts';
 import { collectionPolicyRoutes } from './routes/collection-policies.route.ts';
@@ -59,6 +61,7 @@ export interface AppDeps {
   quotas: QuotaService;
   limiter: RequestLimiter;
   meter: ApiCallMeter;
+  support: SupportAccessService;
   readinessChecks: Record<string, ReadinessCheck>;
   /** True once shutdown began: /readyz turns 503 and new requests are refused. */
   isDraining: () => boolean;
@@ -174,6 +177,7 @@ export async function buildApp(deps: AppDeps, options: AppOptions): Promise<App>
       await ops.register(opsTenantRoutes({ tenants: deps.tenants }));
       await ops.register(opsStaffRoutes({ staff: deps.staff }));
       await ops.register(opsUsageRoutes({ quotas: deps.quotas, tenants: deps.tenants }));
+      await ops.register(opsAccessRequestRoutes({ support: deps.support }));
     },
     { prefix: '/api/v1/ops' },
   );
@@ -202,6 +206,7 @@ export async function buildApp(deps: AppDeps, options: AppOptions): Promise<App>
       await tenantScope.register(attachmentRoutes({ attachments: deps.attachments }));
       await tenantScope.register(collectionPolicyRoutes({ policies: deps.policies }));
       await tenantScope.register(usageRoutes({ quotas: deps.quotas }));
+      await tenantScope.register(accessRequestRoutes({ support: deps.support }));
     },
     { prefix: '/api/v1' },
   );

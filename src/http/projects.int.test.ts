@@ -68,6 +68,15 @@ const routes: Array<{
   },
   { method: 'GET', path: '/api/v1/users', action: 'users.list' },
   { method: 'GET', path: '/api/v1/usage', action: 'usage.read' },
+  { method: 'GET', path: '/api/v1/access-requests', action: 'access_requests.read' },
+  // An id that is no request's: allowed callers get 404, the rest are refused before the lookup.
+  { method: 'GET', path: '/api/v1/access-requests/{id}', action: 'access_requests.read', allowed: [404] },
+  ...(['approve', 'deny', 'revoke'] as const).map((verb) => ({
+    method: 'POST',
+    path: `/api/v1/access-requests/{id}/${verb}`,
+    action: 'access_requests.decide' as const,
+    allowed: [404],
+  })),
   {
     method: 'POST',
     path: '/api/v1/users/invitations',
@@ -428,6 +437,7 @@ for (const kind of await testDatabaseKinds()) {
               .replace('{projectId}', projectId)
               .replace('{userId}', tenantA.targetUserId)
               .replace('{keyId}', nobodysKeyId)
+              .replace('{id}', nobodysKeyId)
               .replace('{collection}', 'matrix')
               .replace('{recordId}', recordId)
               .replace('{attachmentId}', attachmentId);

@@ -24,6 +24,12 @@ import { CollectionPolicyService } from '../modules/records/collection-policy.se
 import { RecordService } from '../modules/records/record.service.ts';
 import { StaffRepository } from '../modules/staff/staff.repository.ts';
 import { StaffService } from '../modules/staff/staff.service.ts';
+import { AccessRequestRepository } from '../modules/support/access-request.repository.ts';
+import {
+  defaultSupportAccessSettings,
+  SupportAccessService,
+  type SupportAccessSettings,
+} from '../modules/support/support-access.service.ts';
 import { TenantCache } from '../modules/temporary/tenant-cache.ts';
 import { FleetMigrationService } from '../modules/tenants/fleet-migration.service.ts';
 import { TenantRepository } from '../modules/tenants/tenant.repository.ts';
@@ -56,6 +62,8 @@ export interface Core {
   quotas: QuotaService;
   limiter: RequestLimiter;
   meter: ApiCallMeter;
+  /** Support access with the customer's consent (requests, approvals, grants). */
+  support: SupportAccessService;
   fleet: FleetMigrationService;
   tenantMigrations: readonly Migration[];
 }
@@ -81,6 +89,8 @@ export interface CoreOptions {
   restoreWindowMs?: number;
   /** What each tenant may use unless an operator set its own limits; default `defaultTenantLimits`. */
   tenantLimits?: TenantLimits;
+  /** Longest support grant and how long a request waits for a decision; default 24 h and 4 days. */
+  supportAccess?: SupportAccessSettings;
   /** Tenant migrations to use (the bench adds one); default: the shipped list. */
   tenantMigrations?: readonly Migration[];
 }
@@ -181,6 +191,14 @@ export function composeCore(options: CoreOptions): Core {
     quotas,
     limiter: new RequestLimiter({ temporary, limitsOf, clock }),
     meter: new ApiCallMeter({ repository: limitsRepository, clock }),
+    support: new SupportAccessService({
+      requests: new AccessRequestRepository(database.control),
+      tenants: tenantRepository,
+      withTenant,
+      mailer: options.mailer,
+      clock,
+      settings: options.supportAccess ?? defaultSupportAccessSettings,
+    }),
     fleet: new FleetMigrationService({ database, tenants: tenantRepository, migrations }),
     tenantMigrations: migrations,
   };
@@ -209,5 +227,6 @@ export function appServices(core: Core) {
     quotas: core.quotas,
     limiter: core.limiter,
     meter: core.meter,
+    support: core.support,
   };
 }

@@ -53,6 +53,7 @@ export async function openRuntime(config: Config, log: Logger): Promise<Runtime>
       attachmentMaxBytes: config.attachmentMaxBytes,
       restoreWindowMs: config.restoreWindowDays * 24 * 3600_000,
       tenantLimits: config.tenantLimits,
+      supportAccess: config.supportAccess,
     });
     await prepareControlPlane(core);
     return { core, objects, cache, mailer, close };

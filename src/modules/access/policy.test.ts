@@ -42,4 +42,16 @@ describe('authorize: the allow matrix', () => {
         expect(decide(principal, action, project('project_admin'))).toBe('not_found');
     }
   });
+
+  it('keeps consent to support access for people with a session: no API key decides, whatever its scope', () => {
+    const tenantWide = { tenantId, isProject: false };
+    for (const role of ['owner', 'admin'] as const) {
+      expect(decide(user(role), 'access_requests.decide', tenantWide)).toBe('allow');
+      for (const access of ['read', 'write'] as const) {
+        const key = { ...user(role), scope: { access, projectIds: null } } as AccessPrincipal;
+        expect(decide(key, 'access_requests.decide', tenantWide)).toBe('forbidden');
+      }
+    }
+    expect(decide(user('member'), 'access_requests.decide', tenantWide)).toBe('forbidden');
+  });
 });

@@ -25,6 +25,8 @@ export const actions = [
   'attachments.read',
   'attachments.write',
   'usage.read',
+  'access_requests.read',
+  'access_requests.decide',
 ] as const;
 
 export type Action = (typeof actions)[number];
@@ -78,7 +80,11 @@ export const readActions: ReadonlySet<Action> = new Set<Action>([
   'records.read',
   'attachments.read',
   'usage.read',
+  'access_requests.read',
 ]);
+
+/** Actions only a person signed in with a session may take, never an API key of any scope. */
+export const sessionOnlyActions: ReadonlySet<Action> = new Set<Action>(['access_requests.decide']);
 
 /** Who is asking, as far as the policy cares. Staff never reach tenant data through this policy. */
 export type AccessPrincipal =
@@ -121,6 +127,8 @@ export function decide(principal: AccessPrincipal, action: Action, resource: Acc
       return 'not_found';
     if (!resource.isProject && !readActions.has(action)) return 'forbidden';
   }
+  // Consent to support access is a person's decision: an API key never makes it.
+  if (scope && sessionOnlyActions.has(action)) return 'forbidden';
   const allowed = new Set<Action>(accountRoleAllows[principal.role]);
   if (resource.isProject && resource.projectRole) {
     for (const granted of projectRoleAllows[resource.projectRole]) allowed.add(granted);

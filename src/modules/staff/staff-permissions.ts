@@ -14,6 +14,9 @@ export const staffPermissions = {
   'tenants.limits': ['operator'],
   // Aggregate request metrics (no tenant data), for the platform's monitoring.
   'metrics.read': ['operator', 'security'],
+  // Asking a tenant for access to its data (granted only by the tenant's owners or admins; developers
+  // can never receive a grant). Also lists one's own requests.
+  'support.request': ['support', 'operator'],
   // Who has platform access is the security team's to grant; operators run tenants, not people.
   'staff.read': ['operator', 'security'],
   'staff.manage': ['security'],

@@ -5,6 +5,7 @@ import { allowInvitationTokens } from './20261122020000-allow-invitation-tokens.
 import { allowApiKeyCredentials } from './20261122030000-allow-api-key-credentials.ts';
 import { addStaffMfa } from './20261122040000-add-staff-mfa.ts';
 import { createTenantLimits } from './20261123030000-create-tenant-limits.ts';
+import { createAccessRequests } from './20261123040000-create-access-requests.ts';
 
 /** Control-plane migrations, oldest first. Append only; see the expand/contract note in migrator.ts. */
 export const controlMigrations: readonly Migration[] = [
@@ -14,4 +15,5 @@ export const controlMigrations: readonly Migration[] = [
   allowApiKeyCredentials,
   addStaffMfa,
   createTenantLimits,
+  createAccessRequests,
 ];

@@ -1,0 +1,226 @@
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { sql } from 'kysely';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildTestApp, callAs, projectViewerKey } from '../../test/support/app.ts';
+import { openTestCore, type TestDatabase, testDatabaseKinds } from '../../test/support/databases.ts';
+import { enrolStaff } from '../../test/support/staff.ts';
+import type { Core } from '../main/compose.ts';
+import type { App } from './app.ts';
+
+const password = 'consent needs a long password too';
+
+for (const kind of await testDatabaseKinds()) {
+  describe.skipIf(kind.skipReason)(
+    `support access requests (the lockbox) on ${kind.name}${kind.skipReason}`,
+    () => {
+      let core: Core;
+      let testDb: TestDatabase;
+      let app: App;
+      let outboxDir: string;
+      let nowMs = Date.now();
+      const owner: Record<'a' | 'b', string> = { a: '', b: '' };
+      const tenantIds: Record<'a' | 'b', string> = { a: '', b: '' };
+      let projectId: string;
+      let ownerKey: string;
+      let memberKey: string;
+      const staff: Record<'support' | 'operator' | 'security' | 'developer', string> = {
+        support: '',
+        operator: '',
+        security: '',
+        developer: '',
+      };
+
+      const ask = (body: Record<string, unknown>, key = staff.support) =>
+        callAs(app, 'POST', '/api/v1/ops/access-requests', key, {
+          tenant: 'lockbox-a',
+          reason: 'Customer reports a broken invoice export (ticket 4711)',
+          scope: { kind: 'projects', projectIds: [projectId] },
+          ...body,
+        });
+      const decide = (id: string, verb: 'approve' | 'deny' | 'revoke', token = owner.a) =>
+        callAs(app, 'POST', `/api/v1/access-requests/${id}/${verb}`, token);
+      const statusOf = async (id: string) =>
+        (await callAs(app, 'GET', `/api/v1/access-requests/${id}`, owner.a)).json().status;
+
+      beforeAll(async () => {
+        ({ core, testDb, outboxDir } = await openTestCore(kind, { clock: { now: () => new Date(nowMs) } }));
+        app = await buildTestApp(core);
+        for (const name of ['a', 'b'] as const) {
+          const created = await core.tenants.create({
+            slug: `lockbox-${name}`,
+            name: `Tenant ${name.toUpperCase()}`,
+            ownerEmail: `owner@${name}.test`,
+          });
+          tenantIds[name] = created.tenant.id;
+          owner[name] = (
+            await core.identity.setupOwner({ token: created.ownerSetupToken, displayName: 'O', password })
+          ).session.token;
+        }
+        projectId = (await callAs(app, 'POST', '/api/v1/projects', owner.a, { name: 'Invoices' })).json().id;
+        ownerKey = (
+          await callAs(app, 'POST', '/api/v1/api-keys', owner.a, { name: 'k', access: 'write' })
+        ).json().secret;
+        memberKey = await projectViewerKey(core, owner.a, projectId);
+        for (const role of ['support', 'operator', 'security', 'developer'] as const) {
+          staff[role] = (
+            await enrolStaff(core, { email: `${role}@ops.test`, displayName: role, role })
+          ).apiKey;
+        }
+      });
+      afterAll(async () => {
+        await app?.close();
+        await testDb?.close();
+      });
+
+      it("records a staff request, tells the tenant's owners by e-mail, and shows it to that tenant only", async () => {
+        const asked = await ask({ ticket: 'SUP-4711' });
+        expect(asked.statusCode).toBe(201);
+        const request = asked.json();
+        expect(request).toMatchObject({
+          tenantId: tenantIds.a,
+          staff: { email: 'support@ops.test', role: 'support' },
+          scope: { kind: 'projects', projectIds: [projectId] },
+          access: 'read',
+          durationMinutes: 480,
+          status: 'pending',
+          ticket: 'SUP-4711',
+        });
+        expect(new Date(request.pendingUntil).getTime() - new Date(request.requestedAt).getTime()).toBe(
+          4 * 86_400_000,
+        );
+        const mails = readdirSync(outboxDir).map((file) => readFileSync(join(outboxDir, file), 'utf8'));
+        const mail = mails.find((text) => text.includes(request.id));
+        expect(mail).toContain('owner@a.test');
+        expect(mail).toContain('broken invoice export');
+        expect(mails.some((text) => text.includes('owner@b.test'))).toBe(false);
+
+        const listed = await callAs(app, 'GET', '/api/v1/access-requests', owner.a);
+        expect(listed.json().items.map((r: { id: string }) => r.id)).toContain(request.id);
+        // Tenant B neither sees nor can reach it, and cannot tell it exists.
+        expect((await callAs(app, 'GET', '/api/v1/access-requests', owner.b)).json().items).toEqual([]);
+        const fromB = await callAs(app, 'GET', `/api/v1/access-requests/${request.id}`, owner.b);
+        const missing = await callAs(
+          app,
+          'GET',
+          '/api/v1/access-requests/7d3f0c7e-1b7e-4e38-9c1f-6a1f2b3c4d5e',
+          owner.b,
+        );
+        expect([fromB.statusCode, fromB.json().error.code]).toEqual([
+          missing.statusCode,
+          missing.json().error.code,
+        ]);
+        expect((await decide(request.id, 'approve', owner.b)).statusCode).toBe(404);
+        expect(await statusOf(request.id)).toBe('pending');
+        // The requester follows their own requests.
+        const mine = await callAs(app, 'GET', '/api/v1/ops/access-requests', staff.support);
+        expect(mine.json().items.map((r: { id: string }) => r.id)).toContain(request.id);
+        expect(
+          (await callAs(app, 'GET', '/api/v1/ops/access-requests', staff.operator)).json().items,
+        ).toEqual([]);
+      });
+
+      it('lets only an owner or admin with a session decide: not members, API keys, staff, or a cookie without the CSRF header', async () => {
+        const { id } = (await ask({})).json();
+        const member = await decide(id, 'approve', memberKey);
+        expect([member.statusCode, member.json().error.code]).toEqual([403, 'forbidden']);
+        const key = await decide(id, 'approve', ownerKey);
+        expect([key.statusCode, key.json().error.code]).toEqual([403, 'forbidden']);
+        for (const staffKey of Object.values(staff))
+          expect((await decide(id, 'approve', staffKey)).statusCode).toBe(401);
+        const forged = await app.inject({
+          method: 'POST',
+          url: `/api/v1/access-requests/${id}/approve`,
+          headers: { cookie: `strongroom_session=${owner.a}` },
+        });
+        expect([forged.statusCode, forged.json().error.code]).toEqual([403, 'csrf_check_failed']);
+        expect(await statusOf(id)).toBe('pending');
+
+        const approved = await decide(id, 'approve');
+        expect(approved.statusCode).toBe(200);
+        const grant = approved.json();
+        expect(grant.status).toBe('approved');
+        expect(new Date(grant.endsAt).getTime() - new Date(grant.startsAt).getTime()).toBe(8 * 3600_000);
+        const again = await decide(id, 'deny');
+        expect([again.statusCode, again.json().error.code]).toEqual([409, 'access_request_not_pending']);
+
+        const revoked = await decide(id, 'revoke');
+        expect([revoked.statusCode, revoked.json().status]).toEqual([200, 'revoked']);
+        const twice = await decide(id, 'revoke');
+        expect([twice.statusCode, twice.json().error.code]).toEqual([409, 'access_grant_not_active']);
+      });
+
+      it('keeps the terms of a decided request fixed in the database itself, and every request on record', async () => {
+        const { id } = (await ask({ access: 'read' })).json();
+        const table = sql`control.access_requests`;
+        // Even pending, the terms cannot be edited: a request is approved as it was asked.
+        await expect(
+          sql`update ${table} set access = 'write' where id = ${id}`.execute(testDb.database.db),
+        ).rejects.toThrow(/terms of an access request cannot change/);
+        expect((await decide(id, 'approve')).statusCode).toBe(200);
+        for (const change of [
+          sql`update ${table} set project_ids = array[gen_random_uuid()] where id = ${id}`,
+          sql`update ${table} set ends_at = ends_at + interval '30 days' where id = ${id}`,
+          sql`update ${table} set status = 'pending' where id = ${id}`,
+          sql`delete from ${table} where id = ${id}`,
+        ]) {
+          await expect(change.execute(testDb.database.db)).rejects.toThrow();
+        }
+        expect(await statusOf(id)).toBe('approved');
+      });
+
+      it('expires unanswered requests after four days and grants at their end', async () => {
+        const pending = (await ask({})).json();
+        const granted = (await ask({ durationMinutes: 60 })).json();
+        expect((await decide(granted.id, 'approve')).statusCode).toBe(200);
+        nowMs += 61 * 60_000;
+        expect(await statusOf(granted.id)).toBe('expired');
+        expect((await decide(granted.id, 'revoke')).json().error.code).toBe('access_grant_not_active');
+        nowMs += 4 * 86_400_000;
+        expect(await statusOf(pending.id)).toBe('expired');
+        const late = await decide(pending.id, 'approve');
+        expect([late.statusCode, late.json().error.code]).toEqual([409, 'access_request_not_pending']);
+      });
+
+      it('refuses developers, staff without the permission, and malformed requests, storing nothing', async () => {
+        const before = (await callAs(app, 'GET', '/api/v1/access-requests', owner.a)).json().items.length;
+        const developer = await ask({}, staff.developer);
+        expect([developer.statusCode, developer.json().error.code]).toEqual([403, 'forbidden']);
+        const security = await ask({}, staff.security);
+        expect([security.statusCode, security.json().error.code]).toEqual([403, 'forbidden']);
+        const tooMany = Array.from(
+          { length: 21 },
+          (_, i) => `7d3f0c7e-1b7e-4e38-9c1f-6a1f2b3c4d${String(i).padStart(2, '0')}`,
+        );
+        for (const body of [
+          { reason: 'short' },
+          { reason: 'x'.repeat(2001) },
+          { reason: 'a reason with a \u0000 nul in it' },
+          { scope: { kind: 'everything' } },
+          { scope: { kind: 'projects', projectIds: [] } },
+          { scope: { kind: 'projects', projectIds: ['../../etc'] } },
+          { scope: { kind: 'projects', projectIds: tooMany } },
+          { scope: { kind: 'settings', projectIds: [projectId] } },
+          { durationMinutes: 24 * 60 + 1 },
+          { durationMinutes: 1e9 },
+          { durationMinutes: 0.5 },
+          { ticket: '' },
+        ]) {
+          const refused = await ask(body);
+          expect([refused.statusCode, refused.json().error.code], JSON.stringify(body)).toEqual([
+            400,
+            'invalid_access_request',
+          ]);
+        }
+        expect((await ask({ access: 'admin' })).statusCode).toBe(400);
+        expect((await ask({ tenant: 'no-such-tenant' })).statusCode).toBe(404);
+        expect((await callAs(app, 'GET', '/api/v1/access-requests/not-a-uuid', owner.a)).statusCode).toBe(
+          404,
+        );
+        expect((await callAs(app, 'GET', '/api/v1/access-requests', owner.a)).json().items).toHaveLength(
+          before,
+        );
+      });
+    },
+  );
+}

@@ -1,0 +1,157 @@
+import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import type { AccessRequest, SupportAccessService } from '../../modules/support/support-access.service.ts';
+import { requireUser } from '../plugins/session-auth.ts';
+import { requireStaff } from '../plugins/staff-auth.ts';
+import { errorResponseSchema } from '../presenters.ts';
+
+const accessRequestSchema = z.object({
+  id: z.string(),
+  tenantId: z.string(),
+  staff: z.object({ id: z.string(), email: z.string(), name: z.string(), role: z.string() }),
+  reason: z.string(),
+  ticket: z.string().nullable(),
+  scope: z.union([
+    z.object({ kind: z.literal('settings') }),
+    z.object({ kind: z.literal('projects'), projectIds: z.array(z.string()) }),
+  ]),
+  access: z.enum(['read', 'write']),
+  durationMinutes: z.number(),
+  status: z.enum(['pending', 'approved', 'denied', 'revoked', 'expired']),
+  requestedAt: z.iso.datetime(),
+  pendingUntil: z.iso.datetime(),
+  decidedAt: z.iso.datetime().nullable(),
+  decidedBy: z.string().nullable().describe('The owner or admin who approved or denied'),
+  startsAt: z.iso.datetime().nullable(),
+  endsAt: z.iso.datetime().nullable(),
+  revokedAt: z.iso.datetime().nullable(),
+  revokedBy: z.string().nullable(),
+});
+
+const iso = (date: Date | null) => (date === null ? null : date.toISOString());
+
+function presentAccessRequest(request: AccessRequest) {
+  return {
+    ...request,
+    requestedAt: request.requestedAt.toISOString(),
+    pendingUntil: request.pendingUntil.toISOString(),
+    decidedAt: iso(request.decidedAt),
+    startsAt: iso(request.startsAt),
+    endsAt: iso(request.endsAt),
+    revokedAt: iso(request.revokedAt),
+  };
+}
+
+const errors = {
+  400: errorResponseSchema,
+  401: errorResponseSchema,
+  403: errorResponseSchema,
+  404: errorResponseSchema,
+  409: errorResponseSchema,
+};
+
+const idParams = z.object({ id: z.string().max(64) });
+
+/** The tenant's side of the lockbox: see every request, approve or deny it, revoke a grant. */
+export function accessRequestRoutes(deps: { support: SupportAccessService }): FastifyPluginAsyncZod {
+  const { support } = deps;
+  return async (app) => {
+    app.get(
+      '/access-requests',
+      {
+        schema: {
+          summary: 'Support access requests and grants for this tenant (owner, admin)',
+          tags: ['support access'],
+          security: [{ session: [] }],
+          response: { 200: z.object({ items: z.array(accessRequestSchema) }), ...errors },
+        },
+      },
+      async (request) => ({
+        items: (await support.listForTenant(requireUser(request).principal)).map(presentAccessRequest),
+      }),
+    );
+    app.get(
+      '/access-requests/:id',
+      {
+        schema: {
+          summary: 'One support access request (owner, admin)',
+          tags: ['support access'],
+          security: [{ session: [] }],
+          params: idParams,
+          response: { 200: accessRequestSchema, ...errors },
+        },
+      },
+      async (request) =>
+        presentAccessRequest(await support.get(requireUser(request).principal, request.params.id)),
+    );
+    for (const [verb, summary] of [
+      [
+        'approve',
+        'Approve a pending request: it becomes a grant for its duration, from now (owner, admin; session only)',
+      ],
+      ['deny', 'Deny a pending request (owner, admin; session only)'],
+      ['revoke', 'End an approved grant now (owner, admin; session only)'],
+    ] as const) {
+      app.post(
+        `/access-requests/:id/${verb}`,
+        {
+          schema: {
+            summary,
+            tags: ['support access'],
+            security: [{ session: [] }],
+            params: idParams,
+            response: { 200: accessRequestSchema, ...errors },
+          },
+        },
+        async (request) => {
+          const { principal } = requireUser(request);
+          return presentAccessRequest(await support[verb](principal, request.params.id));
+        },
+      );
+    }
+  };
+}
+
+/** The staff side: ask a tenant for access, and follow one's own requests. */
+export function opsAccessRequestRoutes(deps: { support: SupportAccessService }): FastifyPluginAsyncZod {
+  const { support } = deps;
+  return async (app) => {
+    app.post(
+      '/access-requests',
+      {
+        schema: {
+          summary: "Ask a tenant's owners and admins for access to its data (support, operator)",
+          description:
+            'Nothing opens until an owner or admin of the tenant approves. Scope: the tenant settings, or named projects; read unless write is asked for; duration in minutes (default 8 h).',
+          tags: ['operator'],
+          body: z.object({
+            tenant: z.string().min(1).max(64).describe('The tenant id or slug'),
+            reason: z.string().max(4000),
+            ticket: z.string().max(400).optional(),
+            scope: z.unknown(),
+            access: z.enum(['read', 'write']).optional(),
+            durationMinutes: z.number().optional(),
+          }),
+          response: { 201: accessRequestSchema, ...errors },
+        },
+      },
+      async (request, reply) => {
+        const staff = requireStaff(request, 'support.request');
+        return reply.status(201).send(presentAccessRequest(await support.request(staff, request.body)));
+      },
+    );
+    app.get(
+      '/access-requests',
+      {
+        schema: {
+          summary: "The caller's own access requests, newest first (support, operator)",
+          tags: ['operator'],
+          response: { 200: z.object({ items: z.array(accessRequestSchema) }), ...errors },
+        },
+      },
+      async (request) => ({
+        items: (await support.listMine(requireStaff(request, 'support.request'))).map(presentAccessRequest),
+      }),
+    );
+  };
+}

@@ -1,0 +1,108 @@
+import type { Kysely, Selectable } from 'kysely';
+import type { AccessRequestsTable, ControlTables } from '../../db/control-tables.ts';
+import type { AnyKysely } from '../../db/database.ts';
+import { tenantDb } from '../../db/tenant-tables.ts';
+
+export type AccessRequestRow = Selectable<AccessRequestsTable> & {
+  staff_email: string;
+  staff_name: string;
+  staff_role: string;
+  staff_status: string;
+};
+
+/** Access requests and grants, in the control plane (they outlive any one session or node). */
+export class AccessRequestRepository {
+  readonly #control: Kysely<ControlTables>;
+
+  constructor(control: Kysely<ControlTables>) {
+    this.#control = control;
+  }
+
+  async insert(
+    row: Omit<
+      Selectable<AccessRequestsTable>,
+      'decided_at' | 'decided_by' | 'starts_at' | 'ends_at' | 'revoked_at' | 'revoked_by'
+    >,
+  ): Promise<void> {
+    await this.#control.insertInto('access_requests').values(row).execute();
+  }
+
+  #withStaff() {
+    return this.#control
+      .selectFrom('access_requests as r')
+      .innerJoin('staff as s', 's.id', 'r.staff_id')
+      .selectAll('r')
+      .select([
+        's.email as staff_email',
+        's.display_name as staff_name',
+        's.role as staff_role',
+        's.status as staff_status',
+      ]);
+  }
+
+  async find(id: string): Promise<AccessRequestRow | undefined> {
+    return this.#withStaff().where('r.id', '=', id).executeTakeFirst();
+  }
+
+  /** Newest first; `before` is the `requested_at` of the last row of the previous page. */
+  async listForTenant(tenantId: string, limit: number): Promise<AccessRequestRow[]> {
+    return this.#withStaff()
+      .where('r.tenant_id', '=', tenantId)
+      .orderBy('r.requested_at', 'desc')
+      .limit(limit)
+      .execute();
+  }
+
+  async listForStaff(staffId: string, limit: number): Promise<AccessRequestRow[]> {
+    return this.#withStaff()
+      .where('r.staff_id', '=', staffId)
+      .orderBy('r.requested_at', 'desc')
+      .limit(limit)
+      .execute();
+  }
+
+  /** Decides a pending request still inside its pending window; false if it was not (a race lost). */
+  async decide(
+    id: string,
+    decision: { status: 'approved' | 'denied'; at: Date; by: string; startsAt?: Date; endsAt?: Date },
+  ): Promise<boolean> {
+    const result = await this.#control
+      .updateTable('access_requests')
+      .set({
+        status: decision.status,
+        decided_at: decision.at,
+        decided_by: decision.by,
+        starts_at: decision.startsAt ?? null,
+        ends_at: decision.endsAt ?? null,
+      })
+      .where('id', '=', id)
+      .where('status', '=', 'pending')
+      .where('pending_until', '>', decision.at)
+      .executeTakeFirst();
+    return Number(result.numUpdatedRows) === 1;
+  }
+
+  /** Revokes an approved grant that has not ended; false if it was not one. */
+  async revoke(id: string, at: Date, by: string): Promise<boolean> {
+    const result = await this.#control
+      .updateTable('access_requests')
+      .set({ status: 'revoked', revoked_at: at, revoked_by: by })
+      .where('id', '=', id)
+      .where('status', '=', 'approved')
+      .where('ends_at', '>', at)
+      .executeTakeFirst();
+    return Number(result.numUpdatedRows) === 1;
+  }
+}
+
+/** The active owners' and admins' addresses, in a tenant scope: who is told of a request. */
+export async function tenantAdminEmails(db: AnyKysely): Promise<string[]> {
+  const rows = await tenantDb(db)
+    .selectFrom('users')
+    .select('email')
+    .where('role', 'in', ['owner', 'admin'])
+    .where('status', '=', 'active')
+    .orderBy('email')
+    .execute();
+  return rows.map((row) => row.email);
+}

@@ -1,0 +1,305 @@
+import type { WithTenant } from '../../db/with-tenant.ts';
+import type { Clock } from '../../platform/clock.ts';
+import { newId } from '../../platform/ids.ts';
+import type { Mailer } from '../../ports/mail.port.ts';
+import { accessErrors, authorize } from '../access/policy.ts';
+import type { UserAccess } from '../projects/project.service.ts';
+import type { StaffPrincipal } from '../staff/staff.service.ts';
+import { tenantErrors } from '../tenants/tenant.errors.ts';
+import type { TenantRepository } from '../tenants/tenant.repository.ts';
+import {
+  type AccessRequestRepository,
+  type AccessRequestRow,
+  tenantAdminEmails,
+} from './access-request.repository.ts';
+import { supportErrors } from './support.errors.ts';
+
+export type AccessScope = { kind: 'settings' } | { kind: 'projects'; projectIds: string[] };
+
+export type AccessRequestStatus = 'pending' | 'approved' | 'denied' | 'revoked' | 'expired';
+
+/** A request as its tenant and its requester see it. */
+export interface AccessRequest {
+  id: string;
+  tenantId: string;
+  staff: { id: string; email: string; name: string; role: string };
+  reason: string;
+  ticket: string | null;
+  scope: AccessScope;
+  access: 'read' | 'write';
+  durationMinutes: number;
+  /** `expired`: pending past `pendingUntil`, or approved past `endsAt`. */
+  status: AccessRequestStatus;
+  requestedAt: Date;
+  pendingUntil: Date;
+  decidedAt: Date | null;
+  decidedBy: string | null;
+  startsAt: Date | null;
+  endsAt: Date | null;
+  revokedAt: Date | null;
+  revokedBy: string | null;
+}
+
+export interface SupportAccessSettings {
+  /** The longest grant a request may ask for. */
+  maxGrantMs: number;
+  /** How long a request waits for a decision. */
+  pendingMs: number;
+}
+
+export const defaultSupportAccessSettings: SupportAccessSettings = {
+  maxGrantMs: 24 * 3600_000,
+  pendingMs: 4 * 24 * 3600_000,
+};
+
+const defaultGrantMs = 8 * 3600_000;
+const maxProjects = 20;
+const uuidPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+const listLimit = 200;
+
+/**
+ * The customer lockbox. Support staff ask for access to one tenant (a reason, a scope: its settings
+ * or named projects, read unless write is asked for, a duration); the tenant's owners and admins are
+ * told by e-mail and in the API, and only they approve or deny, with a session (never an API key,
+ * never staff, never the requester). An approved grant's terms are fixed (the database refuses to
+ * change them); the tenant can revoke it at any time, and it ends on its own. Developers can never
+ * receive a grant.
+ */
+export class SupportAccessService {
+  readonly #requests: AccessRequestRepository;
+  readonly #tenants: TenantRepository;
+  readonly #withTenant: WithTenant;
+  readonly #mailer: Mailer | undefined;
+  readonly #clock: Clock;
+  readonly #settings: SupportAccessSettings;
+
+  constructor(deps: {
+    requests: AccessRequestRepository;
+    tenants: TenantRepository;
+    withTenant: WithTenant;
+    mailer?: Mailer | undefined;
+    clock: Clock;
+    settings?: SupportAccessSettings;
+  }) {
+    this.#requests = deps.requests;
+    this.#tenants = deps.tenants;
+    this.#withTenant = deps.withTenant;
+    this.#mailer = deps.mailer;
+    this.#clock = deps.clock;
+    this.#settings = deps.settings ?? defaultSupportAccessSettings;
+  }
+
+  /** A staff member asks; the caller has checked the staff permission (`support.request`). */
+  async request(
+    staff: StaffPrincipal,
+    input: {
+      tenant: string;
+      reason: unknown;
+      ticket?: unknown;
+      scope: unknown;
+      access?: unknown;
+      durationMinutes?: unknown;
+    },
+  ): Promise<AccessRequest> {
+    if (staff.role === 'developer') throw supportErrors.ineligible();
+    const reason = typeof input.reason === 'string' ? input.reason.trim() : '';
+    if (reason.length < 10 || reason.length > 2000 || hasControlCharacters(reason)) {
+      throw supportErrors.invalidRequest('reason', 'must be 10-2,000 characters of text');
+    }
+    const ticket = input.ticket === undefined || input.ticket === null ? null : String(input.ticket).trim();
+    if (ticket !== null && (ticket.length < 1 || ticket.length > 200 || hasControlCharacters(ticket))) {
+      throw supportErrors.invalidRequest('ticket', 'must be 1-200 characters of text');
+    }
+    const scope = acceptScope(input.scope);
+    const access = input.access ?? 'read';
+    if (access !== 'read' && access !== 'write')
+      throw supportErrors.invalidRequest('access', 'must be read or write');
+    const durationMs =
+      input.durationMinutes === undefined ? defaultGrantMs : Number(input.durationMinutes) * 60_000;
+    if (
+      !Number.isSafeInteger(input.durationMinutes ?? 0) ||
+      durationMs < 60_000 ||
+      durationMs > this.#settings.maxGrantMs
+    ) {
+      throw supportErrors.invalidRequest(
+        'durationMinutes',
+        `must be a whole number of minutes from 1 to ${this.#settings.maxGrantMs / 60_000}`,
+      );
+    }
+    const tenant = uuidPattern.test(input.tenant)
+      ? await this.#tenants.findById(input.tenant)
+      : await this.#tenants.findLiveBySlug(input.tenant);
+    if (!tenant || tenant.status === 'deleted') throw tenantErrors.notFound();
+
+    const now = this.#clock.now();
+    const id = newId();
+    await this.#requests.insert({
+      id,
+      tenant_id: tenant.id,
+      staff_id: staff.staffId,
+      reason,
+      ticket,
+      scope_kind: scope.kind,
+      project_ids: scope.kind === 'projects' ? scope.projectIds : [],
+      access,
+      duration_seconds: durationMs / 1000,
+      status: 'pending',
+      requested_at: now,
+      pending_until: new Date(now.getTime() + this.#settings.pendingMs),
+    });
+    const created = present((await this.#requests.find(id))!, now);
+    await this.#notifyTenant(tenant.id, tenant.name ?? tenant.slug ?? tenant.id, created);
+    return created;
+  }
+
+  /** The staff member's own requests, newest first. */
+  async listMine(staff: StaffPrincipal): Promise<AccessRequest[]> {
+    const now = this.#clock.now();
+    return (await this.#requests.listForStaff(staff.staffId, listLimit)).map((row) => present(row, now));
+  }
+
+  /** Every request for the caller's tenant, newest first (owners and admins). */
+  async listForTenant(principal: UserAccess): Promise<AccessRequest[]> {
+    authorize(principal, 'access_requests.read', { tenantId: principal.tenantId, isProject: false });
+    const now = this.#clock.now();
+    return (await this.#requests.listForTenant(principal.tenantId, listLimit)).map((row) =>
+      present(row, now),
+    );
+  }
+
+  async get(principal: UserAccess, id: string): Promise<AccessRequest> {
+    authorize(principal, 'access_requests.read', { tenantId: principal.tenantId, isProject: false });
+    return present(await this.#ownRow(principal, id), this.#clock.now());
+  }
+
+  async approve(principal: UserAccess, id: string): Promise<AccessRequest> {
+    return this.#decide(principal, id, 'approved');
+  }
+
+  async deny(principal: UserAccess, id: string): Promise<AccessRequest> {
+    return this.#decide(principal, id, 'denied');
+  }
+
+  /** Ends an approved grant now; every node refuses it from the next request on. */
+  async revoke(principal: UserAccess, id: string): Promise<AccessRequest> {
+    authorizeDecision(principal);
+    const row = await this.#ownRow(principal, id);
+    const now = this.#clock.now();
+    if (!(await this.#requests.revoke(row.id, now, principal.userId))) {
+      throw supportErrors.notActive(present((await this.#requests.find(row.id))!, now).status);
+    }
+    return present((await this.#requests.find(row.id))!, now);
+  }
+
+  async #decide(principal: UserAccess, id: string, status: 'approved' | 'denied'): Promise<AccessRequest> {
+    authorizeDecision(principal);
+    const row = await this.#ownRow(principal, id);
+    const now = this.#clock.now();
+    if (status === 'approved' && (row.staff_role === 'developer' || row.staff_status !== 'active')) {
+      throw supportErrors.ineligible();
+    }
+    const decided = await this.#requests.decide(row.id, {
+      status,
+      at: now,
+      by: principal.userId,
+      ...(status === 'approved'
+        ? { startsAt: now, endsAt: new Date(now.getTime() + row.duration_seconds * 1000) }
+        : {}),
+    });
+    if (!decided) throw supportErrors.notPending(present((await this.#requests.find(row.id))!, now).status);
+    return present((await this.#requests.find(row.id))!, now);
+  }
+
+  /** The request, if it is the caller's tenant's; another tenant's is `not_found`, as if absent. */
+  async #ownRow(principal: UserAccess, id: string): Promise<AccessRequestRow> {
+    const row = uuidPattern.test(id) ? await this.#requests.find(id) : undefined;
+    if (!row || row.tenant_id !== principal.tenantId) throw accessErrors.notFound();
+    return row;
+  }
+
+  /** Tells the tenant's owners and admins; a mail failure does not undo the request (it is in the API). */
+  async #notifyTenant(tenantId: string, tenantName: string, request: AccessRequest): Promise<void> {
+    if (!this.#mailer) return;
+    const to = await this.#withTenant(tenantId, (scope) => tenantAdminEmails(scope.db), { readOnly: true });
+    if (to.length === 0) return;
+    const scope =
+      request.scope.kind === 'settings'
+        ? 'your account settings only'
+        : `${request.scope.projectIds.length} named project(s): ${request.scope.projectIds.join(', ')}`;
+    await this.#mailer
+      .send({
+        to: to.slice(0, 50),
+        subject: `Strongroom support asks for ${request.access} access to ${tenantName}`,
+        text: [
+          `${request.staff.name} <${request.staff.email}> (${request.staff.role}) asks for ${request.access} access to ${scope},`,
+          `for ${request.durationMinutes} minutes from your approval.`,
+          '',
+          `Reason: ${request.reason}`,
+          ...(request.ticket ? [`Ticket: ${request.ticket}`] : []),
+          '',
+          `Nothing is opened unless an owner or admin approves it: POST /api/v1/access-requests/${request.id}/approve`,
+          `(or /deny). The request expires unanswered at ${request.pendingUntil.toISOString()}.`,
+          'An approved grant can be revoked at any time: POST /api/v1/access-requests/<id>/revoke.',
+        ].join('\n'),
+        headers: { 'X-Strongroom-Access-Request': request.id },
+      })
+      .catch(() => undefined);
+  }
+}
+
+/** Deciding is for owners and admins with a session: an API key never approves, denies or revokes. */
+function authorizeDecision(principal: UserAccess): void {
+  authorize(principal, 'access_requests.decide', { tenantId: principal.tenantId, isProject: false });
+}
+
+function acceptScope(input: unknown): AccessScope {
+  const scope = input as { kind?: unknown; projectIds?: unknown } | null;
+  if (scope?.kind === 'settings' && scope.projectIds === undefined) return { kind: 'settings' };
+  if (scope?.kind === 'projects' && Array.isArray(scope.projectIds)) {
+    const ids = [...new Set(scope.projectIds)];
+    if (
+      ids.length >= 1 &&
+      ids.length <= maxProjects &&
+      ids.every((id) => typeof id === 'string' && uuidPattern.test(id))
+    ) {
+      return { kind: 'projects', projectIds: ids as string[] };
+    }
+  }
+  throw supportErrors.invalidRequest(
+    'scope',
+    `must be {"kind":"settings"} or {"kind":"projects","projectIds":[1-${maxProjects} project ids]}`,
+  );
+}
+
+function hasControlCharacters(text: string): boolean {
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what is refused.
+  return /[\u0000-\u0008\u000b-\u001f\u007f]/.test(text);
+}
+
+function present(row: AccessRequestRow, now: Date): AccessRequest {
+  const expired =
+    (row.status === 'pending' && row.pending_until <= now) ||
+    (row.status === 'approved' && row.ends_at !== null && row.ends_at <= now);
+  return {
+    id: row.id,
+    tenantId: row.tenant_id,
+    staff: { id: row.staff_id, email: row.staff_email, name: row.staff_name, role: row.staff_role },
+    reason: row.reason,
+    ticket: row.ticket,
+    scope:
+      row.scope_kind === 'settings'
+        ? { kind: 'settings' }
+        : { kind: 'projects', projectIds: row.project_ids },
+    access: row.access,
+    durationMinutes: row.duration_seconds / 60,
+    status: expired ? 'expired' : row.status,
+    requestedAt: row.requested_at,
+    pendingUntil: row.pending_until,
+    decidedAt: row.decided_at,
+    decidedBy: row.decided_by,
+    startsAt: row.starts_at,
+    endsAt: row.ends_at,
+    revokedAt: row.revoked_at,
+    revokedBy: row.revoked_by,
+  };
+}
