@@ -1,6 +1,11 @@
 import { listConfigVariables } from '../src/config/config.ts';
 import { statusByKind } from '../src/http/error-handler.ts';
-import { accountRoleAllows, actions, projectRoleAllows } from '../src/modules/access/policy.ts';
+import {
+  accountRoleAllows,
+  actions,
+  projectRoleAllows,
+  supportGrantAllows,
+} from '../src/modules/access/policy.ts';
 import { staffRoles } from '../src/modules/staff/staff.service.ts';
 import { staffPermissions } from '../src/modules/staff/staff-permissions.ts';
 import { listErrorDefinitions } from '../src/platform/errors.ts';
@@ -49,6 +54,27 @@ export function renderStaffPermissionTable(): string {
       `| \`${action}\` | ${staffRoles.map((role) => ((roles as readonly string[]).includes(role) ? 'yes' : 'no')).join(' | ')} |`,
   );
   return [header, rule, ...rows].join('\n');
+}
+
+/** What a support grant opens, by scope and access, as it is in code (docs/security.md quotes it). */
+export function renderSupportGrantTable(): string {
+  const columns = [
+    ['settings, read', supportGrantAllows.settings.read],
+    ['settings, write', supportGrantAllows.settings.write],
+    ['named projects, read', supportGrantAllows.projects.read],
+    ['named projects, write', supportGrantAllows.projects.write],
+  ] as const;
+  const granted = actions.filter((action) =>
+    columns.some(([, allows]) => (allows as readonly string[]).includes(action)),
+  );
+  return [
+    `| action | ${columns.map(([name]) => name).join(' | ')} |`,
+    `| --- | ${columns.map(() => '---').join(' | ')} |`,
+    ...granted.map(
+      (action) =>
+        `| \`${action}\` | ${columns.map(([, allows]) => ((allows as readonly string[]).includes(action) ? 'yes' : 'no')).join(' | ')} |`,
+    ),
+  ].join('\n');
 }
 
 /** The tenant allow matrix of `authorize`, as it is in code (docs/security.md quotes it verbatim). */

@@ -6,6 +6,7 @@ import {
   renderEnvExample,
   renderErrorCatalogue,
   renderStaffPermissionTable,
+  renderSupportGrantTable,
 } from '../scripts/render-docs.ts';
 
 const root = resolve(import.meta.dirname, '..');
@@ -23,6 +24,10 @@ describe('generated docs are current (run `npm run docs` after changing errors o
 
   it('docs/security.md quotes the tenant allow matrix as it is in code', () => {
     expect(readFileSync(resolve(root, 'docs/security.md'), 'utf8')).toContain(renderAccessMatrix());
+  });
+
+  it('docs/security.md quotes what a support grant opens as it is in code', () => {
+    expect(readFileSync(resolve(root, 'docs/security.md'), 'utf8')).toContain(renderSupportGrantTable());
   });
 
   it('.env.example lists every variable', () => {

@@ -148,4 +148,5 @@ export interface AccessRequestsTable {
   ends_at: Timestamp | null;
   revoked_at: Timestamp | null;
   revoked_by: string | null;
+  acting_user_id: string | null;
 }

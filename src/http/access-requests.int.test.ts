@@ -182,6 +182,182 @@ for (const kind of await testDatabaseKinds()) {
         expect([late.statusCode, late.json().error.code]).toEqual([409, 'access_request_not_pending']);
       });
 
+      describe('acting under a grant', () => {
+        let recordId: string;
+        let otherProjectId: string;
+        let bProjectId: string;
+        const asStaff = (method: string, url: string, key: string, grantId?: string, body?: unknown) =>
+          app.inject({
+            method: method as 'GET',
+            url,
+            headers: {
+              authorization: `Bearer ${key}`,
+              ...(grantId ? { 'x-strongroom-grant': grantId } : {}),
+              ...(body ? { 'content-type': 'application/json' } : {}),
+            },
+            ...(body ? { payload: JSON.stringify(body) } : {}),
+          });
+        const recordUrl = () => `/api/v1/projects/${projectId}/records/${recordId}`;
+        /** A request by `key`, decided by the owner of `tenant` as `decision` (undefined: left pending). */
+        const grantFor = async (
+          decision: 'approve' | 'deny' | 'revoke' | undefined,
+          body: Record<string, unknown> = {},
+          tenant: 'a' | 'b' = 'a',
+        ) => {
+          const { id } = (
+            await ask({
+              ...(tenant === 'b'
+                ? { tenant: 'lockbox-b', scope: { kind: 'projects', projectIds: [bProjectId] } }
+                : {}),
+              ...body,
+            })
+          ).json();
+          if (decision === 'revoke')
+            expect((await decide(id, 'approve', owner[tenant])).statusCode).toBe(200);
+          if (decision) expect((await decide(id, decision, owner[tenant])).statusCode).toBe(200);
+          return id as string;
+        };
+
+        beforeAll(async () => {
+          recordId = (
+            await callAs(app, 'POST', `/api/v1/projects/${projectId}/records`, owner.a, {
+              collection: 'invoices',
+              data: { total: 42, canary: 'grant-canary' },
+            })
+          ).json().id;
+          otherProjectId = (
+            await callAs(app, 'POST', '/api/v1/projects', owner.a, { name: 'Payroll' })
+          ).json().id;
+          bProjectId = (await callAs(app, 'POST', '/api/v1/projects', owner.b, { name: 'B data' })).json().id;
+        });
+
+        it('opens exactly the approved scope, read only unless write was granted, on the very next request', async () => {
+          const grant = await grantFor('approve');
+          const read = await asStaff('GET', recordUrl(), staff.support, grant);
+          expect(read.statusCode).toBe(200);
+          expect(read.json().data.canary).toBe('grant-canary');
+          // Outside the scope: the other project is as if absent; tenant-wide and personal routes refuse.
+          const other = await asStaff('GET', `/api/v1/projects/${otherProjectId}`, staff.support, grant);
+          expect(other.statusCode).toBe(404);
+          for (const [method, url] of [
+            ['GET', '/api/v1/me'],
+            ['POST', '/api/v1/api-keys'],
+            ['GET', '/api/v1/projects'],
+            ['GET', '/api/v1/users'],
+            ['GET', '/api/v1/access-requests'],
+            ['POST', `/api/v1/access-requests/${grant}/approve`],
+          ] as const) {
+            const refused = await asStaff(
+              method,
+              url,
+              staff.support,
+              grant,
+              method === 'POST' ? { name: 'k', access: 'write' } : undefined,
+            );
+            expect([refused.statusCode, refused.json().error.code], url).toEqual([
+              403,
+              'support_grant_route_refused',
+            ]);
+          }
+          // Read grant: no writes.
+          const write = await asStaff('POST', `/api/v1/projects/${projectId}/records`, staff.support, grant, {
+            collection: 'invoices',
+            data: { total: 1 },
+          });
+          expect([write.statusCode, write.json().error.code]).toEqual([403, 'forbidden']);
+          // Revoked: refused from the next request on.
+          expect((await decide(grant, 'revoke')).statusCode).toBe(200);
+          const after = await asStaff('GET', recordUrl(), staff.support, grant);
+          expect([after.statusCode, after.json().error.code, after.json().error.details.status]).toEqual([
+            403,
+            'support_grant_unusable',
+            'revoked',
+          ]);
+        });
+
+        it('attributes writes under a write grant to a stand-in user that can never sign in', async () => {
+          const grant = await grantFor('approve', { access: 'write' });
+          const created = await asStaff(
+            'POST',
+            `/api/v1/projects/${projectId}/records`,
+            staff.support,
+            grant,
+            {
+              collection: 'invoices',
+              data: { total: 7 },
+            },
+          );
+          expect(created.statusCode).toBe(201);
+          const users = (await callAs(app, 'GET', '/api/v1/users', owner.a)).json().items as Array<{
+            id: string;
+            displayName: string;
+            status: string;
+          }>;
+          const standIn = users.find((u) => u.displayName === 'Strongroom support: support');
+          expect(standIn?.status).toBe('disabled');
+          expect(created.json().createdBy).toBe(standIn?.id);
+          await decide(grant, 'revoke');
+        });
+
+        it('denies every staff role without an approved grant of its own, in scope, in this tenant', async () => {
+          const grants = {
+            pending: await grantFor(undefined),
+            denied: await grantFor('deny'),
+            revoked: await grantFor('revoke'),
+            otherTenant: await grantFor('approve', {}, 'b'),
+            outOfScope: await grantFor('approve', {
+              scope: { kind: 'projects', projectIds: [otherProjectId] },
+            }),
+            settingsOnly: await grantFor('approve', { scope: { kind: 'settings' } }),
+          };
+          const mismatches: string[] = [];
+          for (const [role, key] of Object.entries(staff)) {
+            const none = await asStaff('GET', recordUrl(), key);
+            if (none.statusCode !== 401) mismatches.push(`${role} without a grant: ${none.statusCode}`);
+            for (const [state, grantId] of Object.entries(grants)) {
+              const res = await asStaff('GET', recordUrl(), key, grantId);
+              if (res.statusCode === 200 || res.body.includes('grant-canary'))
+                mismatches.push(`${role} ${state}: ${res.statusCode}`);
+            }
+          }
+          expect(mismatches).toEqual([]);
+          // The in-scope uses of the last two work for their own holder.
+          expect(
+            (await asStaff('GET', `/api/v1/projects/${otherProjectId}`, staff.support, grants.outOfScope))
+              .statusCode,
+          ).toBe(200);
+          expect(
+            (await asStaff('GET', '/api/v1/settings/security', staff.support, grants.settingsOnly))
+              .statusCode,
+          ).toBe(200);
+          expect(
+            (await asStaff('GET', `/api/v1/projects/${bProjectId}`, staff.support, grants.otherTenant))
+              .statusCode,
+          ).toBe(200);
+          // A grant of tenant B opens B only: A's project is not found through it.
+          expect(
+            (await asStaff('GET', `/api/v1/projects/${projectId}`, staff.support, grants.otherTenant))
+              .statusCode,
+          ).toBe(404);
+          // Tampered ids: not a grant at all.
+          for (const id of ['not-a-uuid', '7d3f0c7e-1b7e-4e38-9c1f-6a1f2b3c4d5e', `${grants.pending}x`]) {
+            const res = await asStaff('GET', recordUrl(), staff.support, id);
+            expect([res.statusCode, res.json().error.code]).toEqual([403, 'support_grant_unusable']);
+          }
+          for (const id of Object.values(grants)) await decide(id, 'revoke', owner.a).catch(() => undefined);
+        });
+
+        it('ends a grant at its end: refused one second after', async () => {
+          const grant = await grantFor('approve', { durationMinutes: 1 });
+          expect((await asStaff('GET', recordUrl(), staff.support, grant)).statusCode).toBe(200);
+          nowMs += 59_000;
+          expect((await asStaff('GET', recordUrl(), staff.support, grant)).statusCode).toBe(200);
+          nowMs += 2_000;
+          const late = await asStaff('GET', recordUrl(), staff.support, grant);
+          expect([late.statusCode, late.json().error.details.status]).toEqual([403, 'expired']);
+        });
+      });
+
       it('refuses developers, staff without the permission, and malformed requests, storing nothing', async () => {
         const before = (await callAs(app, 'GET', '/api/v1/access-requests', owner.a)).json().items.length;
         const developer = await ask({}, staff.developer);

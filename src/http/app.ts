@@ -198,7 +198,7 @@ export async function buildApp(deps: AppDeps, options: AppOptions): Promise<App>
   await app.register(authRoutes({ identity: deps.identity }), { prefix: '/api/v1' });
   await app.register(
     async (tenantScope) => {
-      registerSessionAuth(tenantScope, deps.identity);
+      registerSessionAuth(tenantScope, deps.identity, { staff: deps.staff, support: deps.support });
       registerTenantLimits(tenantScope, { limiter: deps.limiter, meter: deps.meter, metrics });
       await tenantScope.register(sessionRoutes({ identity: deps.identity, mfa: deps.mfa }));
       await tenantScope.register(projectRoutes({ projects: deps.projects }));

@@ -2,6 +2,8 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import { identityErrors } from '../../modules/identity/identity.errors.ts';
 import type { IdentityService, UserPrincipal } from '../../modules/identity/identity.service.ts';
 import type { User } from '../../modules/identity/user.repository.ts';
+import type { StaffService } from '../../modules/staff/staff.service.ts';
+import type { SupportAccessService } from '../../modules/support/support-access.service.ts';
 import { commonErrors, defineError } from '../../platform/errors.ts';
 import type { AnyFastify } from '../error-handler.ts';
 
@@ -29,8 +31,25 @@ const enrolmentRoutes = new Set([
  */
 export const csrfHeader = 'x-strongroom-csrf';
 
+/** The header that names the support grant a staff key acts under (`X-Strongroom-Grant: <id>`). */
+export const grantHeader = 'x-strongroom-grant';
+
+/**
+ * What a support grant can reach at all: tenant settings and one project's data. Personal routes
+ * (me, MFA, API keys, sign-out) and tenant-wide lists never serve a grant, whatever the policy says;
+ * within these, the policy decides by the grant's scope and access.
+ */
+function isGrantRoute(url: string | undefined): boolean {
+  return url === '/api/v1/settings/security' || (url?.startsWith('/api/v1/projects/:projectId') ?? false);
+}
+
 export const sessionAuthErrors = {
   unauthenticated: commonErrors.unauthenticated,
+  grantRoute: defineError(
+    'support_grant_route_refused',
+    'forbidden',
+    'A support grant opens tenant settings and project data only; personal and tenant-wide routes are not for staff.',
+  ),
   csrf: defineError(
     'csrf_check_failed',
     'forbidden',
@@ -42,12 +61,25 @@ export const sessionAuthErrors = {
  * Authenticates every request in the tenant scope: a session token as `Authorization: Bearer srt_…`
  * or in the session cookie (never from the query string). Looked up by SHA-256.
  */
-export function registerSessionAuth(app: AnyFastify, identity: IdentityService): void {
+export function registerSessionAuth(
+  app: AnyFastify,
+  identity: IdentityService,
+  grants?: { staff: StaffService; support: SupportAccessService },
+): void {
   app.decorateRequest('user', undefined);
   app.addHook('onRequest', async (request: FastifyRequest) => {
     const header = request.headers.authorization;
     const bearer =
       typeof header === 'string' ? /^Bearer ([A-Za-z0-9_-]{1,200})$/.exec(header)?.[1] : undefined;
+    const grantId = request.headers[grantHeader];
+    if (grants && bearer?.startsWith('sro_') && typeof grantId === 'string') {
+      // A staff key opens tenant data only under a grant the tenant approved, checked every request.
+      const staff = await grants.staff.authenticate(bearer);
+      if (!staff) throw sessionAuthErrors.unauthenticated();
+      if (!isGrantRoute(request.routeOptions.url)) throw sessionAuthErrors.grantRoute();
+      request.user = { ...(await grants.support.authenticateGrant(staff, grantId)), viaCookie: false };
+      return;
+    }
     // The cookie carries only session tokens; API keys travel as bearer tokens only.
     const fromCookie = bearer ? undefined : readCookie(request.headers.cookie, sessionCookieName);
     const cookie = fromCookie?.startsWith('srt_') ? fromCookie : undefined;

@@ -86,9 +86,45 @@ export const readActions: ReadonlySet<Action> = new Set<Action>([
 /** Actions only a person signed in with a session may take, never an API key of any scope. */
 export const sessionOnlyActions: ReadonlySet<Action> = new Set<Action>(['access_requests.decide']);
 
+/**
+ * A support grant the tenant approved: a staff member acting in this one tenant, on its settings or on
+ * named projects, reading unless the grant says write. The grant's own rows decide whether it is
+ * still active; the policy decides what it opens.
+ */
+export interface SupportGrantScope {
+  id: string;
+  access: 'read' | 'write';
+  /** The projects it opens; null for a settings-only grant. */
+  projectIds: readonly string[] | null;
+}
+
+/** What a support grant opens, by its scope and access, as data (rendered into docs/security.md). */
+export const supportGrantAllows = {
+  settings: { read: ['tenant.settings.read'], write: ['tenant.settings.read', 'tenant.settings.update'] },
+  projects: {
+    read: ['project.read', 'project.members.read', 'records.read', 'attachments.read'],
+    write: [
+      'project.read',
+      'project.members.read',
+      'records.read',
+      'attachments.read',
+      'records.write',
+      'attachments.write',
+    ],
+  },
+} as const satisfies Record<'settings' | 'projects', Record<'read' | 'write', readonly Action[]>>;
+
 /** Who is asking, as far as the policy cares. Staff never reach tenant data through this policy. */
 export type AccessPrincipal =
-  | { kind: 'user'; tenantId: string; userId: string; role: AccountRole; scope?: KeyScope | undefined }
+  | {
+      kind: 'user';
+      tenantId: string;
+      userId: string;
+      role: AccountRole;
+      scope?: KeyScope | undefined;
+      /** Set when a staff member acts under a support grant: then the grant alone decides. */
+      grant?: SupportGrantScope | undefined;
+    }
   | { kind: 'staff' }
   | { kind: 'anonymous' };
 
@@ -120,6 +156,7 @@ export function decide(principal: AccessPrincipal, action: Action, resource: Acc
   // needs a customer-approved grant, which is a later part of the product).
   if (principal.kind !== 'user') return 'not_found';
   if (principal.tenantId !== resource.tenantId) return 'not_found';
+  if (principal.grant) return decideUnderGrant(principal.grant, action, resource);
   const scope = principal.scope;
   if (scope?.projectIds) {
     // A key limited to some projects does not see the others at all, nor change anything tenant-wide.
@@ -139,6 +176,24 @@ export function decide(principal: AccessPrincipal, action: Action, resource: Acc
   if (allowed.has(action)) return 'allow';
   const canSee = !resource.isProject || allowed.has('project.read');
   return canSee ? 'forbidden' : 'not_found';
+}
+
+/**
+ * A grant opens exactly its scope: a projects grant sees only its projects (others are `not_found`,
+ * as if absent) and nothing tenant-wide; a settings grant sees no project at all.
+ */
+function decideUnderGrant(grant: SupportGrantScope, action: Action, resource: AccessResource): Decision {
+  if (grant.projectIds === null) {
+    if (resource.isProject) return 'not_found';
+    return (supportGrantAllows.settings[grant.access] as readonly Action[]).includes(action)
+      ? 'allow'
+      : 'forbidden';
+  }
+  if (!resource.isProject) return 'forbidden';
+  if (!resource.projectId || !grant.projectIds.includes(resource.projectId)) return 'not_found';
+  return (supportGrantAllows.projects[grant.access] as readonly Action[]).includes(action)
+    ? 'allow'
+    : 'forbidden';
 }
 
 /** `decide`, throwing the matching error unless allowed. */

@@ -4,7 +4,7 @@ import type { WithTenant } from '../../db/with-tenant.ts';
 import type { Clock } from '../../platform/clock.ts';
 import { newId } from '../../platform/ids.ts';
 import { type Mailer, mailErrors } from '../../ports/mail.port.ts';
-import { accessErrors, authorize, type KeyScope } from '../access/policy.ts';
+import { accessErrors, authorize, type KeyScope, type SupportGrantScope } from '../access/policy.ts';
 import { tenantErrors } from '../tenants/tenant.errors.ts';
 import type { TenantRepository } from '../tenants/tenant.repository.ts';
 import { normalizeEmail } from '../tenants/tenant-validation.ts';
@@ -30,11 +30,16 @@ export interface UserPrincipal {
   tenantId: string;
   userId: string;
   role: AccountRole;
-  /** How the caller authenticated, and the id of that session or key. */
-  via: 'session' | 'api_key';
+  /**
+   * How the caller authenticated, and the id of that session or key (for a support grant: the staff
+   * member's key; `userId` is then their stand-in user in the tenant).
+   */
+  via: 'session' | 'api_key' | 'support_grant';
   credentialId: string;
   /** An API key's narrowing of the user's rights; none for a session. */
   scope?: KeyScope;
+  /** A staff member acting under a support grant the tenant approved: the grant alone decides. */
+  grant?: SupportGrantScope & { staffId: string };
   /** The tenant requires MFA and the user has none yet: only enrolment (and sign-out) is open. */
   mfaEnrollmentRequired?: boolean;
 }

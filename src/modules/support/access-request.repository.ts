@@ -21,7 +21,7 @@ export class AccessRequestRepository {
   async insert(
     row: Omit<
       Selectable<AccessRequestsTable>,
-      'decided_at' | 'decided_by' | 'starts_at' | 'ends_at' | 'revoked_at' | 'revoked_by'
+      'decided_at' | 'decided_by' | 'starts_at' | 'ends_at' | 'revoked_at' | 'revoked_by' | 'acting_user_id'
     >,
   ): Promise<void> {
     await this.#control.insertInto('access_requests').values(row).execute();
@@ -64,7 +64,14 @@ export class AccessRequestRepository {
   /** Decides a pending request still inside its pending window; false if it was not (a race lost). */
   async decide(
     id: string,
-    decision: { status: 'approved' | 'denied'; at: Date; by: string; startsAt?: Date; endsAt?: Date },
+    decision: {
+      status: 'approved' | 'denied';
+      at: Date;
+      by: string;
+      startsAt?: Date;
+      endsAt?: Date;
+      actingUserId?: string;
+    },
   ): Promise<boolean> {
     const result = await this.#control
       .updateTable('access_requests')
@@ -74,6 +81,7 @@ export class AccessRequestRepository {
         decided_by: decision.by,
         starts_at: decision.startsAt ?? null,
         ends_at: decision.endsAt ?? null,
+        acting_user_id: decision.actingUserId ?? null,
       })
       .where('id', '=', id)
       .where('status', '=', 'pending')
@@ -105,4 +113,35 @@ export async function tenantAdminEmails(db: AnyKysely): Promise<string[]> {
     .orderBy('email')
     .execute();
   return rows.map((row) => row.email);
+}
+
+/**
+ * The tenant-side stand-in for a staff member acting under grants: a user row that can never sign in
+ * (disabled, no password), which a grant's writes are attributed to. Shown in the tenant's user list
+ * as "Strongroom support: <name>". Created once per staff member and tenant; returns its id.
+ */
+export async function ensureStandInUser(
+  db: AnyKysely,
+  staff: { id: string; name: string },
+  newUserId: string,
+): Promise<string> {
+  const email = `support.${staff.id}@staff.strongroom.invalid`;
+  await tenantDb(db)
+    .insertInto('users')
+    .values({
+      id: newUserId,
+      email,
+      display_name: `Strongroom support: ${staff.name}`,
+      status: 'disabled',
+      role: 'member',
+      password_hash: null,
+    })
+    .onConflict((oc) => oc.column('email').doNothing())
+    .execute();
+  const row = await tenantDb(db)
+    .selectFrom('users')
+    .select('id')
+    .where('email', '=', email)
+    .executeTakeFirstOrThrow();
+  return row.id;
 }

@@ -3,6 +3,8 @@ import type { Clock } from '../../platform/clock.ts';
 import { newId } from '../../platform/ids.ts';
 import type { Mailer } from '../../ports/mail.port.ts';
 import { accessErrors, authorize } from '../access/policy.ts';
+import type { UserPrincipal } from '../identity/identity.service.ts';
+import type { User } from '../identity/user.repository.ts';
 import type { UserAccess } from '../projects/project.service.ts';
 import type { StaffPrincipal } from '../staff/staff.service.ts';
 import { tenantErrors } from '../tenants/tenant.errors.ts';
@@ -10,6 +12,7 @@ import type { TenantRepository } from '../tenants/tenant.repository.ts';
 import {
   type AccessRequestRepository,
   type AccessRequestRow,
+  ensureStandInUser,
   tenantAdminEmails,
 } from './access-request.repository.ts';
 import { supportErrors } from './support.errors.ts';
@@ -191,6 +194,50 @@ export class SupportAccessService {
     return present((await this.#requests.find(row.id))!, now);
   }
 
+  /**
+   * The principal of a staff member acting under grant `grantId`: checked on every request against
+   * the grant's row (so a revocation or the end of the grant takes effect on the very next request,
+   * on every node). Refused unless the grant is this staff member's, approved and not ended, and
+   * they are still active and not a developer.
+   */
+  async authenticateGrant(
+    staff: StaffPrincipal,
+    grantId: string,
+  ): Promise<{ principal: UserPrincipal; user: User }> {
+    const row = uuidPattern.test(grantId) ? await this.#requests.find(grantId) : undefined;
+    if (!row || row.staff_id !== staff.staffId) throw supportErrors.grantUnusable('unknown');
+    const now = this.#clock.now();
+    const { status } = present(row, now);
+    if (status !== 'approved') throw supportErrors.grantUnusable(status);
+    if (row.staff_role === 'developer' || row.staff_status !== 'active' || !row.acting_user_id) {
+      throw supportErrors.grantUnusable('ineligible');
+    }
+    return {
+      principal: {
+        kind: 'user',
+        tenantId: row.tenant_id,
+        userId: row.acting_user_id,
+        role: 'member',
+        via: 'support_grant',
+        credentialId: staff.keyId,
+        grant: {
+          id: row.id,
+          access: row.access,
+          projectIds: row.scope_kind === 'settings' ? null : row.project_ids,
+          staffId: staff.staffId,
+        },
+      },
+      user: {
+        id: row.acting_user_id,
+        email: `support.${row.staff_id}@staff.strongroom.invalid`,
+        displayName: `Strongroom support: ${row.staff_name}`,
+        status: 'disabled',
+        role: 'member',
+        createdAt: row.decided_at ?? now,
+      },
+    };
+  }
+
   async #decide(principal: UserAccess, id: string, status: 'approved' | 'denied'): Promise<AccessRequest> {
     authorizeDecision(principal);
     const row = await this.#ownRow(principal, id);
@@ -198,12 +245,19 @@ export class SupportAccessService {
     if (status === 'approved' && (row.staff_role === 'developer' || row.staff_status !== 'active')) {
       throw supportErrors.ineligible();
     }
+    // The stand-in is made before the decision; if the decision then loses a race, it is harmless.
+    const actingUserId =
+      status === 'approved'
+        ? await this.#withTenant(principal.tenantId, (scope) =>
+            ensureStandInUser(scope.db, { id: row.staff_id, name: row.staff_name }, newId()),
+          )
+        : undefined;
     const decided = await this.#requests.decide(row.id, {
       status,
       at: now,
       by: principal.userId,
-      ...(status === 'approved'
-        ? { startsAt: now, endsAt: new Date(now.getTime() + row.duration_seconds * 1000) }
+      ...(actingUserId !== undefined
+        ? { startsAt: now, endsAt: new Date(now.getTime() + row.duration_seconds * 1000), actingUserId }
         : {}),
     });
     if (!decided) throw supportErrors.notPending(present((await this.#requests.find(row.id))!, now).status);

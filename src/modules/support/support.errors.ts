@@ -22,6 +22,12 @@ export const supportErrors = {
     'Only an approved grant that has not ended can be revoked.',
     (status: string) => ({ message: `the grant is ${status}`, details: { status } }),
   ),
+  grantUnusable: defineError(
+    'support_grant_unusable',
+    'forbidden',
+    "The support grant is not this staff member's, or is not active (pending, denied, expired or revoked).",
+    (status: string) => ({ message: `the support grant cannot be used (${status})`, details: { status } }),
+  ),
   ineligible: defineError(
     'staff_not_eligible',
     'forbidden',

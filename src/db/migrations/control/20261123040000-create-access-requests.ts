@@ -31,8 +31,11 @@ export const createAccessRequests: Migration = {
       ends_at timestamptz,
       revoked_at timestamptz,
       revoked_by uuid,
+      -- The tenant-side stand-in for the staff member (a user row that can never sign in), set at
+      -- approval: what a grant's writes are attributed to (created_by), beside the audit log's grant id.
+      acting_user_id uuid,
       check ((scope_kind = 'settings') = (cardinality(project_ids) = 0)),
-      check ((status = 'approved' or status = 'revoked') = (starts_at is not null and ends_at is not null))
+      check ((status = 'approved' or status = 'revoked') = (starts_at is not null and ends_at is not null and acting_user_id is not null))
     )`.execute(trx);
     await sql`create index access_requests_tenant on ${table} (tenant_id, requested_at desc)`.execute(trx);
     await sql`create index access_requests_staff on ${table} (staff_id, requested_at desc)`.execute(trx);
@@ -51,8 +54,8 @@ export const createAccessRequests: Migration = {
         end if;
         if old.status = 'pending' then return new; end if;
         if old.status = 'approved' and new.status = 'revoked'
-           and (new.decided_at, new.decided_by, new.starts_at, new.ends_at)
-               is not distinct from (old.decided_at, old.decided_by, old.starts_at, old.ends_at) then
+           and (new.decided_at, new.decided_by, new.starts_at, new.ends_at, new.acting_user_id)
+               is not distinct from (old.decided_at, old.decided_by, old.starts_at, old.ends_at, old.acting_user_id) then
           return new;
         end if;
         raise exception 'a decided access request cannot change' using errcode = '42501';
