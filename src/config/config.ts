@@ -102,6 +102,8 @@ const envSchema = z.object({
   // Support access with the customer's consent: the longest grant, and how long a request waits.
   STRONGROOM_SUPPORT_GRANT_MAX_HOURS: z.coerce.number().int().min(1).max(720).default(24),
   STRONGROOM_SUPPORT_REQUEST_EXPIRY_HOURS: z.coerce.number().int().min(1).max(720).default(96),
+  // Emergency access confirmed by a second staff member instead of the tenant: off unless enabled.
+  STRONGROOM_BREAK_GLASS: z.enum(['off', 'on']).default('off'),
   STRONGROOM_LOG_LEVEL: z
     .enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])
     .default('info'),
@@ -168,7 +170,7 @@ export interface Config {
     maxRecords: number;
     maxStorageBytes: number;
   };
-  supportAccess: { maxGrantMs: number; pendingMs: number };
+  supportAccess: { maxGrantMs: number; pendingMs: number; breakGlass: boolean };
   log: { level: string };
   dataDir: string;
   database:
@@ -339,6 +341,7 @@ export function loadConfig(env: Record<string, string | undefined>, options: Loa
     supportAccess: {
       maxGrantMs: e.STRONGROOM_SUPPORT_GRANT_MAX_HOURS * 3600_000,
       pendingMs: e.STRONGROOM_SUPPORT_REQUEST_EXPIRY_HOURS * 3600_000,
+      breakGlass: e.STRONGROOM_BREAK_GLASS === 'on',
     },
     tenantLimits: {
       requestsPerSecond: e.STRONGROOM_TENANT_REQUESTS_PER_SECOND,

@@ -131,6 +131,7 @@ export interface TenantApiCallsTable {
 
 export interface AccessRequestsTable {
   id: string;
+  kind: ColumnType<'consent' | 'break_glass', 'consent' | 'break_glass' | undefined, never>;
   tenant_id: string;
   staff_id: string;
   reason: string;
@@ -149,4 +150,5 @@ export interface AccessRequestsTable {
   revoked_at: Timestamp | null;
   revoked_by: string | null;
   acting_user_id: string | null;
+  confirmed_by_staff: string | null;
 }

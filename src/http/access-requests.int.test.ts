@@ -358,6 +358,15 @@ for (const kind of await testDatabaseKinds()) {
         });
       });
 
+      it('refuses break-glass access while it is off (the default)', async () => {
+        const refused = await callAs(app, 'POST', '/api/v1/ops/break-glass', staff.operator, {
+          tenant: 'lockbox-a',
+          reason: 'Production incident, customer unreachable',
+          scope: { kind: 'settings' },
+        });
+        expect([refused.statusCode, refused.json().error.code]).toEqual([403, 'break_glass_disabled']);
+      });
+
       it('refuses developers, staff without the permission, and malformed requests, storing nothing', async () => {
         const before = (await callAs(app, 'GET', '/api/v1/access-requests', owner.a)).json().items.length;
         const developer = await ask({}, staff.developer);
@@ -399,4 +408,121 @@ for (const kind of await testDatabaseKinds()) {
       });
     },
   );
+}
+
+for (const kind of await testDatabaseKinds()) {
+  describe.skipIf(kind.skipReason)(`break-glass access, enabled, on ${kind.name}${kind.skipReason}`, () => {
+    let core: Core;
+    let testDb: TestDatabase;
+    let app: App;
+    let outboxDir: string;
+    let owner: string;
+    let requester: string;
+    let second: string;
+    let developer: string;
+    const body = {
+      tenant: 'glass-a',
+      reason: 'Data corruption incident, customer unreachable at night',
+      scope: { kind: 'settings' },
+      access: 'write',
+    };
+
+    beforeAll(async () => {
+      ({ core, testDb, outboxDir } = await openTestCore(kind, {
+        supportAccess: { maxGrantMs: 24 * 3600_000, pendingMs: 4 * 86_400_000, breakGlass: true },
+      }));
+      app = await buildTestApp(core);
+      const created = await core.tenants.create({
+        slug: 'glass-a',
+        name: 'Glass',
+        ownerEmail: 'owner@glass.test',
+      });
+      owner = (await core.identity.setupOwner({ token: created.ownerSetupToken, displayName: 'O', password }))
+        .session.token;
+      requester = (await enrolStaff(core, { email: 'sup@ops.test', displayName: 'Sup', role: 'support' }))
+        .apiKey;
+      second = (await enrolStaff(core, { email: 'sec@ops.test', displayName: 'Sec', role: 'security' }))
+        .apiKey;
+      developer = (await enrolStaff(core, { email: 'dev@ops.test', displayName: 'Dev', role: 'developer' }))
+        .apiKey;
+    });
+    afterAll(async () => {
+      await app?.close();
+      await testDb?.close();
+    });
+
+    it('needs a second staff member, lasts at most an hour, and tells the tenant at once, twice', async () => {
+      const tooLong = await callAs(app, 'POST', '/api/v1/ops/break-glass', requester, {
+        ...body,
+        durationMinutes: 61,
+      });
+      expect([tooLong.statusCode, tooLong.json().error.code]).toEqual([400, 'invalid_access_request']);
+      const asked = await callAs(app, 'POST', '/api/v1/ops/break-glass', requester, body);
+      expect(asked.statusCode).toBe(201);
+      const { id } = asked.json();
+      expect(asked.json()).toMatchObject({ kind: 'break_glass', status: 'pending', durationMinutes: 60 });
+      const mails = () =>
+        readdirSync(outboxDir)
+          .map((file) => readFileSync(join(outboxDir, file), 'utf8'))
+          .filter((text) => text.includes(id));
+      expect(mails().filter((text) => text.includes('EMERGENCY ACCESS REQUESTED'))).toHaveLength(1);
+
+      // Not open yet: the requester cannot use it, nor confirm it; a developer cannot confirm it.
+      const early = await app.inject({
+        method: 'GET',
+        url: '/api/v1/settings/security',
+        headers: { authorization: `Bearer ${requester}`, 'x-strongroom-grant': id },
+      });
+      expect([early.statusCode, early.json().error.details.status]).toEqual([403, 'pending']);
+      const self = await callAs(app, 'POST', `/api/v1/ops/break-glass/${id}/confirm`, requester);
+      expect(self.statusCode).toBe(403);
+      const dev = await callAs(app, 'POST', `/api/v1/ops/break-glass/${id}/confirm`, developer);
+      expect([dev.statusCode, dev.json().error.code]).toEqual([403, 'forbidden']);
+
+      const confirmed = await callAs(app, 'POST', `/api/v1/ops/break-glass/${id}/confirm`, second);
+      expect(confirmed.statusCode).toBe(200);
+      const grant = confirmed.json();
+      expect(grant.status).toBe('approved');
+      expect(grant.confirmedBy).not.toBeNull();
+      expect(new Date(grant.endsAt).getTime() - new Date(grant.startsAt).getTime()).toBe(3600_000);
+      expect(mails().filter((text) => text.includes('EMERGENCY ACCESS IS OPEN'))).toHaveLength(1);
+
+      const open = await app.inject({
+        method: 'GET',
+        url: '/api/v1/settings/security',
+        headers: { authorization: `Bearer ${requester}`, 'x-strongroom-grant': id },
+      });
+      expect(open.statusCode).toBe(200);
+      // The tenant sees it and ends it.
+      const listed = (await callAs(app, 'GET', '/api/v1/access-requests', owner)).json().items;
+      expect(listed.map((r: { id: string; kind: string }) => [r.id, r.kind])).toContainEqual([
+        id,
+        'break_glass',
+      ]);
+      expect((await callAs(app, 'POST', `/api/v1/access-requests/${id}/revoke`, owner)).statusCode).toBe(200);
+      const after = await app.inject({
+        method: 'GET',
+        url: '/api/v1/settings/security',
+        headers: { authorization: `Bearer ${requester}`, 'x-strongroom-grant': id },
+      });
+      expect(after.statusCode).toBe(403);
+      // Confirming twice: refused.
+      const twice = await callAs(app, 'POST', `/api/v1/ops/break-glass/${id}/confirm`, second);
+      expect(twice.statusCode).toBe(409);
+    });
+
+    it('never lets the requester be the second person, and never opens a consent request through this door', async () => {
+      const { id } = (await callAs(app, 'POST', '/api/v1/ops/break-glass', second, body)).json();
+      const self = await callAs(app, 'POST', `/api/v1/ops/break-glass/${id}/confirm`, second);
+      expect([self.statusCode, self.json().error.code]).toEqual([403, 'break_glass_second_person_required']);
+      const consent = (
+        await callAs(app, 'POST', '/api/v1/ops/access-requests', requester, { ...body, access: 'read' })
+      ).json();
+      const through = await callAs(app, 'POST', `/api/v1/ops/break-glass/${consent.id}/confirm`, second);
+      expect(through.statusCode).toBe(404);
+      expect((await callAs(app, 'GET', `/api/v1/access-requests/${consent.id}`, owner)).json().status).toBe(
+        'pending',
+      );
+    });
+  });
 }

@@ -10,6 +10,7 @@ import { FsObjectStore } from '../../src/adapters/object-store/object-store.fs.t
 import { type AnyKysely, type Database, openDatabase } from '../../src/db/database.ts';
 import type { Migration } from '../../src/db/migrator.ts';
 import { type Core, composeCore, prepareControlPlane } from '../../src/main/compose.ts';
+import type { SupportAccessSettings } from '../../src/modules/support/support-access.service.ts';
 import type { Clock } from '../../src/platform/clock.ts';
 import { Secret } from '../../src/platform/secret.ts';
 import type { Cache } from '../../src/ports/cache.port.ts';
@@ -109,6 +110,7 @@ export async function openTestCore(
     cache?: Cache;
     /** Time as the services see it; default the system clock. */
     clock?: Clock;
+    supportAccess?: SupportAccessSettings;
   } = {},
 ): Promise<{ core: Core; testDb: TestDatabase; masterKey: Buffer; outboxDir: string; objects: ObjectStore }> {
   const testDb = await kind.open();
@@ -121,6 +123,7 @@ export async function openTestCore(
     ...(options.attachmentMaxBytes ? { attachmentMaxBytes: options.attachmentMaxBytes } : {}),
     ...(options.cache ? { cache: options.cache } : {}),
     ...(options.clock ? { clock: options.clock } : {}),
+    ...(options.supportAccess ? { supportAccess: options.supportAccess } : {}),
     mailer: new OutboxMailer({ dir: outboxDir, from: 'Strongroom <no-reply@strongroom.localhost>' }),
     database: testDb.database,
     keyProvider: new LocalKeyProvider({ current: masterKey }),

@@ -7,6 +7,7 @@ import { errorResponseSchema } from '../presenters.ts';
 
 const accessRequestSchema = z.object({
   id: z.string(),
+  kind: z.enum(['consent', 'break_glass']),
   tenantId: z.string(),
   staff: z.object({ id: z.string(), email: z.string(), name: z.string(), role: z.string() }),
   reason: z.string(),
@@ -26,6 +27,7 @@ const accessRequestSchema = z.object({
   endsAt: z.iso.datetime().nullable(),
   revokedAt: z.iso.datetime().nullable(),
   revokedBy: z.string().nullable(),
+  confirmedBy: z.string().nullable().describe('Break-glass: the second staff member who confirmed it'),
 });
 
 const iso = (date: Date | null) => (date === null ? null : date.toISOString());
@@ -51,6 +53,15 @@ const errors = {
 };
 
 const idParams = z.object({ id: z.string().max(64) });
+
+const requestBody = z.object({
+  tenant: z.string().min(1).max(64).describe('The tenant id or slug'),
+  reason: z.string().max(4000),
+  ticket: z.string().max(400).optional(),
+  scope: z.unknown().describe('{"kind":"settings"} or {"kind":"projects","projectIds":[…]}'),
+  access: z.enum(['read', 'write']).optional(),
+  durationMinutes: z.number().optional(),
+});
 
 /** The tenant's side of the lockbox: see every request, approve or deny it, revoke a grant. */
 export function accessRequestRoutes(deps: { support: SupportAccessService }): FastifyPluginAsyncZod {
@@ -124,20 +135,45 @@ export function opsAccessRequestRoutes(deps: { support: SupportAccessService }):
           description:
             'Nothing opens until an owner or admin of the tenant approves. Scope: the tenant settings, or named projects; read unless write is asked for; duration in minutes (default 8 h).',
           tags: ['operator'],
-          body: z.object({
-            tenant: z.string().min(1).max(64).describe('The tenant id or slug'),
-            reason: z.string().max(4000),
-            ticket: z.string().max(400).optional(),
-            scope: z.unknown(),
-            access: z.enum(['read', 'write']).optional(),
-            durationMinutes: z.number().optional(),
-          }),
+          body: requestBody,
           response: { 201: accessRequestSchema, ...errors },
         },
       },
       async (request, reply) => {
         const staff = requireStaff(request, 'support.request');
         return reply.status(201).send(presentAccessRequest(await support.request(staff, request.body)));
+      },
+    );
+    app.post(
+      '/break-glass',
+      {
+        schema: {
+          summary: 'Ask for emergency access without the tenant (off unless STRONGROOM_BREAK_GLASS=on)',
+          description:
+            "Opens only when a second staff member confirms it, for at most an hour; the tenant's owners and admins are e-mailed at once and can deny or revoke it.",
+          tags: ['operator'],
+          body: requestBody,
+          response: { 201: accessRequestSchema, ...errors },
+        },
+      },
+      async (request, reply) => {
+        const staff = requireStaff(request, 'support.break_glass');
+        return reply.status(201).send(presentAccessRequest(await support.breakGlass(staff, request.body)));
+      },
+    );
+    app.post(
+      '/break-glass/:id/confirm',
+      {
+        schema: {
+          summary: 'Confirm emergency access as the second person (operator, security; never the requester)',
+          tags: ['operator'],
+          params: idParams,
+          response: { 200: accessRequestSchema, ...errors },
+        },
+      },
+      async (request) => {
+        const staff = requireStaff(request, 'support.break_glass_confirm');
+        return presentAccessRequest(await support.confirmBreakGlass(staff, request.params.id));
       },
     );
     app.get(

@@ -17,6 +17,9 @@ export const staffPermissions = {
   // Asking a tenant for access to its data (granted only by the tenant's owners or admins; developers
   // can never receive a grant). Also lists one's own requests.
   'support.request': ['support', 'operator'],
+  // Emergency access when an operator enabled it: asked by one person, confirmed by another.
+  'support.break_glass': ['support', 'operator', 'security'],
+  'support.break_glass_confirm': ['operator', 'security'],
   // Who has platform access is the security team's to grant; operators run tenants, not people.
   'staff.read': ['operator', 'security'],
   'staff.manage': ['security'],

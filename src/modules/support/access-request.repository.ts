@@ -21,8 +21,16 @@ export class AccessRequestRepository {
   async insert(
     row: Omit<
       Selectable<AccessRequestsTable>,
-      'decided_at' | 'decided_by' | 'starts_at' | 'ends_at' | 'revoked_at' | 'revoked_by' | 'acting_user_id'
-    >,
+      | 'kind'
+      | 'decided_at'
+      | 'decided_by'
+      | 'starts_at'
+      | 'ends_at'
+      | 'revoked_at'
+      | 'revoked_by'
+      | 'acting_user_id'
+      | 'confirmed_by_staff'
+    > & { kind: 'consent' | 'break_glass' },
   ): Promise<void> {
     await this.#control.insertInto('access_requests').values(row).execute();
   }
@@ -67,7 +75,9 @@ export class AccessRequestRepository {
     decision: {
       status: 'approved' | 'denied';
       at: Date;
-      by: string;
+      /** The tenant owner or admin who decided; a break-glass confirmation names a staff member instead. */
+      by?: string;
+      confirmedByStaff?: string;
       startsAt?: Date;
       endsAt?: Date;
       actingUserId?: string;
@@ -78,7 +88,8 @@ export class AccessRequestRepository {
       .set({
         status: decision.status,
         decided_at: decision.at,
-        decided_by: decision.by,
+        decided_by: decision.by ?? null,
+        confirmed_by_staff: decision.confirmedByStaff ?? null,
         starts_at: decision.startsAt ?? null,
         ends_at: decision.endsAt ?? null,
         acting_user_id: decision.actingUserId ?? null,

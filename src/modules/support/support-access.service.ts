@@ -24,6 +24,8 @@ export type AccessRequestStatus = 'pending' | 'approved' | 'denied' | 'revoked' 
 /** A request as its tenant and its requester see it. */
 export interface AccessRequest {
   id: string;
+  /** `break_glass`: emergency access, confirmed by a second staff member instead of the tenant. */
+  kind: 'consent' | 'break_glass';
   tenantId: string;
   staff: { id: string; email: string; name: string; role: string };
   reason: string;
@@ -41,6 +43,8 @@ export interface AccessRequest {
   endsAt: Date | null;
   revokedAt: Date | null;
   revokedBy: string | null;
+  /** Break-glass: the second staff member who confirmed it. */
+  confirmedBy: string | null;
 }
 
 export interface SupportAccessSettings {
@@ -48,14 +52,28 @@ export interface SupportAccessSettings {
   maxGrantMs: number;
   /** How long a request waits for a decision. */
   pendingMs: number;
+  /** Whether emergency (break-glass) access may be requested at all; off by default. */
+  breakGlass: boolean;
 }
 
 export const defaultSupportAccessSettings: SupportAccessSettings = {
   maxGrantMs: 24 * 3600_000,
   pendingMs: 4 * 24 * 3600_000,
+  breakGlass: false,
 };
 
 const defaultGrantMs = 8 * 3600_000;
+/** Break-glass access lasts at most an hour (and waits at most an hour for its second person). */
+const breakGlassMaxMs = 3600_000;
+
+interface RequestInput {
+  tenant: string;
+  reason: unknown;
+  ticket?: unknown;
+  scope: unknown;
+  access?: unknown;
+  durationMinutes?: unknown;
+}
 const maxProjects = 20;
 const uuidPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 const listLimit = 200;
@@ -93,16 +111,49 @@ export class SupportAccessService {
   }
 
   /** A staff member asks; the caller has checked the staff permission (`support.request`). */
-  async request(
+  async request(staff: StaffPrincipal, input: RequestInput): Promise<AccessRequest> {
+    return this.#open(staff, input, 'consent');
+  }
+
+  /**
+   * Emergency access, when an operator enabled it (`STRONGROOM_BREAK_GLASS=on`): a second staff member
+   * must confirm it, it lasts at most an hour, and the tenant's owners and admins are told at once,
+   * when it is asked for and again when it opens. The tenant can deny or revoke it like any grant.
+   */
+  async breakGlass(staff: StaffPrincipal, input: RequestInput): Promise<AccessRequest> {
+    if (!this.#settings.breakGlass) throw supportErrors.breakGlassDisabled();
+    return this.#open(staff, input, 'break_glass');
+  }
+
+  /** The second person: any other eligible staff member with `support.break_glass_confirm`. */
+  async confirmBreakGlass(staff: StaffPrincipal, id: string): Promise<AccessRequest> {
+    if (!this.#settings.breakGlass) throw supportErrors.breakGlassDisabled();
+    const row = uuidPattern.test(id) ? await this.#requests.find(id) : undefined;
+    if (row?.kind !== 'break_glass') throw accessErrors.notFound();
+    if (row.staff_id === staff.staffId) throw supportErrors.secondPersonRequired();
+    if (row.staff_role === 'developer' || row.staff_status !== 'active') throw supportErrors.ineligible();
+    const now = this.#clock.now();
+    const actingUserId = await this.#withTenant(row.tenant_id, (scope) =>
+      ensureStandInUser(scope.db, { id: row.staff_id, name: row.staff_name }, newId()),
+    );
+    const confirmed = await this.#requests.decide(row.id, {
+      status: 'approved',
+      at: now,
+      confirmedByStaff: staff.staffId,
+      startsAt: now,
+      endsAt: new Date(now.getTime() + row.duration_seconds * 1000),
+      actingUserId,
+    });
+    if (!confirmed) throw supportErrors.notPending(present((await this.#requests.find(row.id))!, now).status);
+    const opened = present((await this.#requests.find(row.id))!, now);
+    await this.#notifyTenant(row.tenant_id, opened);
+    return opened;
+  }
+
+  async #open(
     staff: StaffPrincipal,
-    input: {
-      tenant: string;
-      reason: unknown;
-      ticket?: unknown;
-      scope: unknown;
-      access?: unknown;
-      durationMinutes?: unknown;
-    },
+    input: RequestInput,
+    kind: 'consent' | 'break_glass',
   ): Promise<AccessRequest> {
     if (staff.role === 'developer') throw supportErrors.ineligible();
     const reason = typeof input.reason === 'string' ? input.reason.trim() : '';
@@ -117,16 +168,15 @@ export class SupportAccessService {
     const access = input.access ?? 'read';
     if (access !== 'read' && access !== 'write')
       throw supportErrors.invalidRequest('access', 'must be read or write');
+    const maxMs = kind === 'break_glass' ? breakGlassMaxMs : this.#settings.maxGrantMs;
     const durationMs =
-      input.durationMinutes === undefined ? defaultGrantMs : Number(input.durationMinutes) * 60_000;
-    if (
-      !Number.isSafeInteger(input.durationMinutes ?? 0) ||
-      durationMs < 60_000 ||
-      durationMs > this.#settings.maxGrantMs
-    ) {
+      input.durationMinutes === undefined
+        ? Math.min(defaultGrantMs, maxMs)
+        : Number(input.durationMinutes) * 60_000;
+    if (!Number.isSafeInteger(input.durationMinutes ?? 0) || durationMs < 60_000 || durationMs > maxMs) {
       throw supportErrors.invalidRequest(
         'durationMinutes',
-        `must be a whole number of minutes from 1 to ${this.#settings.maxGrantMs / 60_000}`,
+        `must be a whole number of minutes from 1 to ${maxMs / 60_000}`,
       );
     }
     const tenant = uuidPattern.test(input.tenant)
@@ -138,6 +188,7 @@ export class SupportAccessService {
     const id = newId();
     await this.#requests.insert({
       id,
+      kind,
       tenant_id: tenant.id,
       staff_id: staff.staffId,
       reason,
@@ -148,10 +199,13 @@ export class SupportAccessService {
       duration_seconds: durationMs / 1000,
       status: 'pending',
       requested_at: now,
-      pending_until: new Date(now.getTime() + this.#settings.pendingMs),
+      // A break-glass request is an emergency: it waits an hour for its second person, not days.
+      pending_until: new Date(
+        now.getTime() + (kind === 'break_glass' ? breakGlassMaxMs : this.#settings.pendingMs),
+      ),
     });
     const created = present((await this.#requests.find(id))!, now);
-    await this.#notifyTenant(tenant.id, tenant.name ?? tenant.slug ?? tenant.id, created);
+    await this.#notifyTenant(tenant.id, created);
     return created;
   }
 
@@ -271,8 +325,8 @@ export class SupportAccessService {
     return row;
   }
 
-  /** Tells the tenant's owners and admins; a mail failure does not undo the request (it is in the API). */
-  async #notifyTenant(tenantId: string, tenantName: string, request: AccessRequest): Promise<void> {
+  /** Tells the tenant's owners and admins; a mail failure does not undo anything (it is in the API). */
+  async #notifyTenant(tenantId: string, request: AccessRequest): Promise<void> {
     if (!this.#mailer) return;
     const to = await this.#withTenant(tenantId, (scope) => tenantAdminEmails(scope.db), { readOnly: true });
     if (to.length === 0) return;
@@ -280,21 +334,38 @@ export class SupportAccessService {
       request.scope.kind === 'settings'
         ? 'your account settings only'
         : `${request.scope.projectIds.length} named project(s): ${request.scope.projectIds.join(', ')}`;
+    const who = `${request.staff.name} <${request.staff.email}> (${request.staff.role})`;
+    const lines =
+      request.kind === 'consent'
+        ? [
+            `${who} asks for ${request.access} access to ${scope},`,
+            `for ${request.durationMinutes} minutes from your approval.`,
+            '',
+            `Reason: ${request.reason}`,
+            ...(request.ticket ? [`Ticket: ${request.ticket}`] : []),
+            '',
+            `Nothing is opened unless an owner or admin approves it: POST /api/v1/access-requests/${request.id}/approve`,
+            `(or /deny). The request expires unanswered at ${request.pendingUntil.toISOString()}.`,
+            'An approved grant can be revoked at any time: POST /api/v1/access-requests/<id>/revoke.',
+          ]
+        : [
+            request.status === 'approved'
+              ? `EMERGENCY ACCESS IS OPEN: ${who} has ${request.access} access to ${scope} until ${request.endsAt?.toISOString()}, confirmed by a second staff member.`
+              : `EMERGENCY ACCESS REQUESTED: ${who} asks for ${request.access} access to ${scope} for ${request.durationMinutes} minutes, without waiting for your approval; it opens once a second staff member confirms it.`,
+            '',
+            `Reason: ${request.reason}`,
+            ...(request.ticket ? [`Ticket: ${request.ticket}`] : []),
+            '',
+            `You can end it at any time: POST /api/v1/access-requests/${request.id}/${request.status === 'approved' ? 'revoke' : 'deny'}`,
+          ];
     await this.#mailer
       .send({
         to: to.slice(0, 50),
-        subject: `Strongroom support asks for ${request.access} access to ${tenantName}`,
-        text: [
-          `${request.staff.name} <${request.staff.email}> (${request.staff.role}) asks for ${request.access} access to ${scope},`,
-          `for ${request.durationMinutes} minutes from your approval.`,
-          '',
-          `Reason: ${request.reason}`,
-          ...(request.ticket ? [`Ticket: ${request.ticket}`] : []),
-          '',
-          `Nothing is opened unless an owner or admin approves it: POST /api/v1/access-requests/${request.id}/approve`,
-          `(or /deny). The request expires unanswered at ${request.pendingUntil.toISOString()}.`,
-          'An approved grant can be revoked at any time: POST /api/v1/access-requests/<id>/revoke.',
-        ].join('\n'),
+        subject:
+          request.kind === 'consent'
+            ? `Strongroom support asks for ${request.access} access to your account`
+            : `Emergency access to your account: ${request.status === 'approved' ? 'open now' : 'requested'}`,
+        text: lines.join('\n'),
         headers: { 'X-Strongroom-Access-Request': request.id },
       })
       .catch(() => undefined);
@@ -336,6 +407,7 @@ function present(row: AccessRequestRow, now: Date): AccessRequest {
     (row.status === 'approved' && row.ends_at !== null && row.ends_at <= now);
   return {
     id: row.id,
+    kind: row.kind,
     tenantId: row.tenant_id,
     staff: { id: row.staff_id, email: row.staff_email, name: row.staff_name, role: row.staff_role },
     reason: row.reason,
@@ -355,5 +427,6 @@ function present(row: AccessRequestRow, now: Date): AccessRequest {
     endsAt: row.ends_at,
     revokedAt: row.revoked_at,
     revokedBy: row.revoked_by,
+    confirmedBy: row.confirmed_by_staff,
   };
 }

@@ -28,6 +28,16 @@ export const supportErrors = {
     "The support grant is not this staff member's, or is not active (pending, denied, expired or revoked).",
     (status: string) => ({ message: `the support grant cannot be used (${status})`, details: { status } }),
   ),
+  breakGlassDisabled: defineError(
+    'break_glass_disabled',
+    'forbidden',
+    'Emergency (break-glass) access is off on this platform; an operator enables it with STRONGROOM_BREAK_GLASS=on.',
+  ),
+  secondPersonRequired: defineError(
+    'break_glass_second_person_required',
+    'forbidden',
+    'Break-glass access needs a second staff member to confirm it; the requester cannot.',
+  ),
   ineligible: defineError(
     'staff_not_eligible',
     'forbidden',

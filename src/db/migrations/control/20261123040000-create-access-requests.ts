@@ -7,6 +7,9 @@ import type { Migration } from '../../migrator.ts';
  * asked and what was granted can never change afterwards: a trigger refuses any update of the
  * request's terms, any change of a decided request except revoking an approved one, and any delete.
  * (An expired request is not a status: it is pending past `pending_until`, or approved past `ends_at`.)
+ *
+ * `break_glass` requests (emergency access, off unless an operator enables it) are confirmed by a
+ * second staff member instead of the tenant, and last at most an hour.
  */
 export const createAccessRequests: Migration = {
   name: '20261123040000-create-access-requests',
@@ -14,6 +17,7 @@ export const createAccessRequests: Migration = {
     const table = sql.id(schema, 'access_requests');
     await sql`create table ${table} (
       id uuid primary key,
+      kind text not null default 'consent' check (kind in ('consent', 'break_glass')),
       tenant_id uuid not null references ${sql.id(schema, 'tenants')} (id),
       staff_id uuid not null references ${sql.id(schema, 'staff')} (id),
       reason text not null check (char_length(reason) between 10 and 2000),
@@ -34,6 +38,10 @@ export const createAccessRequests: Migration = {
       -- The tenant-side stand-in for the staff member (a user row that can never sign in), set at
       -- approval: what a grant's writes are attributed to (created_by), beside the audit log's grant id.
       acting_user_id uuid,
+      -- Break-glass only: the second staff member who confirmed it (never the requester).
+      confirmed_by_staff uuid references ${sql.id(schema, 'staff')} (id),
+      check (kind = 'consent' or duration_seconds <= 3600),
+      check (confirmed_by_staff is null or (kind = 'break_glass' and confirmed_by_staff <> staff_id)),
       check ((scope_kind = 'settings') = (cardinality(project_ids) = 0)),
       check ((status = 'approved' or status = 'revoked') = (starts_at is not null and ends_at is not null and acting_user_id is not null))
     )`.execute(trx);
@@ -45,17 +53,18 @@ export const createAccessRequests: Migration = {
         if tg_op = 'DELETE' then
           raise exception 'access requests are kept' using errcode = '42501';
         end if;
-        if (new.id, new.tenant_id, new.staff_id, new.reason, new.ticket, new.scope_kind, new.project_ids,
+        if (new.id, new.kind, new.tenant_id, new.staff_id, new.reason, new.ticket, new.scope_kind, new.project_ids,
             new.access, new.duration_seconds, new.requested_at, new.pending_until)
            is distinct from
-           (old.id, old.tenant_id, old.staff_id, old.reason, old.ticket, old.scope_kind, old.project_ids,
+           (old.id, old.kind, old.tenant_id, old.staff_id, old.reason, old.ticket, old.scope_kind, old.project_ids,
             old.access, old.duration_seconds, old.requested_at, old.pending_until) then
           raise exception 'the terms of an access request cannot change' using errcode = '42501';
         end if;
         if old.status = 'pending' then return new; end if;
         if old.status = 'approved' and new.status = 'revoked'
-           and (new.decided_at, new.decided_by, new.starts_at, new.ends_at, new.acting_user_id)
-               is not distinct from (old.decided_at, old.decided_by, old.starts_at, old.ends_at, old.acting_user_id) then
+           and (new.decided_at, new.decided_by, new.starts_at, new.ends_at, new.acting_user_id, new.confirmed_by_staff)
+               is not distinct from
+               (old.decided_at, old.decided_by, old.starts_at, old.ends_at, old.acting_user_id, old.confirmed_by_staff) then
           return new;
         end if;
         raise exception 'a decided access request cannot change' using errcode = '42501';
