@@ -11,6 +11,8 @@ import { tenantSchemaName } from './tenant-schema.ts';
 import { migrateTenantSchema, revertTenantSchema } from './tenant-schemas.ts';
 
 const controlTables = [
+  'audit_checkpoints',
+  'audit_log',
   'credentials',
   'key_check',
   'leases',

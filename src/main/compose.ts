@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { MemoryCache } from '../adapters/cache/cache.memory.ts';
 import { migrateControlPlane } from '../db/control-plane.ts';
 import type { Database } from '../db/database.ts';
@@ -6,6 +7,8 @@ import { tenantMigrations } from '../db/migrations/tenant/index.ts';
 import type { Migration } from '../db/migrator.ts';
 import { createWithTenant, type WithTenant } from '../db/with-tenant.ts';
 import { AttachmentService } from '../modules/attachments/attachment.service.ts';
+import { AuditService } from '../modules/audit/audit.service.ts';
+import { AuditSigner } from '../modules/audit/audit-signer.ts';
 import { CredentialsRepository } from '../modules/identity/credentials.repository.ts';
 import { IdentityService } from '../modules/identity/identity.service.ts';
 import { LoginThrottle } from '../modules/identity/login-throttle.ts';
@@ -44,6 +47,7 @@ export interface Core {
   /** The object store attachments (and later backups) are written to. */
   objects: ObjectStore;
   policies: CollectionPolicyService;
+  audit: AuditService;
   fleet: FleetMigrationService;
   tenantMigrations: readonly Migration[];
 }
@@ -67,6 +71,16 @@ export interface CoreOptions {
   attachmentMaxBytes?: number;
   /** How long retired attachment versions are kept (STRONGROOM_RESTORE_WINDOW_DAYS); default 7 days. */
   restoreWindowMs?: number;
+  /**
+   * Signs audit checkpoints; the runtime passes the configured key. Tests and tools that pass none
+   * get a fresh random one (their checkpoints verify only within the same process).
+   */
+  auditSigner?: AuditSigner;
+  audit?: {
+    checkpointEveryEntries?: number;
+    checkpointIntervalMs?: number;
+    onError?: (error: unknown, what: string) => void;
+  };
   /** Tenant migrations to use (the bench adds one); default: the shipped list. */
   tenantMigrations?: readonly Migration[];
 }
@@ -77,7 +91,19 @@ export function composeCore(options: CoreOptions): Core {
   const clock = options.clock ?? systemClock;
   const migrations = options.tenantMigrations ?? tenantMigrations;
   const tenantRepository = new TenantRepository(database.control);
-  const withTenant = createWithTenant(database);
+  const plainWithTenant = createWithTenant(database);
+  const audit = new AuditService({
+    database,
+    withTenant: plainWithTenant,
+    tenants: tenantRepository,
+    objects: options.objects,
+    signer: options.auditSigner ?? new AuditSigner(randomBytes(32)),
+    clock,
+    ...options.audit,
+  });
+  // Every service gets the auditing withTenant: a write made while serving a request commits with
+  // that request's audit entry (AuditService.auditWrites).
+  const withTenant = audit.auditWrites(plainWithTenant);
   const keys = new TenantKeyService({
     repository: new TenantKeysRepository(database.control),
     provider: keyProvider,
@@ -142,6 +168,7 @@ export function composeCore(options: CoreOptions): Core {
       ...(options.restoreWindowMs ? { restoreWindowMs: options.restoreWindowMs } : {}),
     }),
     policies: new CollectionPolicyService({ withTenant, keys }),
+    audit,
     fleet: new FleetMigrationService({ database, tenants: tenantRepository, migrations }),
     tenantMigrations: migrations,
   };
@@ -167,5 +194,6 @@ export function appServices(core: Core) {
     records: core.records,
     attachments: core.attachments,
     policies: core.policies,
+    audit: core.audit,
   };
 }

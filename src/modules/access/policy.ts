@@ -24,6 +24,7 @@ export const actions = [
   'records.write',
   'attachments.read',
   'attachments.write',
+  'audit.read',
 ] as const;
 
 export type Action = (typeof actions)[number];
@@ -76,6 +77,7 @@ export const readActions: ReadonlySet<Action> = new Set<Action>([
   'project.members.read',
   'records.read',
   'attachments.read',
+  'audit.read',
 ]);
 
 /** Who is asking, as far as the policy cares. Staff never reach tenant data through this policy. */

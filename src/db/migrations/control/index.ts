@@ -4,6 +4,7 @@ import { createCredentials } from './20261122010000-create-credentials.ts';
 import { allowInvitationTokens } from './20261122020000-allow-invitation-tokens.ts';
 import { allowApiKeyCredentials } from './20261122030000-allow-api-key-credentials.ts';
 import { addStaffMfa } from './20261122040000-add-staff-mfa.ts';
+import { createPlatformAuditLog } from './20261123100000-create-platform-audit-log.ts';
 
 /** Control-plane migrations, oldest first. Append only; see the expand/contract note in migrator.ts. */
 export const controlMigrations: readonly Migration[] = [
@@ -12,4 +13,5 @@ export const controlMigrations: readonly Migration[] = [
   allowInvitationTokens,
   allowApiKeyCredentials,
   addStaffMfa,
+  createPlatformAuditLog,
 ];

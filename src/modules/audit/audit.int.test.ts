@@ -1,0 +1,255 @@
+import { randomInt } from 'node:crypto';
+import { sql } from 'kysely';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openTestCore, type TestDatabase, testDatabaseKinds } from '../../../test/support/databases.ts';
+import type { AnyKysely } from '../../db/database.ts';
+import { tenantSchemaName } from '../../db/tenant-schema.ts';
+import type { Core } from '../../main/compose.ts';
+import { type AuditEntry, hashAuditEntry } from './audit-chain.ts';
+
+function entry(i: number): AuditEntry {
+  return {
+    at: new Date(Date.UTC(2026, 10, 23, 10, 0, 0, i)),
+    tenantId: null,
+    actorKind: 'user',
+    actorId: `user-${i % 3}`,
+    apiKeyId: null,
+    grantId: null,
+    action: i % 2 ? 'records.read' : 'records.update',
+    resourceType: 'records',
+    resourceId: `r-${i}`,
+    outcome: 'allow',
+    statusCode: 200,
+    errorCode: null,
+    requestId: `req-${i}`,
+    ip: '192.0.2.1',
+    userAgent: 'test',
+    changes: i % 2 ? null : ['data.name'],
+  };
+}
+
+for (const kind of await testDatabaseKinds()) {
+  describe.skipIf(kind.skipReason)(`audit chain on ${kind.name}${kind.skipReason}`, () => {
+    let core: Core;
+    let testDb: TestDatabase;
+    let root: AnyKysely;
+    let tenantCount = 0;
+
+    beforeAll(async () => {
+      ({ core, testDb } = await openTestCore(kind));
+      root = testDb.database.db;
+    });
+    afterAll(async () => {
+      await testDb?.close();
+    });
+
+    /** A fresh tenant whose chain holds `count` entries, sealed by a checkpoint at `sealAt` (default: the head). */
+    async function seededTenant(count: number, sealAt = count) {
+      tenantCount++;
+      const tenant = await core.tenants.create({
+        slug: `audit-${tenantCount}`,
+        name: 'A',
+        ownerEmail: `owner@audit-${tenantCount}.test`,
+      });
+      const tenantId = tenant.tenant.id;
+      const all = Array.from({ length: count }, (_, i) => entry(i + 1));
+      await core.withTenant(tenantId, (scope) => core.audit.append(scope, all.slice(0, sealAt)));
+      await core.audit.checkpoint(tenantId, { force: true });
+      if (sealAt < count) {
+        await core.withTenant(tenantId, (scope) => core.audit.append(scope, all.slice(sealAt)));
+        await core.audit.checkpoint(tenantId, { force: true });
+      }
+      return { tenantId, schema: tenantSchemaName(tenantId) };
+    }
+
+    /** Runs `fn` on the owner connection with the append-only triggers off: what an attacker with the database's superuser could do. */
+    async function tamper(schema: string, fn: (log: ReturnType<typeof sql.id>) => Promise<void>) {
+      const log = sql.id(schema, 'audit_log');
+      await sql`alter table ${log} disable trigger user`.execute(root);
+      await sql`alter table ${sql.id(schema, 'audit_checkpoints')} disable trigger user`.execute(root);
+      try {
+        await fn(log);
+      } finally {
+        await sql`alter table ${log} enable trigger user`.execute(root);
+        await sql`alter table ${sql.id(schema, 'audit_checkpoints')} enable trigger user`.execute(root);
+      }
+    }
+
+    it('verifies an intact chain and stores its checkpoint in the database and the object store', async () => {
+      const { tenantId } = await seededTenant(30);
+      const report = await core.audit.verify(tenantId);
+      expect(report).toMatchObject({
+        ok: true,
+        entries: 30,
+        checkpoints: { database: 1, objectStore: 1, latestPosition: 30 },
+      });
+      const stored: string[] = [];
+      for await (const object of core.objects.list(`audit/${tenantId}/checkpoints/`)) stored.push(object.key);
+      expect(stored).toEqual([`audit/${tenantId}/checkpoints/${'30'.padStart(20, '0')}.json`]);
+    });
+
+    it("refuses UPDATE, DELETE and TRUNCATE of audit tables to the app's tenant role, and to the owner through the triggers", async () => {
+      const { tenantId, schema } = await seededTenant(3);
+      for (const statement of [
+        sql`update audit_log set action = 'x'`,
+        sql`delete from audit_log`,
+        sql`truncate audit_log`,
+        sql`update audit_checkpoints set head_hash = head_hash`,
+        sql`delete from audit_checkpoints`,
+      ]) {
+        await expect(core.withTenant(tenantId, (scope) => statement.execute(scope.trx))).rejects.toThrow(
+          /permission denied|append-only/,
+        );
+      }
+      // The owner connection (not the tenant role) is stopped by the triggers.
+      await expect(sql`update ${sql.id(schema, 'audit_log')} set action = 'x'`.execute(root)).rejects.toThrow(
+        /append-only/,
+      );
+      await expect(sql`delete from ${sql.id(schema, 'audit_log')}`.execute(root)).rejects.toThrow(
+        /append-only/,
+      );
+      await expect(sql`truncate ${sql.id(schema, 'audit_log')}`.execute(root)).rejects.toThrow(/append-only/);
+      const { rows } = await sql<{
+        n: number;
+      }>`select count(*)::int as n from ${sql.id(schema, 'audit_log')}`.execute(root);
+      expect(rows[0]?.n).toBe(3);
+      expect((await core.audit.verify(tenantId)).ok).toBe(true);
+    });
+
+    // Each class twice at random positions (new ones every run); every one must be caught and named.
+    const size = 24;
+    const rounds = 2;
+    it.each(Array.from({ length: rounds }, (_, i) => i))(
+      'detects modification at a random position (round %i)',
+      async () => {
+        const { tenantId, schema } = await seededTenant(size);
+        const p = randomInt(1, size + 1);
+        await tamper(schema, async (log) => {
+          await sql`update ${log} set outcome = 'deny' where position = ${p}`.execute(root);
+        });
+        expect((await core.audit.verify(tenantId)).problem).toMatchObject({ position: p, class: 'modified' });
+      },
+    );
+
+    it.each(Array.from({ length: rounds }, (_, i) => i))(
+      'detects deletion at a random position (round %i)',
+      async () => {
+        const { tenantId, schema } = await seededTenant(size);
+        const p = randomInt(1, size);
+        const renumber = p % 2 === 0;
+        await tamper(schema, async (log) => {
+          await sql`delete from ${log} where position = ${p}`.execute(root);
+          // Half the time the attacker also closes the gap.
+          if (renumber) {
+            await sql`update ${log} set position = position + 1000 where position > ${p}`.execute(root);
+            await sql`update ${log} set position = position - 1001 where position > 1000`.execute(root);
+          }
+        });
+        expect((await core.audit.verify(tenantId)).problem).toMatchObject({ position: p, class: 'deleted' });
+      },
+    );
+
+    it.each(Array.from({ length: rounds }, (_, i) => i))(
+      'detects insertion at a random position (round %i)',
+      async () => {
+        const { tenantId, schema } = await seededTenant(size);
+        const p = randomInt(2, size + 1);
+        await tamper(schema, async (log) => {
+          const { rows } = await sql<{
+            hash: string;
+          }>`select hash from ${log} where position = ${p - 1}`.execute(root);
+          const prevHash = rows[0]!.hash;
+          // A well-formed forged entry: it links to its predecessor and hashes correctly.
+          const forged = { ...entry(999), tenantId };
+          await sql`update ${log} set position = position + 1000 where position >= ${p}`.execute(root);
+          await sql`update ${log} set position = position - 999 where position > 1000`.execute(root);
+          await sql`insert into ${log} (position, at, actor_kind, actor_id, action, resource_type, resource_id, outcome,
+            status_code, request_id, ip, user_agent, changes, prev_hash, hash)
+          values (${p}, ${forged.at}, 'user', ${forged.actorId}, ${forged.action}, 'records', ${forged.resourceId}, 'allow',
+            200, ${forged.requestId}, '192.0.2.1', 'test', ${forged.changes}, ${prevHash}, ${hashAuditEntry(prevHash, forged)})`.execute(
+            root,
+          );
+        });
+        expect((await core.audit.verify(tenantId)).problem).toMatchObject({ position: p, class: 'inserted' });
+      },
+    );
+
+    it.each(Array.from({ length: rounds }, (_, i) => i))(
+      'detects reordering at a random position (round %i)',
+      async () => {
+        const { tenantId, schema } = await seededTenant(size);
+        const p = randomInt(1, size);
+        await tamper(schema, async (log) => {
+          await sql`update ${log} set position = 100000 where position = ${p}`.execute(root);
+          await sql`update ${log} set position = ${p} where position = ${p + 1}`.execute(root);
+          await sql`update ${log} set position = ${p + 1} where position = 100000`.execute(root);
+        });
+        expect((await core.audit.verify(tenantId)).problem).toMatchObject({
+          position: p,
+          class: 'reordered',
+        });
+      },
+    );
+
+    it.each(Array.from({ length: rounds }, (_, i) => i))(
+      'detects truncation of the tail at a random position (round %i)',
+      async () => {
+        const { tenantId, schema } = await seededTenant(size);
+        const p = randomInt(1, size + 1);
+        await tamper(schema, async (log) => {
+          await sql`delete from ${log} where position >= ${p}`.execute(root);
+        });
+        expect((await core.audit.verify(tenantId)).problem).toMatchObject({
+          position: p,
+          class: 'truncated',
+        });
+      },
+    );
+
+    it.each(Array.from({ length: rounds }, (_, i) => i))(
+      'detects rollback to an older valid state (round %i)',
+      async () => {
+        // Sealed at `sealAt`, then more entries sealed at the head: the database is put back to the
+        // first state (entries and checkpoints), as a restore of an old backup would; only the object
+        // store still knows the later checkpoint.
+        const sealAt = randomInt(1, size);
+        const { tenantId, schema } = await seededTenant(size, sealAt);
+        await tamper(schema, async (log) => {
+          await sql`delete from ${log} where position > ${sealAt}`.execute(root);
+          await sql`delete from ${sql.id(schema, 'audit_checkpoints')} where position > ${sealAt}`.execute(
+            root,
+          );
+        });
+        expect((await core.audit.verify(tenantId)).problem).toMatchObject({
+          position: sealAt + 1,
+          class: 'rolled_back',
+        });
+      },
+    );
+
+    it('detects a consistently rewritten chain through its checkpoints', async () => {
+      const { tenantId, schema } = await seededTenant(size);
+      await tamper(schema, async (log) => {
+        // Rewrite entry 5 and recompute every hash after it: internally valid, but not what was signed.
+        const { rows } = await sql<{
+          position: string;
+          prev_hash: string;
+        }>`select position, prev_hash from ${log} order by position`.execute(root);
+        let prev = rows[4]!.prev_hash;
+        for (let position = 5; position <= size; position++) {
+          const changed = {
+            ...entry(position),
+            tenantId,
+            ...(position === 5 ? { outcome: 'deny' as const } : {}),
+          };
+          const hash = hashAuditEntry(prev, changed);
+          await sql`update ${log} set outcome = ${changed.outcome}, prev_hash = ${prev}, hash = ${hash} where position = ${position}`.execute(
+            root,
+          );
+          prev = hash;
+        }
+      });
+      expect((await core.audit.verify(tenantId)).problem).toMatchObject({ position: 1, class: 'modified' });
+    });
+  });
+}
