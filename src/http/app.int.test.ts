@@ -318,6 +318,7 @@ describe('behind a TLS-terminating proxy', () => {
         records: { maxBytes: 1024 } as Core['records'],
         attachments: {} as Core['attachments'],
         policies: {} as Core['policies'],
+        audit: { recordRequest: () => undefined, flush: async () => undefined } as unknown as Core['audit'],
         readinessChecks: {},
         isDraining: () => false,
       },

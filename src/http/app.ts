@@ -10,6 +10,7 @@ import {
   type ZodTypeProvider,
 } from 'fastify-type-provider-zod';
 import type { AttachmentService } from '../modules/attachments/attachment.service.ts';
+import type { AuditService } from '../modules/audit/audit.service.ts';
 import type { IdentityService } from '../modules/identity/identity.service.ts';
 import type { MfaService } from '../modules/identity/mfa.service.ts';
 import type { ProjectService } from '../modules/projects/project.service.ts';
@@ -27,9 +28,11 @@ import {
 } from './error-handler.ts';
 import { refusePlainHttp } from './https-only.ts';
 import { findDuplicateKey } from './json-body.ts';
+import { registerAuditRequests } from './plugins/audit-requests.ts';
 import { registerSessionAuth } from './plugins/session-auth.ts';
 import { registerStaffAuth } from './plugins/staff-auth.ts';
 import { attachmentRoutes } from './routes/attachments.route.ts';
+import { auditRoutes } from './routes/audit.route.ts';
 import { authRoutes, sessionRoutes } from './routes/auth.route.ts';
 import { collectionPolicyRoutes } from './routes/collection-policies.route.ts';
 import { healthRoutes, type ReadinessCheck } from './routes/health.route.ts';
@@ -50,6 +53,7 @@ export interface AppDeps {
   records: RecordService;
   attachments: AttachmentService;
   policies: CollectionPolicyService;
+  audit: AuditService;
   readinessChecks: Record<string, ReadinessCheck>;
   /** True once shutdown began: /readyz turns 503 and new requests are refused. */
   isDraining: () => boolean;
@@ -156,6 +160,8 @@ export async function buildApp(deps: AppDeps, options: AppOptions): Promise<App>
   await app.register(opsStaffSetupRoutes({ staff: deps.staff }), { prefix: '/api/v1/ops' });
   await app.register(
     async (ops) => {
+      // Audit first: a refused staff credential is audited too (on the platform chain).
+      registerAuditRequests(ops, deps.audit, { platform: true, bodyLimitBytes: options.bodyLimitBytes });
       registerStaffAuth(ops, deps.staff);
       await ops.register(opsTenantRoutes({ tenants: deps.tenants }));
       await ops.register(opsStaffRoutes({ staff: deps.staff }));
@@ -163,18 +169,35 @@ export async function buildApp(deps: AppDeps, options: AppOptions): Promise<App>
     { prefix: '/api/v1/ops' },
   );
   // Public tenant routes (sign-in), then the tenant scope: every route below needs a session.
-  await app.register(authRoutes({ identity: deps.identity }), { prefix: '/api/v1' });
+  await app.register(
+    async (publicScope) => {
+      registerAuditRequests(publicScope, deps.audit, {
+        platform: false,
+        bodyLimitBytes: options.bodyLimitBytes,
+      });
+      await publicScope.register(authRoutes({ identity: deps.identity }));
+    },
+    { prefix: '/api/v1' },
+  );
   await app.register(
     async (tenantScope) => {
+      // Audit first: every request, refused credentials included, gets one entry.
+      registerAuditRequests(tenantScope, deps.audit, {
+        platform: false,
+        bodyLimitBytes: options.bodyLimitBytes,
+      });
       registerSessionAuth(tenantScope, deps.identity);
       await tenantScope.register(sessionRoutes({ identity: deps.identity, mfa: deps.mfa }));
       await tenantScope.register(projectRoutes({ projects: deps.projects }));
       await tenantScope.register(recordRoutes({ records: deps.records }));
       await tenantScope.register(attachmentRoutes({ attachments: deps.attachments }));
       await tenantScope.register(collectionPolicyRoutes({ policies: deps.policies }));
+      await tenantScope.register(auditRoutes({ audit: deps.audit }));
     },
     { prefix: '/api/v1' },
   );
+  // Reads, refusals and errors are written by the batch writer: flush it when the app closes.
+  app.addHook('onClose', async () => deps.audit.flush());
   app.get('/api/v1/openapi.json', { schema: { hide: true } }, async () => app.swagger());
 
   return app;

@@ -22,6 +22,10 @@ export interface AuditRequestContext {
   grantId: string | null;
   /** Set once an entry for this request committed with a write; the response hook then adds none. */
   audited: boolean;
+  /** Staff routes: the entry goes to the platform chain, naming the tenant in `tenantId` if any. */
+  platform: boolean;
+  /** The error code the request ended with, if any. */
+  errorCode: string | null;
 }
 
 const storage = new AsyncLocalStorage<AuditRequestContext>();

@@ -62,6 +62,9 @@ export interface AuditServiceOptions {
   onError?: (error: unknown, what: string) => void;
 }
 
+/** An entry waiting for the batch writer, and which chain it belongs to. */
+type QueuedEntry = AuditEntry & { tenantSlug?: string | null; platform?: boolean };
+
 const verifyPageSize = 5_000;
 /** Entries waiting in memory beyond this are dropped (and reported) rather than exhaust the heap. */
 const maxPendingEntries = 100_000;
@@ -85,7 +88,7 @@ export class AuditService {
   readonly #flushIntervalMs: number;
   readonly #onError: (error: unknown, what: string) => void;
   /** Keyed by tenant id, '' for the platform chain. */
-  #pending = new Map<string, Array<AuditEntry & { tenantSlug?: string | null }>>();
+  #pending = new Map<string, QueuedEntry[]>();
   #pendingCount = 0;
   #timer: NodeJS.Timeout | undefined;
   #flushing: Promise<void> | undefined;
@@ -116,22 +119,29 @@ export class AuditService {
   auditWrites(inner: WithTenant): WithTenant {
     return async (tenantId, fn, options) => {
       const context = currentAuditContext();
-      if (!context || context.audited || options?.readOnly) return inner(tenantId, fn, options);
+      // Staff requests are audited on the platform chain, by the response hook.
+      if (!context || context.audited || context.platform || options?.readOnly)
+        return inner(tenantId, fn, options);
+      let appended = false;
       const result = await inner(
         tenantId,
         async (scope) => {
+          appended = false;
           const value = await fn(scope);
           const { rows } = await sql<{ wrote: boolean }>`
             select txid_current_if_assigned() is not null as wrote`.execute(scope.trx);
-          if (rows[0]?.wrote)
+          if (rows[0]?.wrote) {
             await this.append(scope, [
               entryOf(context, this.#clock.now(), scope.tenantId, 'allow', null, null),
             ]);
+            appended = true;
+          }
           return value;
         },
         options,
       );
-      context.audited = true;
+      // Committed: this request's entry is in.
+      if (appended) context.audited = true;
       return result;
     };
   }
@@ -159,12 +169,12 @@ export class AuditService {
   }
 
   /** Queues an entry for the batch writer: durable within `flushIntervalMs` (lost if the process dies first). */
-  enqueue(entry: AuditEntry & { tenantSlug?: string | null }): void {
+  enqueue(entry: QueuedEntry): void {
     if (this.#pendingCount >= maxPendingEntries) {
       this.#onError(new Error('audit queue full'), 'audit entry dropped');
       return;
     }
-    const key = entry.tenantId ?? '';
+    const key = entry.platform || !entry.tenantId ? '' : entry.tenantId;
     const list = this.#pending.get(key) ?? [];
     list.push(entry);
     this.#pending.set(key, list);
@@ -208,8 +218,11 @@ export class AuditService {
         // (unknown tenants, unauthenticated calls) to the platform chain.
         const byTenant = new Map<string, AuditEntry[]>();
         const platform: AuditEntry[] = [];
-        for (const { tenantSlug, ...entry } of entries) {
-          const tenant = tenantSlug ? await this.#tenants.findLiveBySlug(tenantSlug) : undefined;
+        for (const { tenantSlug, platform: isPlatform, ...entry } of entries) {
+          const tenant =
+            tenantSlug && !isPlatform && !entry.tenantId
+              ? await this.#tenants.findLiveBySlug(tenantSlug)
+              : undefined;
           if (tenant)
             byTenant.set(tenant.id, [...(byTenant.get(tenant.id) ?? []), { ...entry, tenantId: tenant.id }]);
           else platform.push(entry);
