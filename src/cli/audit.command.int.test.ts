@@ -99,6 +99,12 @@ describe('strongroom audit', () => {
     expect(json.code).toBe(1);
     expect(JSON.parse(json.stdout)).toMatchObject({ ok: false, problem: { position: 3, class: 'modified' } });
 
+    const retention = await runCli(['audit', 'retention', '--tenant', 'audited', '--days', '400'], env);
+    expect(retention.stdout).toContain('audited keeps audit entries for 400 days');
+    const tooShort = await runCli(['audit', 'retention', '--tenant', 'audited', '--days', '2'], env);
+    expect(tooShort.code).toBe(2);
+    expect(tooShort.stderr).toContain('audit_retention_too_short');
+
     const platform = await runCli(['audit', 'verify', '--platform'], env);
     expect(platform.code).toBe(0);
     const neither = await runCli(['audit', 'verify'], env);

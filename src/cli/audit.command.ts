@@ -64,6 +64,21 @@ export function registerAuditCommands(program: Command, context: CliContext): vo
     });
 
   audit
+    .command('retention')
+    .description(
+      "set a tenant's audit retention in days (default STRONGROOM_AUDIT_RETENTION_DAYS; never shorter than STRONGROOM_RESTORE_WINDOW_DAYS); older entries are pruned by whole sealed segments",
+    )
+    .requiredOption('--tenant <tenant>', 'the tenant (slug or id)')
+    .requiredOption('--days <days>', 'how long entries are kept')
+    .action(async (options: { tenant: string; days: string }) => {
+      await withRuntime(context, async ({ core }) => {
+        const tenant = await core.tenants.get(options.tenant);
+        await core.audit.setRetentionDays(tenant.id, Number(options.days));
+        context.stdout(`${tenant.slug} keeps audit entries for ${Number(options.days)} days\n`);
+      });
+    });
+
+  audit
     .command('public-key')
     .description('print the public key that verifies audit checkpoints (PEM)')
     .action(async () => {

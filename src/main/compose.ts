@@ -79,6 +79,7 @@ export interface CoreOptions {
   audit?: {
     checkpointEveryEntries?: number;
     checkpointIntervalMs?: number;
+    retentionDays?: number;
     onError?: (error: unknown, what: string) => void;
   };
   /** Tenant migrations to use (the bench adds one); default: the shipped list. */
@@ -99,6 +100,7 @@ export function composeCore(options: CoreOptions): Core {
     objects: options.objects,
     signer: options.auditSigner ?? new AuditSigner(randomBytes(32)),
     clock,
+    ...(options.restoreWindowMs ? { minRetentionDays: Math.ceil(options.restoreWindowMs / 86_400_000) } : {}),
     ...options.audit,
   });
   // Every service gets the auditing withTenant: a write made while serving a request commits with

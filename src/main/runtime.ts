@@ -58,6 +58,7 @@ export async function openRuntime(config: Config, log: Logger): Promise<Runtime>
       audit: {
         checkpointEveryEntries: config.audit.checkpointEveryEntries,
         checkpointIntervalMs: config.audit.checkpointIntervalMs,
+        retentionDays: config.audit.retentionDays,
         onError: (error, what) => log.warn({ err: error }, what),
       },
     });

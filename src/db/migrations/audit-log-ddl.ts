@@ -8,9 +8,9 @@ import type { AnyKysely } from '../database.ts';
  *
  * Append-only is enforced twice: the tenant role gets no UPDATE/DELETE/TRUNCATE on these tables
  * (`tenant-schemas.ts`), and a trigger refuses UPDATE and TRUNCATE for everyone and DELETE unless
- * the transaction names, in `strongroom.audit_prune_through`, a position the row is at or before.
- * Only retention pruning sets it, on the owner connection (the tenant role has no DELETE privilege
- * at all), and only at a sealed segment's checkpoint. A superuser can still disable triggers; that
+ * the transaction names, in `strongroom.audit_prune_through`, a checkpointed position the row is at
+ * or before. Only retention pruning sets it, on the owner connection (the tenant role has no DELETE
+ * privilege at all). A superuser can still disable triggers; that
  * is what the signed checkpoints copied to the object store are for.
  */
 export async function createAuditChain(trx: AnyKysely, schema: string, options: { platform: boolean }) {
@@ -49,11 +49,19 @@ export async function createAuditChain(trx: AnyKysely, schema: string, options: 
     key_id text not null,
     signature text not null
   )`.execute(trx);
+  // The one way to delete: retention pruning names, in `strongroom.audit_prune_through`, a position
+  // sealed by a checkpoint, and only rows at or before it go (a whole sealed segment, never the tail).
   await sql`create function ${guard}() returns trigger language plpgsql as $$
+    declare
+      through bigint := nullif(current_setting('strongroom.audit_prune_through', true), '')::bigint;
+      sealed boolean;
     begin
-      if tg_op = 'DELETE' and tg_table_name = 'audit_log'
-         and old.position <= coalesce(nullif(current_setting('strongroom.audit_prune_through', true), '')::bigint, 0) then
-        return old;
+      if tg_op = 'DELETE' and tg_table_name = 'audit_log' and through is not null and old.position <= through then
+        execute format('select exists (select 1 from %I.audit_checkpoints where position = $1)', tg_table_schema)
+          into sealed using through;
+        if sealed then
+          return old;
+        end if;
       end if;
       raise exception 'audit tables are append-only (% on %)', tg_op, tg_table_name
         using errcode = 'insufficient_privilege';

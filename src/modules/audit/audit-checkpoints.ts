@@ -9,6 +9,8 @@ export interface CheckpointRunSummary {
   /** Chains looked at: every live tenant's, and the platform's. */
   chains: number;
   sealed: number;
+  /** Entries deleted past their tenant's retention (whole sealed segments). */
+  pruned: number;
   failures: Array<{ tenantId: string | null; message: string }>;
 }
 
@@ -17,7 +19,8 @@ const leaseTtlMs = 60_000;
 const tenantPageSize = 100;
 
 /**
- * Seals every chain whose checkpoint is due (N entries or the interval since the last one), under
+ * Seals every chain whose checkpoint is due (N entries or the interval since the last one) and
+ * prunes tenant chains past their retention, under
  * one lease so that nodes scheduling it together still run it once at a time. Undefined when
  * another node holds the lease (it is doing the same work).
  */
@@ -33,7 +36,7 @@ export async function runAuditCheckpoints(deps: {
     holder,
     leaseTtlMs,
     async (_lease, isLost) => {
-      const summary: CheckpointRunSummary = { chains: 0, sealed: 0, failures: [] };
+      const summary: CheckpointRunSummary = { chains: 0, sealed: 0, pruned: 0, failures: [] };
       const chains: Array<string | null> = [null];
       for (let afterId: string | undefined; ; ) {
         const page = await deps.tenants.list({ includeDeleted: false, limit: tenantPageSize, afterId });
@@ -45,6 +48,7 @@ export async function runAuditCheckpoints(deps: {
         if (isLost()) break;
         try {
           if (await deps.audit.checkpoint(tenantId)) summary.sealed++;
+          if (tenantId !== null) summary.pruned += (await deps.audit.prune(tenantId))?.deleted ?? 0;
         } catch (error) {
           summary.failures.push({ tenantId, message: (error as Error).message });
         }

@@ -1,5 +1,6 @@
 import { type ColumnType, type Kysely, type Selectable, sql } from 'kysely';
 import type { AnyKysely } from '../../db/database.ts';
+import type { TenantTables } from '../../db/tenant-tables.ts';
 import type { ActorKind, AuditOutcome, ChainedAuditEntry } from './audit-chain.ts';
 import { genesisHash } from './audit-chain.ts';
 
@@ -177,6 +178,68 @@ export const auditRepository = {
       .limit(1)
       .executeTakeFirst();
     return row && toCheckpoint(row);
+  },
+
+  /**
+   * Where a prune may cut: the newest checkpoint sealed before `cutoff` that still has entries at or
+   * before it, and is not the head (the chain always keeps its last entry, so a verifier can tell a
+   * pruned start from a cut-off tail).
+   */
+  async pruneBoundary(chain: ChainHandle, cutoff: Date): Promise<StoredCheckpoint | undefined> {
+    const row = await tables(chain.db)
+      .selectFrom('audit_checkpoints as c')
+      .selectAll('c')
+      .where('c.at', '<', cutoff)
+      .where((eb) =>
+        eb.exists(
+          eb.selectFrom('audit_log as l').select('l.position').whereRef('l.position', '<=', 'c.position'),
+        ),
+      )
+      .where((eb) =>
+        eb.exists(
+          eb.selectFrom('audit_log as l').select('l.position').whereRef('l.position', '>', 'c.position'),
+        ),
+      )
+      .orderBy('c.position', 'desc')
+      .limit(1)
+      .executeTakeFirst();
+    return row && toCheckpoint(row);
+  },
+
+  /**
+   * Deletes the sealed segment up to `position` (a checkpoint's). Runs on the owner connection: the
+   * tenant role has no DELETE here, and the append-only trigger lets a row go only when the
+   * transaction names a checkpointed position at or after it.
+   */
+  async pruneThrough(chain: ChainHandle, position: number): Promise<number> {
+    await sql`select set_config('strongroom.audit_prune_through', ${String(position)}, true)`.execute(
+      chain.db,
+    );
+    const result = await tables(chain.db)
+      .deleteFrom('audit_log')
+      .where('position', '<=', position)
+      .executeTakeFirst();
+    return Number(result.numDeletedRows);
+  },
+
+  /** The tenant's audit retention in days, if it set one (`settings` key `audit`). */
+  async retentionDays(db: AnyKysely): Promise<number | undefined> {
+    const row = await (db as Kysely<TenantTables>)
+      .selectFrom('settings')
+      .select('value')
+      .where('key', '=', 'audit')
+      .executeTakeFirst();
+    const days = (row?.value as { retentionDays?: unknown } | undefined)?.retentionDays;
+    return typeof days === 'number' && Number.isInteger(days) ? days : undefined;
+  },
+
+  async writeRetentionDays(db: AnyKysely, days: number): Promise<void> {
+    const value = JSON.stringify({ retentionDays: days });
+    await (db as Kysely<TenantTables>)
+      .insertInto('settings')
+      .values({ key: 'audit', value })
+      .onConflict((oc) => oc.column('key').doUpdateSet({ value, updated_at: sql`now()` }))
+      .execute();
   },
 
   /** Idempotent: a checkpoint of the same position (written by another node) is kept. */

@@ -1,11 +1,12 @@
 import { sql } from 'kysely';
 import type { Database } from '../../db/database.ts';
-import { controlSchema } from '../../db/tenant-schema.ts';
+import { controlSchema, tenantSchemaName } from '../../db/tenant-schema.ts';
 import type { TenantScope, WithTenant } from '../../db/with-tenant.ts';
 import { type Clock, systemClock } from '../../platform/clock.ts';
 import { isAppError } from '../../platform/errors.ts';
 import type { ObjectStore } from '../../ports/object-store.port.ts';
 import { type AccessPrincipal, authorize } from '../access/policy.ts';
+import { auditErrors } from './audit.errors.ts';
 import {
   type AuditQuery,
   auditRepository,
@@ -39,6 +40,8 @@ export interface AuditVerification {
   /** Entries read and checked. */
   entries: number;
   head: { position: number; hash: string } | null;
+  /** The first entry kept; above 1 when older entries were pruned (after a sealed checkpoint). */
+  firstPosition: number | null;
   checkpoints: { database: number; objectStore: number; latestPosition: number | null };
   problem?: { position: number; class: TamperClass; message: string };
 }
@@ -56,6 +59,10 @@ export interface AuditServiceOptions {
   checkpointEveryEntries?: number;
   /** …and at least this often while entries arrive (STRONGROOM_AUDIT_CHECKPOINT_INTERVAL_MS). */
   checkpointIntervalMs?: number;
+  /** Default retention (STRONGROOM_AUDIT_RETENTION_DAYS); a tenant may set its own. Default 365. */
+  retentionDays?: number;
+  /** Retention is never shorter than this (the restore window, STRONGROOM_RESTORE_WINDOW_DAYS). */
+  minRetentionDays?: number;
   /** How long a read's entry may wait in memory before it is written (at most 1 s). */
   flushIntervalMs?: number;
   /** Where background failures go (the batch writer, checkpointing); never thrown at a request. */
@@ -86,6 +93,8 @@ export class AuditService {
   readonly #checkpointEvery: number;
   readonly #checkpointIntervalMs: number;
   readonly #flushIntervalMs: number;
+  readonly #retentionDays: number;
+  readonly #minRetentionDays: number;
   readonly #onError: (error: unknown, what: string) => void;
   /** Keyed by tenant id, '' for the platform chain. */
   #pending = new Map<string, QueuedEntry[]>();
@@ -103,6 +112,8 @@ export class AuditService {
     this.#checkpointEvery = options.checkpointEveryEntries ?? 1_000;
     this.#checkpointIntervalMs = options.checkpointIntervalMs ?? 10 * 60_000;
     this.#flushIntervalMs = Math.min(options.flushIntervalMs ?? 250, 1_000);
+    this.#minRetentionDays = options.minRetentionDays ?? 7;
+    this.#retentionDays = Math.max(options.retentionDays ?? 365, this.#minRetentionDays);
     this.#onError = options.onError ?? (() => undefined);
   }
 
@@ -308,6 +319,46 @@ export class AuditService {
     return checkpoint;
   }
 
+  /** Sets a tenant's audit retention; never shorter than the restore window, at most 10 years. */
+  async setRetentionDays(tenantId: string, days: number): Promise<void> {
+    if (!Number.isInteger(days) || days < this.#minRetentionDays || days > 3650)
+      throw auditErrors.retentionTooShort(this.#minRetentionDays);
+    await this.#withTenant(tenantId, (scope) => auditRepository.writeRetentionDays(scope.db, days));
+  }
+
+  /**
+   * Deletes the tenant's entries older than its retention, by whole sealed segments: up to the
+   * newest checkpoint made before the cutoff, never the head. What stays verifies from that
+   * checkpoint on (its signed head hash is the first kept entry's predecessor).
+   */
+  async prune(
+    tenantId: string,
+    now: Date = this.#clock.now(),
+  ): Promise<{ prunedThrough: number; deleted: number } | undefined> {
+    const { boundary } = await this.#withTenant(
+      tenantId,
+      async (scope) => {
+        const chain = { db: scope.db, tenantId };
+        const days = Math.max(
+          (await auditRepository.retentionDays(scope.db)) ?? this.#retentionDays,
+          this.#minRetentionDays,
+        );
+        return {
+          boundary: await auditRepository.pruneBoundary(chain, new Date(now.getTime() - days * 86_400_000)),
+        };
+      },
+      { readOnly: true },
+    );
+    if (!boundary) return undefined;
+    const schema = tenantSchemaName(tenantId);
+    const deleted = await this.#database.db
+      .transaction()
+      .execute((trx) =>
+        auditRepository.pruneThrough({ db: trx.withSchema(schema), tenantId }, boundary.position),
+      );
+    return { prunedThrough: boundary.position, deleted };
+  }
+
   /**
    * Recomputes the chain from its first retained entry and checks it against every checkpoint, in
    * the database and in the object store. The copies outside the database are what catch a chain
@@ -362,12 +413,14 @@ export class AuditService {
     let expectedPrevHash = genesisHash;
     let count = 0;
     let lastGood: { position: number; hash: string } | null = null;
+    let firstPosition: number | null = null;
     const hashAt = new Map<number, string>();
     while (!current.done) {
       const entry = current.value;
       const next = await entries.next();
       const following = next.done ? undefined : next.value;
       if (expectedPosition === undefined) {
+        firstPosition = entry.position;
         // The first retained entry: position 1, or right after a pruned segment's checkpoint.
         expectedPosition = entry.position === 1 ? 1 : entry.position;
         if (entry.position !== 1) {
@@ -403,7 +456,10 @@ export class AuditService {
     const chainIntact = problems.every((p) => p.class === 'checkpoint_invalid');
     const reached = lastGood?.position ?? 0;
     let lastMatching = 0;
+    const entryProblem = problems.find((p) => p.class !== 'checkpoint_invalid');
     for (const position of [...claims.keys()].sort((a, b) => a - b)) {
+      // Damage found in the entries already explains any checkpoint after it.
+      if (entryProblem && position >= entryProblem.position) break;
       const list = claims.get(position) ?? [];
       const inDatabase = list.some((c) => c.source === 'database');
       if (position > reached) {
@@ -438,6 +494,7 @@ export class AuditService {
       tenantId,
       entries: count,
       head: head.position === 0 ? null : head,
+      firstPosition,
       checkpoints: {
         database: dbCheckpoints.length,
         objectStore: storeCheckpoints.length,
