@@ -2,6 +2,7 @@ import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildTestApp, callAs, projectViewerKey } from '../../test/support/app.ts';
 import { openTestCore, type TestDatabase, testDatabaseKinds } from '../../test/support/databases.ts';
+import { enrolStaff } from '../../test/support/staff.ts';
 import { tenantSchemaName } from '../db/tenant-schema.ts';
 import type { Core } from '../main/compose.ts';
 import type { App } from './app.ts';
@@ -208,6 +209,26 @@ for (const kind of await testDatabaseKinds()) {
       ]);
     });
 
+    it('records throttling and lockout of sign-in as denials', async () => {
+      let last: Awaited<ReturnType<App['inject']>> | undefined;
+      for (let attempt = 0; attempt < 8 && last?.statusCode !== 429; attempt++) {
+        last = await app.inject({
+          method: 'POST',
+          url: '/api/v1/auth/login',
+          payload: { tenant: 'audit-a', email: 'ghost@audit-a.test', password: 'not the password at all' },
+        });
+      }
+      expect(last?.statusCode).toBe(429);
+      expect(await ofRequest(last?.headers['x-request-id'] as string)).toEqual([
+        expect.objectContaining({
+          action: 'auth.login',
+          outcome: 'deny',
+          statusCode: 429,
+          errorCode: 'login_throttled',
+        }),
+      ]);
+    });
+
     it("shows a tenant's log to its owner only: never another tenant's entries, 403 for members", async () => {
       expect((await callAs(app, 'GET', '/api/v1/projects', otherOwner)).statusCode).toBe(200);
       const mine = await all();
@@ -314,6 +335,48 @@ for (const kind of await testDatabaseKinds()) {
       const verified = await callAs(app, 'GET', '/api/v1/audit/verify', owner);
       expect(verified.statusCode).toBe(200);
       expect(verified.json()).toMatchObject({ ok: true, checkpoints: { database: 1, objectStore: 1 } });
+    });
+
+    it('records staff requests on the platform chain, naming the tenant they touch', async () => {
+      const staff = await enrolStaff(core, { email: 'ops@audit.test', displayName: 'Ops', role: 'operator' });
+      const shown = await callAs(app, 'GET', `/api/v1/ops/tenants/${tenantId}`, staff.apiKey);
+      expect(shown.statusCode).toBe(200);
+      const refused = await callAs(app, 'GET', '/api/v1/ops/tenants', 'sro_not-a-key');
+      expect(refused.statusCode).toBe(401);
+      await core.audit.flush();
+      const { rows } = await sql<{
+        request_id: string;
+        actor_kind: string;
+        actor_id: string | null;
+        tenant_id: string | null;
+        action: string;
+        outcome: string;
+      }>`
+        select request_id, actor_kind, actor_id, tenant_id, action, outcome from control.audit_log
+        where request_id in (${shown.headers['x-request-id'] as string}, ${refused.headers['x-request-id'] as string})
+        order by position`.execute(testDb.database.db);
+      expect(rows).toEqual([
+        {
+          request_id: shown.headers['x-request-id'],
+          actor_kind: 'staff',
+          actor_id: staff.staffId,
+          tenant_id: tenantId,
+          action: 'tenants.read',
+          outcome: 'allow',
+        },
+        {
+          request_id: refused.headers['x-request-id'],
+          actor_kind: 'anonymous',
+          actor_id: null,
+          tenant_id: null,
+          action: 'tenants.list',
+          outcome: 'deny',
+        },
+      ]);
+      // Not in the tenant's own log.
+      expect((await all()).some((e) => e.requestId === shown.headers['x-request-id'])).toBe(false);
+      await core.audit.checkpoint(null, { force: true });
+      expect(await core.audit.verify(null)).toMatchObject({ ok: true });
     });
 
     it('never stores a password, token, key or sensitive value in an audit entry (canaries)', async () => {

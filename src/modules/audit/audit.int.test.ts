@@ -4,8 +4,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openTestCore, type TestDatabase, testDatabaseKinds } from '../../../test/support/databases.ts';
 import type { AnyKysely } from '../../db/database.ts';
 import { tenantSchemaName } from '../../db/tenant-schema.ts';
+import type { TenantScope } from '../../db/with-tenant.ts';
 import type { Core } from '../../main/compose.ts';
 import { type AuditEntry, hashAuditEntry } from './audit-chain.ts';
+import { type AuditRequestContext, runWithAuditContext } from './audit-context.ts';
 
 function entry(i: number): AuditEntry {
   return {
@@ -114,6 +116,64 @@ for (const kind of await testDatabaseKinds()) {
       }>`select count(*)::int as n from ${sql.id(schema, 'audit_log')}`.execute(root);
       expect(rows[0]?.n).toBe(3);
       expect((await core.audit.verify(tenantId)).ok).toBe(true);
+    });
+
+    it('keeps positions gapless under concurrent appends', async () => {
+      const { tenantId } = await seededTenant(1);
+      await Promise.all(
+        Array.from({ length: 24 }, (_, i) =>
+          core.withTenant(tenantId, (scope) => core.audit.append(scope, [entry(100 + i), entry(200 + i)])),
+        ),
+      );
+      const report = await core.audit.verify(tenantId);
+      expect(report).toMatchObject({ ok: true, entries: 49, head: { position: 49 } });
+    });
+
+    it("commits a request's write and its entry together, or neither", async () => {
+      const { tenantId, schema } = await seededTenant(1);
+      const context = (action: string): AuditRequestContext => ({
+        requestId: 'req-atomic',
+        ip: null,
+        userAgent: null,
+        action,
+        resourceType: null,
+        resourceId: null,
+        changes: ['theme'],
+        tenantId,
+        tenantSlug: null,
+        actor: { kind: 'user', id: 'u', apiKeyId: null },
+        grantId: null,
+        audited: false,
+        platform: false,
+        errorCode: null,
+      });
+      const write = (key: string) => (scope: TenantScope) =>
+        scope.db
+          .insertInto('settings')
+          .values({ key, value: JSON.stringify({}) })
+          .execute();
+      // An entry that cannot be stored (action too long for its column) takes the write down with it.
+      await expect(
+        runWithAuditContext(context('x'.repeat(101)), () => core.withTenant(tenantId, write('lost'))),
+      ).rejects.toThrow();
+      // A read-write transaction that wrote nothing appends nothing.
+      const idle = context('settings.read');
+      await runWithAuditContext(idle, () =>
+        core.withTenant(tenantId, (scope) => scope.db.selectFrom('settings').selectAll().execute()),
+      );
+      expect(idle.audited).toBe(false);
+      const kept = context('settings.update');
+      await runWithAuditContext(kept, () => core.withTenant(tenantId, write('kept')));
+      expect(kept.audited).toBe(true);
+      const { rows } = await sql<{
+        key: string;
+      }>`select key from ${sql.id(schema, 'settings')} order by key`.execute(root);
+      expect(rows.map((r) => r.key)).toEqual(['kept']);
+      const entries = await sql<{ action: string; changes: string[] }>`
+        select action, changes from ${sql.id(schema, 'audit_log')} where request_id = 'req-atomic'`.execute(
+        root,
+      );
+      expect(entries.rows).toEqual([{ action: 'settings.update', changes: ['theme'] }]);
     });
 
     // Each class at both ends of its range and at a random position (a new one every run); every one

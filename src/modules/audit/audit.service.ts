@@ -172,10 +172,13 @@ export class AuditService {
   recordRequest(context: AuditRequestContext, statusCode: number, errorCode: string | null): void {
     if (context.audited) return;
     context.audited = true;
-    const outcome = statusCode < 400 ? 'allow' : [401, 403, 404].includes(statusCode) ? 'deny' : 'error';
+    // Refused (unauthenticated, forbidden, not visible, throttled or locked out) is a denial; any
+    // other failure an error.
+    const outcome = statusCode < 400 ? 'allow' : [401, 403, 404, 429].includes(statusCode) ? 'deny' : 'error';
     this.enqueue({
       ...entryOf(context, this.#clock.now(), context.tenantId, outcome, statusCode, errorCode),
       tenantSlug: context.tenantSlug,
+      platform: context.platform,
     });
   }
 
