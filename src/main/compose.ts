@@ -80,6 +80,8 @@ export interface CoreOptions {
     checkpointEveryEntries?: number;
     checkpointIntervalMs?: number;
     retentionDays?: number;
+    /** The bench turns auditing off to measure its cost; nothing else does. */
+    enabled?: boolean;
     onError?: (error: unknown, what: string) => void;
   };
   /** Tenant migrations to use (the bench adds one); default: the shipped list. */

@@ -33,6 +33,12 @@ describe('audit chain', () => {
     expect(canonicalAuditEntry(entry)).toContain('"action":"records.read","actorId":"u1"');
   });
 
+  it('lists every field, keys in sorted order', () => {
+    const json = JSON.parse(canonicalAuditEntry(entry).split('\n')[1]!) as Record<string, unknown>;
+    expect(Object.keys(json)).toEqual(Object.keys(json).sort());
+    expect(Object.keys(json).sort()).toEqual([...Object.keys(entry)].sort());
+  });
+
   it('links each entry to its predecessor', () => {
     const [first, second] = chainAuditEntries({ position: 0, hash: genesisHash }, [
       entry,

@@ -38,7 +38,7 @@ export const genesisHash = '0'.repeat(64);
 
 /**
  * The canonical form of an entry: a version tag and JSON with every field present (null when absent)
- * and keys in sorted order, so the same entry always gives the same bytes. The position is not part
+ * and keys in sorted (UTF-16 code unit) order, so the same entry always gives the same bytes. The position is not part
  * of it: order is bound by each entry hashing its predecessor, and positions are checked by counting.
  */
 export function canonicalAuditEntry(entry: AuditEntry): string {
@@ -60,7 +60,9 @@ export function canonicalAuditEntry(entry: AuditEntry): string {
     tenantId: entry.tenantId,
     userAgent: entry.userAgent,
   };
-  return `strongroom/audit/v1\n${JSON.stringify(fields, Object.keys(fields).sort())}`;
+  // The literal above lists the keys in sorted order (a test holds it to that), so plain
+  // JSON.stringify is already canonical; a key list as replacer would cost a third of verify's time.
+  return `strongroom/audit/v1\n${JSON.stringify(fields)}`;
 }
 
 /** hash = SHA-256(prev_hash (32 bytes) ‖ canonical form (UTF-8)), hex. */

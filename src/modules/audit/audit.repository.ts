@@ -136,14 +136,17 @@ export const auditRepository = {
 
   /** Entries after `afterPosition` in chain order (for verification and export). */
   async page(chain: ChainHandle, afterPosition: number, limit: number): Promise<ChainedAuditEntry[]> {
+    // The time as ISO 8601 text in UTC with milliseconds (what entries are written with): parsing it
+    // is several times cheaper than the driver's timestamptz parser, and verify reads every row.
     const rows = await tables(chain.db)
       .selectFrom('audit_log')
-      .selectAll()
+      .select(chainColumns(chain))
+      .select(sql<string>`to_char(at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`.as('at_iso'))
       .where('position', '>', afterPosition)
       .orderBy('position')
       .limit(limit)
       .execute();
-    return rows.map((row) => toEntry(row, chain.tenantId));
+    return rows.map((row) => toEntry({ ...row, at: new Date(row.at_iso) }, chain.tenantId));
   },
 
   /** Newest first, filtered; one query over the (position-ordered) log. */
@@ -257,6 +260,30 @@ export const auditRepository = {
       .execute();
   },
 };
+
+/** Every column but `at` (read as text by `page`). */
+function chainColumns(chain: ChainHandle) {
+  return [
+    'position',
+    ...(chain.tenantId === null ? (['tenant_id'] as const) : []),
+    'actor_kind',
+    'actor_id',
+    'api_key_id',
+    'grant_id',
+    'action',
+    'resource_type',
+    'resource_id',
+    'outcome',
+    'status_code',
+    'error_code',
+    'request_id',
+    'ip',
+    'user_agent',
+    'changes',
+    'prev_hash',
+    'hash',
+  ] as const;
+}
 
 function toEntry(row: Selectable<AuditLogTable>, tenantId: string | null): ChainedAuditEntry {
   return {

@@ -65,6 +65,11 @@ export interface AuditServiceOptions {
   minRetentionDays?: number;
   /** How long a read's entry may wait in memory before it is written (at most 1 s). */
   flushIntervalMs?: number;
+  /**
+   * False only in the bench, to measure what auditing costs: no entry is written at all. No
+   * configuration turns it off.
+   */
+  enabled?: boolean;
   /** Where background failures go (the batch writer, checkpointing); never thrown at a request. */
   onError?: (error: unknown, what: string) => void;
 }
@@ -96,6 +101,7 @@ export class AuditService {
   readonly #retentionDays: number;
   readonly #minRetentionDays: number;
   readonly #onError: (error: unknown, what: string) => void;
+  readonly #enabled: boolean;
   /** Keyed by tenant id, '' for the platform chain. */
   #pending = new Map<string, QueuedEntry[]>();
   #pendingCount = 0;
@@ -113,6 +119,7 @@ export class AuditService {
     this.#checkpointIntervalMs = options.checkpointIntervalMs ?? 10 * 60_000;
     this.#flushIntervalMs = Math.min(options.flushIntervalMs ?? 250, 1_000);
     this.#minRetentionDays = options.minRetentionDays ?? 7;
+    this.#enabled = options.enabled ?? true;
     this.#retentionDays = Math.max(options.retentionDays ?? 365, this.#minRetentionDays);
     this.#onError = options.onError ?? (() => undefined);
   }
@@ -128,6 +135,7 @@ export class AuditService {
    * transaction that then fails is audited by the response hook with its real outcome instead.
    */
   auditWrites(inner: WithTenant): WithTenant {
+    if (!this.#enabled) return inner;
     return async (tenantId, fn, options) => {
       const context = currentAuditContext();
       // Staff requests are audited on the platform chain, by the response hook.
@@ -170,7 +178,7 @@ export class AuditService {
 
   /** The entry of a request no write transaction audited (reads, refusals, errors); batched. */
   recordRequest(context: AuditRequestContext, statusCode: number, errorCode: string | null): void {
-    if (context.audited) return;
+    if (context.audited || !this.#enabled) return;
     context.audited = true;
     // Refused (unauthenticated, forbidden, not visible, throttled or locked out) is a denial; any
     // other failure an error.
@@ -507,16 +515,17 @@ export class AuditService {
     };
   }
 
+  /** The chain in order, a page at a time; the next page is fetched while this one is checked. */
   async *#scan(tenantId: string | null): AsyncGenerator<ChainedAuditEntry> {
-    for (let after = 0; ; ) {
-      const page = await this.#onChain(
-        tenantId,
-        (chain) => auditRepository.page(chain, after, verifyPageSize),
-        true,
-      );
+    const fetchAfter = (after: number) =>
+      this.#onChain(tenantId, (chain) => auditRepository.page(chain, after, verifyPageSize), true);
+    let pending = fetchAfter(0);
+    for (;;) {
+      const page = await pending;
+      const last = page.at(-1);
+      if (page.length === verifyPageSize && last) pending = fetchAfter(last.position);
       yield* page;
       if (page.length < verifyPageSize) return;
-      after = page.at(-1)!.position;
     }
   }
 
