@@ -49,6 +49,25 @@ describe('loadConfig', () => {
     });
   });
 
+  it('keeps the audit signing key like the master key, and retention no shorter than the restore window', () => {
+    expect(loadConfig({}, noFiles).audit).toEqual({
+      signingKey: { kind: 'file', path: '/srv/app/.strongroom/audit-signing.key', generateIfMissing: true },
+      checkpointEveryEntries: 1000,
+      checkpointIntervalMs: 600_000,
+      retentionDays: 365,
+    });
+    const seed = 'ab'.repeat(32);
+    const fromEnv = loadConfig({ STRONGROOM_AUDIT_SIGNING_KEY: seed }, noFiles).audit.signingKey;
+    expect(fromEnv.kind === 'value' && fromEnv.key.reveal().toString('hex')).toBe(seed);
+    expect(JSON.stringify(loadConfig({ STRONGROOM_AUDIT_SIGNING_KEY: seed }, noFiles))).not.toContain(seed);
+    expect(problemsOf({ STRONGROOM_AUDIT_SIGNING_KEY: 'short' })).toEqual([
+      'STRONGROOM_AUDIT_SIGNING_KEY: must be 32 bytes as 64 hex characters or base64',
+    ]);
+    expect(problemsOf({ STRONGROOM_AUDIT_RETENTION_DAYS: '5', STRONGROOM_RESTORE_WINDOW_DAYS: '7' })).toEqual(
+      ['STRONGROOM_AUDIT_RETENTION_DAYS must not be shorter than STRONGROOM_RESTORE_WINDOW_DAYS'],
+    );
+  });
+
   it('points at real servers by URL', () => {
     const config = loadConfig(
       {

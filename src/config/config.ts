@@ -130,6 +130,12 @@ const envSchema = z.object({
   STRONGROOM_PREVIOUS_MASTER_KEY: z.string().min(1).optional(),
   STRONGROOM_PREVIOUS_MASTER_KEY_FILE: z.string().min(1).optional(),
 
+  STRONGROOM_AUDIT_SIGNING_KEY: z.string().min(1).optional(),
+  STRONGROOM_AUDIT_SIGNING_KEY_FILE: z.string().min(1).optional(),
+  STRONGROOM_AUDIT_CHECKPOINT_ENTRIES: z.coerce.number().int().min(1).max(1_000_000).default(1000),
+  STRONGROOM_AUDIT_CHECKPOINT_MINUTES: z.coerce.number().int().min(1).max(1440).default(10),
+  STRONGROOM_AUDIT_RETENTION_DAYS: z.coerce.number().int().min(1).max(3650).default(365),
+
   STRONGROOM_MIGRATE_BATCH_SIZE: z.coerce.number().int().min(1).max(10_000).default(50),
   STRONGROOM_MIGRATE_CONCURRENCY: z.coerce.number().int().min(1).max(64).default(4),
   STRONGROOM_MIGRATE_CANARY_SIZE: z.coerce.number().int().min(0).max(10_000).default(5),
@@ -200,6 +206,17 @@ export interface Config {
         requireTls: boolean | undefined;
       };
   keys: { master: MasterKeySource; previousMaster: Secret<Buffer> | undefined };
+  /**
+   * The audit log: the Ed25519 checkpoint signing key (its 32-byte seed, kept like the master key:
+   * value, `_FILE`, or a 0600 file generated in the data folder) and how often checkpoints are made.
+   */
+  audit: {
+    signingKey: MasterKeySource;
+    checkpointEveryEntries: number;
+    checkpointIntervalMs: number;
+    /** Default retention; a tenant may set its own, never below the restore window. */
+    retentionDays: number;
+  };
   migrate: { batchSize: number; concurrency: number; canarySize: number };
 }
 
@@ -275,6 +292,21 @@ export function loadConfig(env: Record<string, string | undefined>, options: Loa
   } else {
     // Embedded default: a key file in the data folder, generated on first start (mode 0600).
     master = { kind: 'file', path: resolve(dataDir, 'master.key'), generateIfMissing: true };
+  }
+
+  let signingKey: MasterKeySource;
+  if (e.STRONGROOM_AUDIT_SIGNING_KEY !== undefined) {
+    const seed = decodeMasterKey(e.STRONGROOM_AUDIT_SIGNING_KEY);
+    if (!seed) problems.push('STRONGROOM_AUDIT_SIGNING_KEY: must be 32 bytes as 64 hex characters or base64');
+    signingKey = { kind: 'value', key: new Secret(seed ?? Buffer.alloc(0)) };
+  } else if (e.STRONGROOM_AUDIT_SIGNING_KEY_FILE !== undefined) {
+    signingKey = {
+      kind: 'file',
+      path: resolve(cwd, e.STRONGROOM_AUDIT_SIGNING_KEY_FILE),
+      generateIfMissing: false,
+    };
+  } else {
+    signingKey = { kind: 'file', path: resolve(dataDir, 'audit-signing.key'), generateIfMissing: true };
   }
 
   let previousMaster: Secret<Buffer> | undefined;
@@ -383,6 +415,12 @@ export function loadConfig(env: Record<string, string | undefined>, options: Loa
                 : e.STRONGROOM_SMTP_REQUIRE_TLS === 'true',
           },
     keys: { master, previousMaster },
+    audit: {
+      signingKey,
+      checkpointEveryEntries: e.STRONGROOM_AUDIT_CHECKPOINT_ENTRIES,
+      checkpointIntervalMs: e.STRONGROOM_AUDIT_CHECKPOINT_MINUTES * 60_000,
+      retentionDays: e.STRONGROOM_AUDIT_RETENTION_DAYS,
+    },
     migrate: {
       batchSize: e.STRONGROOM_MIGRATE_BATCH_SIZE,
       concurrency: e.STRONGROOM_MIGRATE_CONCURRENCY,
@@ -396,6 +434,14 @@ function checkRawValues(raw: Record<string, string | undefined>, problems: strin
   const both = (a: string, b: string) => (raw[a] === undefined) !== (raw[b] === undefined);
   if (both('STRONGROOM_TLS_CERT_FILE', 'STRONGROOM_TLS_KEY_FILE')) {
     problems.push('STRONGROOM_TLS_CERT_FILE and STRONGROOM_TLS_KEY_FILE must be set together');
+  }
+  const retention = Number(raw.STRONGROOM_AUDIT_RETENTION_DAYS ?? 365);
+  const restoreWindow = Number(raw.STRONGROOM_RESTORE_WINDOW_DAYS ?? 7);
+  if (Number.isFinite(retention) && Number.isFinite(restoreWindow) && retention < restoreWindow) {
+    problems.push('STRONGROOM_AUDIT_RETENTION_DAYS must not be shorter than STRONGROOM_RESTORE_WINDOW_DAYS');
+  }
+  if (raw.STRONGROOM_AUDIT_SIGNING_KEY !== undefined && raw.STRONGROOM_AUDIT_SIGNING_KEY_FILE !== undefined) {
+    problems.push('STRONGROOM_AUDIT_SIGNING_KEY and STRONGROOM_AUDIT_SIGNING_KEY_FILE are both set; use one');
   }
   if (raw.STRONGROOM_MASTER_KEY !== undefined && raw.STRONGROOM_MASTER_KEY_FILE !== undefined) {
     problems.push('STRONGROOM_MASTER_KEY and STRONGROOM_MASTER_KEY_FILE are both set; use one');

@@ -12,6 +12,8 @@ import { migrateTenantSchema, revertTenantSchema } from './tenant-schemas.ts';
 
 const controlTables = [
   'access_requests',
+  'audit_checkpoints',
+  'audit_log',
   'credentials',
   'key_check',
   'leases',

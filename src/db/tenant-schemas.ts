@@ -67,7 +67,23 @@ async function grantTenantPrivileges(trx: AnyKysely, roles: RoleSettings, tenant
   await sql`revoke insert, update, delete, truncate on ${sql.id(tenantSchemaName(tenantId), '_migrations')} from ${role}`.execute(
     trx,
   );
+  // The audit chain is append-only for the app: INSERT and SELECT, never UPDATE, DELETE or TRUNCATE
+  // (a trigger refuses them too; see db/migrations/audit-log-ddl.ts). Checked by name, because a
+  // schema migrated down below the audit migration has no such tables.
+  for (const table of appendOnlyTables) {
+    const qualified = `${tenantSchemaName(tenantId)}.${table}`;
+    const { rows } = await sql<{
+      found: string | null;
+    }>`select to_regclass(${qualified})::text as found`.execute(trx);
+    if (rows[0]?.found)
+      await sql`revoke update, delete, truncate on ${sql.id(tenantSchemaName(tenantId), table)} from ${role}`.execute(
+        trx,
+      );
+  }
 }
+
+/** Tables the tenant role may only insert into and read. */
+export const appendOnlyTables = ['audit_log', 'audit_checkpoints'] as const;
 
 /** Drops the schema with everything in it, then the role. Part of tenant deletion's transaction. */
 export async function dropTenantSchema(trx: AnyKysely, roles: RoleSettings, tenantId: string): Promise<void> {

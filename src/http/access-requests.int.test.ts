@@ -275,6 +275,39 @@ for (const kind of await testDatabaseKinds()) {
           ]);
         });
 
+        it("records every action under a grant in the tenant's audit log, with the staff member and the grant id", async () => {
+          const grant = await grantFor('approve', { access: 'write' });
+          const read = await asStaff('GET', recordUrl(), staff.support, grant);
+          const write = await asStaff('POST', `/api/v1/projects/${projectId}/records`, staff.support, grant, {
+            collection: 'invoices',
+            data: { total: 3 },
+          });
+          const refused = await asStaff('GET', `/api/v1/projects/${otherProjectId}`, staff.support, grant);
+          expect([read.statusCode, write.statusCode, refused.statusCode]).toEqual([200, 201, 404]);
+          await decide(grant, 'revoke');
+          await core.audit.flush();
+          const entries = (await callAs(app, 'GET', '/api/v1/audit?limit=200', owner.a)).json()
+            .items as Array<{
+            requestId: string;
+            actorKind: string;
+            grantId: string | null;
+            outcome: string;
+            action: string;
+          }>;
+          for (const response of [read, write, refused]) {
+            const mine = entries.filter((e) => e.requestId === response.headers['x-request-id']);
+            expect(mine, response.headers['x-request-id'] as string).toHaveLength(1);
+            expect(mine[0]).toMatchObject({ actorKind: 'staff', grantId: grant });
+          }
+          expect(entries.find((e) => e.requestId === refused.headers['x-request-id'])?.outcome).toBe('deny');
+          // None of it is in tenant B's log.
+          const bEntries = (await callAs(app, 'GET', '/api/v1/audit?limit=200', owner.b)).json()
+            .items as Array<{
+            grantId: string | null;
+          }>;
+          expect(bEntries.some((e) => e.grantId === grant)).toBe(false);
+        });
+
         it('attributes writes under a write grant to a stand-in user that can never sign in', async () => {
           const grant = await grantFor('approve', { access: 'write' });
           const created = await asStaff(

@@ -10,6 +10,7 @@ import {
   type ZodTypeProvider,
 } from 'fastify-type-provider-zod';
 import type { AttachmentService } from '../modules/attachments/attachment.service.ts';
+import type { AuditService } from '../modules/audit/audit.service.ts';
 import type { IdentityService } from '../modules/identity/identity.service.ts';
 import type { MfaService } from '../modules/identity/mfa.service.ts';
 import type { ProjectService } from '../modules/projects/project.service.ts';
@@ -32,11 +33,13 @@ import {
 import { refusePlainHttp } from './https-only.ts';
 import { findDuplicateKey } from './json-body.ts';
 import { HttpMetrics } from './metrics.ts';
+import { registerAuditRequests } from './plugins/audit-requests.ts';
 import { registerSessionAuth } from './plugins/session-auth.ts';
 import { registerStaffAuth, requireStaff } from './plugins/staff-auth.ts';
 import { registerTenantLimits } from './plugins/tenant-limits.ts';
 import { accessRequestRoutes, opsAccessRequestRoutes } from './routes/access-requests.route.ts';
 import { attachmentRoutes } from './routes/attachments.route.ts';
+import { auditRoutes } from './routes/audit.route.ts';
 import { authRoutes, sessionRoutes } from './routes/auth.route.ts';
 import { collectionPolicyRoutes } from './routes/collection-policies.route.ts';
 import { healthRoutes, type ReadinessCheck } from './routes/health.route.ts';
@@ -62,6 +65,7 @@ export interface AppDeps {
   limiter: RequestLimiter;
   meter: ApiCallMeter;
   support: SupportAccessService;
+  audit: AuditService;
   readinessChecks: Record<string, ReadinessCheck>;
   /** True once shutdown began: /readyz turns 503 and new requests are refused. */
   isDraining: () => boolean;
@@ -173,6 +177,8 @@ export async function buildApp(deps: AppDeps, options: AppOptions): Promise<App>
   await app.register(opsStaffSetupRoutes({ staff: deps.staff }), { prefix: '/api/v1/ops' });
   await app.register(
     async (ops) => {
+      // Audit first: a refused staff credential is audited too (on the platform chain).
+      registerAuditRequests(ops, deps.audit, { platform: true, bodyLimitBytes: options.bodyLimitBytes });
       registerStaffAuth(ops, deps.staff);
       await ops.register(opsTenantRoutes({ tenants: deps.tenants }));
       await ops.register(opsStaffRoutes({ staff: deps.staff }));
@@ -183,6 +189,7 @@ export async function buildApp(deps: AppDeps, options: AppOptions): Promise<App>
   );
   // Prometheus scrapes with a staff key of a role allowed `metrics.read` (operator, security).
   await app.register(async (scope) => {
+    registerAuditRequests(scope, deps.audit, { platform: true, bodyLimitBytes: options.bodyLimitBytes });
     registerStaffAuth(scope, deps.staff);
     scope.get(
       '/metrics',
@@ -195,9 +202,23 @@ export async function buildApp(deps: AppDeps, options: AppOptions): Promise<App>
     );
   });
   // Public tenant routes (sign-in), then the tenant scope: every route below needs a session.
-  await app.register(authRoutes({ identity: deps.identity }), { prefix: '/api/v1' });
+  await app.register(
+    async (publicScope) => {
+      registerAuditRequests(publicScope, deps.audit, {
+        platform: false,
+        bodyLimitBytes: options.bodyLimitBytes,
+      });
+      await publicScope.register(authRoutes({ identity: deps.identity }));
+    },
+    { prefix: '/api/v1' },
+  );
   await app.register(
     async (tenantScope) => {
+      // Audit first: every request, refused credentials included, gets one entry.
+      registerAuditRequests(tenantScope, deps.audit, {
+        platform: false,
+        bodyLimitBytes: options.bodyLimitBytes,
+      });
       registerSessionAuth(tenantScope, deps.identity, { staff: deps.staff, support: deps.support });
       registerTenantLimits(tenantScope, { limiter: deps.limiter, meter: deps.meter, metrics });
       await tenantScope.register(sessionRoutes({ identity: deps.identity, mfa: deps.mfa }));
@@ -207,9 +228,12 @@ export async function buildApp(deps: AppDeps, options: AppOptions): Promise<App>
       await tenantScope.register(collectionPolicyRoutes({ policies: deps.policies }));
       await tenantScope.register(usageRoutes({ quotas: deps.quotas }));
       await tenantScope.register(accessRequestRoutes({ support: deps.support }));
+      await tenantScope.register(auditRoutes({ audit: deps.audit }));
     },
     { prefix: '/api/v1' },
   );
+  // Reads, refusals and errors are written by the batch writer: flush it when the app closes.
+  app.addHook('onClose', async () => deps.audit.flush());
   app.get('/api/v1/openapi.json', { schema: { hide: true } }, async () => app.swagger());
 
   return app;

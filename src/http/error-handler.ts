@@ -135,7 +135,7 @@ export function handleFrameworkError(
     );
 }
 
-function toAppError(error: FastifyError, bodyLimitBytes: number): AppError {
+export function toAppError(error: FastifyError, bodyLimitBytes: number): AppError {
   if (isAppError(error)) return error;
   if (hasZodFastifySchemaValidationErrors(error)) {
     const issues = error.validation.map((v) => ({

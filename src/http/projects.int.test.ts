@@ -199,6 +199,9 @@ const routes: Array<{
     body: () => ({ sensitive: ['secret'], personal: ['email'] }),
     headers: { 'if-match': '*' },
   },
+  { method: 'GET', path: '/api/v1/audit', action: 'audit.read' },
+  { method: 'GET', path: '/api/v1/audit/export', action: 'audit.read' },
+  { method: 'GET', path: '/api/v1/audit/verify', action: 'audit.read' },
 ];
 const publicRoutes = [
   'POST /api/v1/auth/setup',
@@ -395,6 +398,7 @@ for (const kind of await testDatabaseKinds()) {
         // Deletes run on throwaway projects; the session-ending routes run last, each on a fresh session.
         const endsSessions = (r: (typeof routes)[number]) => r.action === 'session' && r.method === 'POST';
         const ordered = [...routes.filter((r) => !endsSessions(r)), ...routes.filter(endsSessions)];
+        const audited: Array<{ requestId: string; status: number; actor: string; key: boolean }> = [];
         for (const route of ordered) {
           for (const actor of actors) {
             let projectId = tenantA.projectId;
@@ -442,6 +446,12 @@ for (const kind of await testDatabaseKinds()) {
               .replace('{recordId}', recordId)
               .replace('{attachmentId}', attachmentId);
             const res = await send(route.method, url, token, route.body?.(), route.headers);
+            audited.push({
+              requestId: res.headers['x-request-id'] as string,
+              status: res.statusCode,
+              actor: actor.name,
+              key: actor.keyAccess !== undefined,
+            });
             const decision =
               actor.accountRole === undefined || route.action === 'session'
                 ? undefined
@@ -478,6 +488,25 @@ for (const kind of await testDatabaseKinds()) {
           }
         }
         expect(mismatches).toEqual([]);
+        // Exactly one audit entry per request, with the caller and the decision the response showed.
+        await core.audit.flush();
+        const { rows } = await sql<{ request_id: string; outcome: string; actor_kind: string }>`
+          select request_id, outcome, actor_kind from ${sql.id(`t_${tenantA.id.replaceAll('-', '')}`, 'audit_log')}
+          union all select request_id, outcome, actor_kind from control.audit_log`.execute(
+          testDb.database.db,
+        );
+        const byRequest = new Map<string, Array<{ outcome: string; actor_kind: string }>>();
+        for (const row of rows)
+          byRequest.set(row.request_id, [...(byRequest.get(row.request_id) ?? []), row]);
+        const wrongEntries = audited.flatMap(({ requestId, status, actor, key }) => {
+          const outcome = status < 400 ? 'allow' : [401, 403, 404, 429].includes(status) ? 'deny' : 'error';
+          const actorKind = status === 401 ? 'anonymous' : key ? 'api_key' : 'user';
+          const found = byRequest.get(requestId) ?? [];
+          return found.length === 1 && found[0]?.outcome === outcome && found[0]?.actor_kind === actorKind
+            ? []
+            : [`${actor} ${requestId} ${status}: ${JSON.stringify(found)}`];
+        });
+        expect(wrongEntries).toEqual([]);
         // logout-everywhere ended the actors' sessions: sign them in again for the tests below.
         for (const actor of actors) if (actor.email) actor.token = await signIn('tenant-a', actor.email);
       });

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { MemoryCache } from '../adapters/cache/cache.memory.ts';
 import { migrateControlPlane } from '../db/control-plane.ts';
 import type { Database } from '../db/database.ts';
@@ -6,6 +7,8 @@ import { tenantMigrations } from '../db/migrations/tenant/index.ts';
 import type { Migration } from '../db/migrator.ts';
 import { createWithTenant, type WithTenant } from '../db/with-tenant.ts';
 import { AttachmentService } from '../modules/attachments/attachment.service.ts';
+import { AuditService } from '../modules/audit/audit.service.ts';
+import { AuditSigner } from '../modules/audit/audit-signer.ts';
 import { CredentialsRepository } from '../modules/identity/credentials.repository.ts';
 import { IdentityService } from '../modules/identity/identity.service.ts';
 import { LoginThrottle } from '../modules/identity/login-throttle.ts';
@@ -64,6 +67,7 @@ export interface Core {
   meter: ApiCallMeter;
   /** Support access with the customer's consent (requests, approvals, grants). */
   support: SupportAccessService;
+  audit: AuditService;
   fleet: FleetMigrationService;
   tenantMigrations: readonly Migration[];
 }
@@ -91,6 +95,19 @@ export interface CoreOptions {
   tenantLimits?: TenantLimits;
   /** Longest support grant and how long a request waits for a decision; default 24 h and 4 days. */
   supportAccess?: SupportAccessSettings;
+  /**
+   * Signs audit checkpoints; the runtime passes the configured key. Tests and tools that pass none
+   * get a fresh random one (their checkpoints verify only within the same process).
+   */
+  auditSigner?: AuditSigner;
+  audit?: {
+    checkpointEveryEntries?: number;
+    checkpointIntervalMs?: number;
+    retentionDays?: number;
+    /** The bench turns auditing off to measure its cost; nothing else does. */
+    enabled?: boolean;
+    onError?: (error: unknown, what: string) => void;
+  };
   /** Tenant migrations to use (the bench adds one); default: the shipped list. */
   tenantMigrations?: readonly Migration[];
 }
@@ -109,7 +126,20 @@ export function composeCore(options: CoreOptions): Core {
   const clock = options.clock ?? systemClock;
   const migrations = options.tenantMigrations ?? tenantMigrations;
   const tenantRepository = new TenantRepository(database.control);
-  const withTenant = createWithTenant(database);
+  const plainWithTenant = createWithTenant(database);
+  const audit = new AuditService({
+    database,
+    withTenant: plainWithTenant,
+    tenants: tenantRepository,
+    objects: options.objects,
+    signer: options.auditSigner ?? new AuditSigner(randomBytes(32)),
+    clock,
+    ...(options.restoreWindowMs ? { minRetentionDays: Math.ceil(options.restoreWindowMs / 86_400_000) } : {}),
+    ...options.audit,
+  });
+  // Every service gets the auditing withTenant: a write made while serving a request commits with
+  // that request's audit entry (AuditService.auditWrites).
+  const withTenant = audit.auditWrites(plainWithTenant);
   const keys = new TenantKeyService({
     repository: new TenantKeysRepository(database.control),
     provider: keyProvider,
@@ -199,6 +229,7 @@ export function composeCore(options: CoreOptions): Core {
       clock,
       settings: options.supportAccess ?? defaultSupportAccessSettings,
     }),
+    audit,
     fleet: new FleetMigrationService({ database, tenants: tenantRepository, migrations }),
     tenantMigrations: migrations,
   };
@@ -228,5 +259,6 @@ export function appServices(core: Core) {
     limiter: core.limiter,
     meter: core.meter,
     support: core.support,
+    audit: core.audit,
   };
 }

@@ -1,13 +1,14 @@
 import { LocalKeyProvider } from '../adapters/keys/key-provider.local.ts';
 import type { Config } from '../config/config.ts';
 import { openDatabase } from '../db/database.ts';
+import { AuditSigner } from '../modules/audit/audit-signer.ts';
 import type { Logger } from '../platform/logger.ts';
 import type { Cache } from '../ports/cache.port.ts';
 import type { Mailer } from '../ports/mail.port.ts';
 import type { ObjectStore } from '../ports/object-store.port.ts';
 import { openCache, openMailer, openObjectStore } from './adapters.ts';
 import { type Core, composeCore, prepareControlPlane } from './compose.ts';
-import { loadMasterKey } from './embedded.ts';
+import { loadAuditSigningKey, loadMasterKey } from './embedded.ts';
 
 /** Everything a process (server or CLI command) runs on, built from config, closed in reverse. */
 export interface Runtime {
@@ -29,6 +30,7 @@ export async function openRuntime(config: Config, log: Logger): Promise<Runtime>
     current: masterKey,
     previous: config.keys.previousMaster?.reveal(),
   });
+  const auditSigner = new AuditSigner(loadAuditSigningKey(config.audit.signingKey, log));
   const database = await openDatabase(config.database);
   const closers: Array<() => Promise<void>> = [() => database.close()];
   const close = async () => {
@@ -54,6 +56,13 @@ export async function openRuntime(config: Config, log: Logger): Promise<Runtime>
       restoreWindowMs: config.restoreWindowDays * 24 * 3600_000,
       tenantLimits: config.tenantLimits,
       supportAccess: config.supportAccess,
+      auditSigner,
+      audit: {
+        checkpointEveryEntries: config.audit.checkpointEveryEntries,
+        checkpointIntervalMs: config.audit.checkpointIntervalMs,
+        retentionDays: config.audit.retentionDays,
+        onError: (error, what) => log.warn({ err: error }, what),
+      },
     });
     await prepareControlPlane(core);
     return { core, objects, cache, mailer, close };

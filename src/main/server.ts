@@ -7,6 +7,7 @@ import {
   maintenanceErrors,
   runAttachmentMaintenance,
 } from '../modules/attachments/attachment-maintenance.ts';
+import { runAuditCheckpoints } from '../modules/audit/audit-checkpoints.ts';
 import { isAppError } from '../platform/errors.ts';
 import type { Logger } from '../platform/logger.ts';
 import { appServices, type Core } from './compose.ts';
@@ -76,6 +77,9 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
 
   const maintenance = scheduleAttachmentMaintenance(core, log);
   const metering = scheduleMeterFlush(core, log);
+  // Reads, refusals and errors are batched: written at least every 250 ms.
+  core.audit.start();
+  const checkpoints = scheduleAuditCheckpoints(core, log);
 
   let shuttingDown: Promise<void> | undefined;
   const shutdown = (reason: string): Promise<void> => {
@@ -88,10 +92,13 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
       }, config.server.shutdownGraceMs);
       force.unref();
       await maintenance.stop();
+      await checkpoints.stop();
       await redirect?.close();
       await app.close();
       // After the last request: its call is counted too.
       await metering.stop();
+      // After the last request: write what the batch writer still holds.
+      await core.audit.stop();
       await runtime.close();
       clearTimeout(force);
       log.info('stopped');
@@ -168,6 +175,39 @@ function scheduleAttachmentMaintenance(core: Core, log: Logger): { stop(): Promi
   return {
     async stop() {
       clearTimeout(first);
+      clearInterval(every);
+      await running;
+    },
+  };
+}
+
+/** How often every node looks for audit chains due a checkpoint (N entries or the interval). */
+const checkpointRoundMs = 60_000;
+
+/** Seals due audit chains every minute; a lease lets one node do it at a time. */
+function scheduleAuditCheckpoints(core: Core, log: Logger): { stop(): Promise<void> } {
+  let running: Promise<void> | undefined;
+  const runOnce = () => {
+    running ??= runAuditCheckpoints({
+      database: core.database,
+      tenants: core.tenantRepository,
+      audit: core.audit,
+    })
+      .then(
+        (summary) => {
+          if (summary?.failures.length)
+            log.warn({ summary }, 'some audit checkpoints failed; retrying next round');
+        },
+        (error: unknown) => log.warn({ err: error }, 'audit checkpoints failed; retrying next round'),
+      )
+      .finally(() => {
+        running = undefined;
+      });
+  };
+  const every = setInterval(runOnce, checkpointRoundMs);
+  every.unref();
+  return {
+    async stop() {
       clearInterval(every);
       await running;
     },

@@ -76,6 +76,8 @@ export function registerSessionAuth(
       // A staff key opens tenant data only under a grant the tenant approved, checked every request.
       const staff = await grants.staff.authenticate(bearer);
       if (!staff) throw sessionAuthErrors.unauthenticated();
+      // Known from here on, so a refused grant is audited as this staff member's attempt.
+      request.staff = staff;
       if (!isGrantRoute(request.routeOptions.url)) throw sessionAuthErrors.grantRoute();
       request.user = { ...(await grants.support.authenticateGrant(staff, grantId)), viaCookie: false };
       return;

@@ -27,6 +27,7 @@ export const actions = [
   'usage.read',
   'access_requests.read',
   'access_requests.decide',
+  'audit.read',
 ] as const;
 
 export type Action = (typeof actions)[number];
@@ -81,6 +82,7 @@ export const readActions: ReadonlySet<Action> = new Set<Action>([
   'attachments.read',
   'usage.read',
   'access_requests.read',
+  'audit.read',
 ]);
 
 /** Actions only a person signed in with a session may take, never an API key of any scope. */

@@ -5,6 +5,7 @@ import type { Clock } from '../../platform/clock.ts';
 import { newId } from '../../platform/ids.ts';
 import { type Mailer, mailErrors } from '../../ports/mail.port.ts';
 import { accessErrors, authorize, type KeyScope, type SupportGrantScope } from '../access/policy.ts';
+import { currentAuditContext } from '../audit/audit-context.ts';
 import { tenantErrors } from '../tenants/tenant.errors.ts';
 import type { TenantRepository } from '../tenants/tenant.repository.ts';
 import { normalizeEmail } from '../tenants/tenant-validation.ts';
@@ -203,6 +204,10 @@ export class IdentityService {
       if (!passed) throw await refuse();
     }
     await this.#throttle.recordSuccess(attempt);
+    // From here the request acts as the signed-in user: its audit entry (written with the session)
+    // names them.
+    const auditContext = currentAuditContext();
+    if (auditContext) auditContext.actor = { kind: 'user', id: account.id, apiKeyId: null };
     // Only now, with the right password, does the caller learn the tenant is suspended.
     if (tenant.status === 'suspended') throw identityErrors.tenantSuspended();
     if (check.needsRehash) {

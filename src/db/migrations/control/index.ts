@@ -6,6 +6,7 @@ import { allowApiKeyCredentials } from './20261122030000-allow-api-key-credentia
 import { addStaffMfa } from './20261122040000-add-staff-mfa.ts';
 import { createTenantLimits } from './20261123030000-create-tenant-limits.ts';
 import { createAccessRequests } from './20261123040000-create-access-requests.ts';
+import { createPlatformAuditLog } from './20261123100000-create-platform-audit-log.ts';
 
 /** Control-plane migrations, oldest first. Append only; see the expand/contract note in migrator.ts. */
 export const controlMigrations: readonly Migration[] = [
@@ -16,4 +17,5 @@ export const controlMigrations: readonly Migration[] = [
   addStaffMfa,
   createTenantLimits,
   createAccessRequests,
+  createPlatformAuditLog,
 ];

@@ -8,6 +8,7 @@ import { createRecords } from './20261122050000-create-records.ts';
 import { createAttachments } from './20261123010000-create-attachments.ts';
 import { createCollectionPolicies } from './20261123020000-create-collection-policies.ts';
 import { createUsageCounters } from './20261123030000-create-usage-counters.ts';
+import { createAuditLog } from './20261123100000-create-audit-log.ts';
 
 /**
  * Tenant-schema migrations, oldest first, applied to every tenant by the fleet runner. Append only;
@@ -24,4 +25,5 @@ export const tenantMigrations: readonly Migration[] = [
   createAttachments,
   createCollectionPolicies,
   createUsageCounters,
+  createAuditLog,
 ];

@@ -1,0 +1,339 @@
+import { randomInt } from 'node:crypto';
+import { sql } from 'kysely';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openTestCore, type TestDatabase, testDatabaseKinds } from '../../../test/support/databases.ts';
+import type { AnyKysely } from '../../db/database.ts';
+import { tenantSchemaName } from '../../db/tenant-schema.ts';
+import type { TenantScope } from '../../db/with-tenant.ts';
+import type { Core } from '../../main/compose.ts';
+import { type AuditEntry, hashAuditEntry } from './audit-chain.ts';
+import { type AuditRequestContext, runWithAuditContext } from './audit-context.ts';
+
+function entry(i: number): AuditEntry {
+  return {
+    at: new Date(Date.UTC(2026, 10, 23, 10, 0, 0, i)),
+    tenantId: null,
+    actorKind: 'user',
+    actorId: `user-${i % 3}`,
+    apiKeyId: null,
+    grantId: null,
+    action: i % 2 ? 'records.read' : 'records.update',
+    resourceType: 'records',
+    resourceId: `r-${i}`,
+    outcome: 'allow',
+    statusCode: 200,
+    errorCode: null,
+    requestId: `req-${i}`,
+    ip: '192.0.2.1',
+    userAgent: 'test',
+    changes: i % 2 ? null : ['data.name'],
+  };
+}
+
+for (const kind of await testDatabaseKinds()) {
+  describe.skipIf(kind.skipReason)(`audit chain on ${kind.name}${kind.skipReason}`, () => {
+    let core: Core;
+    let testDb: TestDatabase;
+    let root: AnyKysely;
+    let tenantCount = 0;
+
+    beforeAll(async () => {
+      ({ core, testDb } = await openTestCore(kind));
+      root = testDb.database.db;
+    });
+    afterAll(async () => {
+      await testDb?.close();
+    });
+
+    /** A fresh tenant whose chain holds `count` entries, sealed by a checkpoint at `sealAt` (default: the head). */
+    async function seededTenant(count: number, sealAt = count) {
+      tenantCount++;
+      const tenant = await core.tenants.create({
+        slug: `audit-${tenantCount}`,
+        name: 'A',
+        ownerEmail: `owner@audit-${tenantCount}.test`,
+      });
+      const tenantId = tenant.tenant.id;
+      const all = Array.from({ length: count }, (_, i) => entry(i + 1));
+      await core.withTenant(tenantId, (scope) => core.audit.append(scope, all.slice(0, sealAt)));
+      await core.audit.checkpoint(tenantId, { force: true });
+      if (sealAt < count) {
+        await core.withTenant(tenantId, (scope) => core.audit.append(scope, all.slice(sealAt)));
+        await core.audit.checkpoint(tenantId, { force: true });
+      }
+      return { tenantId, schema: tenantSchemaName(tenantId) };
+    }
+
+    /** Runs `fn` on the owner connection with the append-only triggers off: what an attacker with the database's superuser could do. */
+    async function tamper(schema: string, fn: (log: ReturnType<typeof sql.id>) => Promise<void>) {
+      const log = sql.id(schema, 'audit_log');
+      await sql`alter table ${log} disable trigger user`.execute(root);
+      await sql`alter table ${sql.id(schema, 'audit_checkpoints')} disable trigger user`.execute(root);
+      try {
+        await fn(log);
+      } finally {
+        await sql`alter table ${log} enable trigger user`.execute(root);
+        await sql`alter table ${sql.id(schema, 'audit_checkpoints')} enable trigger user`.execute(root);
+      }
+    }
+
+    it('verifies an intact chain and stores its checkpoint in the database and the object store', async () => {
+      const { tenantId } = await seededTenant(30);
+      const report = await core.audit.verify(tenantId);
+      expect(report).toMatchObject({
+        ok: true,
+        entries: 30,
+        checkpoints: { database: 1, objectStore: 1, latestPosition: 30 },
+      });
+      const stored: string[] = [];
+      for await (const object of core.objects.list(`audit/${tenantId}/checkpoints/`)) stored.push(object.key);
+      expect(stored).toEqual([`audit/${tenantId}/checkpoints/${'30'.padStart(20, '0')}.json`]);
+    });
+
+    it("refuses UPDATE, DELETE and TRUNCATE of audit tables to the app's tenant role, and to the owner through the triggers", async () => {
+      const { tenantId, schema } = await seededTenant(3);
+      for (const statement of [
+        sql`update audit_log set action = 'x'`,
+        sql`delete from audit_log`,
+        sql`truncate audit_log`,
+        sql`update audit_checkpoints set head_hash = head_hash`,
+        sql`delete from audit_checkpoints`,
+      ]) {
+        await expect(core.withTenant(tenantId, (scope) => statement.execute(scope.trx))).rejects.toThrow(
+          /permission denied|append-only/,
+        );
+      }
+      // The owner connection (not the tenant role) is stopped by the triggers.
+      await expect(sql`update ${sql.id(schema, 'audit_log')} set action = 'x'`.execute(root)).rejects.toThrow(
+        /append-only/,
+      );
+      await expect(sql`delete from ${sql.id(schema, 'audit_log')}`.execute(root)).rejects.toThrow(
+        /append-only/,
+      );
+      await expect(sql`truncate ${sql.id(schema, 'audit_log')}`.execute(root)).rejects.toThrow(/append-only/);
+      const { rows } = await sql<{
+        n: number;
+      }>`select count(*)::int as n from ${sql.id(schema, 'audit_log')}`.execute(root);
+      expect(rows[0]?.n).toBe(3);
+      expect((await core.audit.verify(tenantId)).ok).toBe(true);
+    });
+
+    it('keeps positions gapless under concurrent appends', async () => {
+      const { tenantId } = await seededTenant(1);
+      await Promise.all(
+        Array.from({ length: 24 }, (_, i) =>
+          core.withTenant(tenantId, (scope) => core.audit.append(scope, [entry(100 + i), entry(200 + i)])),
+        ),
+      );
+      const report = await core.audit.verify(tenantId);
+      expect(report).toMatchObject({ ok: true, entries: 49, head: { position: 49 } });
+    });
+
+    it("commits a request's write and its entry together, or neither", async () => {
+      const { tenantId, schema } = await seededTenant(1);
+      const context = (action: string): AuditRequestContext => ({
+        requestId: 'req-atomic',
+        ip: null,
+        userAgent: null,
+        action,
+        resourceType: null,
+        resourceId: null,
+        changes: ['theme'],
+        tenantId,
+        tenantSlug: null,
+        actor: { kind: 'user', id: 'u', apiKeyId: null },
+        grantId: null,
+        audited: false,
+        platform: false,
+        errorCode: null,
+      });
+      const write = (key: string) => (scope: TenantScope) =>
+        scope.db
+          .insertInto('settings')
+          .values({ key, value: JSON.stringify({}) })
+          .execute();
+      // An entry that cannot be stored (action too long for its column) takes the write down with it.
+      await expect(
+        runWithAuditContext(context('x'.repeat(101)), () => core.withTenant(tenantId, write('lost'))),
+      ).rejects.toThrow();
+      // A read-write transaction that wrote nothing appends nothing.
+      const idle = context('settings.read');
+      await runWithAuditContext(idle, () =>
+        core.withTenant(tenantId, (scope) => scope.db.selectFrom('settings').selectAll().execute()),
+      );
+      expect(idle.audited).toBe(false);
+      const kept = context('settings.update');
+      await runWithAuditContext(kept, () => core.withTenant(tenantId, write('kept')));
+      expect(kept.audited).toBe(true);
+      const { rows } = await sql<{
+        key: string;
+      }>`select key from ${sql.id(schema, 'settings')} order by key`.execute(root);
+      expect(rows.map((r) => r.key)).toEqual(['kept']);
+      const entries = await sql<{ action: string; changes: string[] }>`
+        select action, changes from ${sql.id(schema, 'audit_log')} where request_id = 'req-atomic'`.execute(
+        root,
+      );
+      expect(entries.rows).toEqual([{ action: 'settings.update', changes: ['theme'] }]);
+    });
+
+    // Each class at both ends of its range and at a random position (a new one every run); every one
+    // must be caught and named at the right position.
+    const size = 24;
+    const positions = (lo: number, hi: number) => [lo, hi, randomInt(lo, hi + 1)];
+    it.each(positions(1, size))('detects modification at position %i', async (p) => {
+      const { tenantId, schema } = await seededTenant(size);
+      await tamper(schema, async (log) => {
+        await sql`update ${log} set outcome = 'deny' where position = ${p}`.execute(root);
+      });
+      expect((await core.audit.verify(tenantId)).problem).toMatchObject({ position: p, class: 'modified' });
+    });
+
+    it.each(positions(1, size - 1))('detects deletion at position %i', async (p) => {
+      const { tenantId, schema } = await seededTenant(size);
+      const renumber = p % 2 === 0;
+      await tamper(schema, async (log) => {
+        await sql`delete from ${log} where position = ${p}`.execute(root);
+        // Half the time the attacker also closes the gap.
+        if (renumber) {
+          await sql`update ${log} set position = position + 1000 where position > ${p}`.execute(root);
+          await sql`update ${log} set position = position - 1001 where position > 1000`.execute(root);
+        }
+      });
+      expect((await core.audit.verify(tenantId)).problem).toMatchObject({ position: p, class: 'deleted' });
+    });
+
+    it.each(positions(2, size))('detects insertion at position %i', async (p) => {
+      const { tenantId, schema } = await seededTenant(size);
+      await tamper(schema, async (log) => {
+        const { rows } = await sql<{
+          hash: string;
+        }>`select hash from ${log} where position = ${p - 1}`.execute(root);
+        const prevHash = rows[0]!.hash;
+        // A well-formed forged entry: it links to its predecessor and hashes correctly.
+        const forged = { ...entry(999), tenantId };
+        await sql`update ${log} set position = position + 1000 where position >= ${p}`.execute(root);
+        await sql`update ${log} set position = position - 999 where position > 1000`.execute(root);
+        await sql`insert into ${log} (position, at, actor_kind, actor_id, action, resource_type, resource_id, outcome,
+            status_code, request_id, ip, user_agent, changes, prev_hash, hash)
+          values (${p}, ${forged.at}, 'user', ${forged.actorId}, ${forged.action}, 'records', ${forged.resourceId}, 'allow',
+            200, ${forged.requestId}, '192.0.2.1', 'test', ${forged.changes}, ${prevHash}, ${hashAuditEntry(prevHash, forged)})`.execute(
+          root,
+        );
+      });
+      expect((await core.audit.verify(tenantId)).problem).toMatchObject({ position: p, class: 'inserted' });
+    });
+
+    it.each(positions(1, size - 1))('detects reordering at position %i', async (p) => {
+      const { tenantId, schema } = await seededTenant(size);
+      await tamper(schema, async (log) => {
+        await sql`update ${log} set position = 100000 where position = ${p}`.execute(root);
+        await sql`update ${log} set position = ${p} where position = ${p + 1}`.execute(root);
+        await sql`update ${log} set position = ${p + 1} where position = 100000`.execute(root);
+      });
+      expect((await core.audit.verify(tenantId)).problem).toMatchObject({
+        position: p,
+        class: 'reordered',
+      });
+    });
+
+    it.each(positions(1, size))('detects truncation of the tail at position %i', async (p) => {
+      const { tenantId, schema } = await seededTenant(size);
+      await tamper(schema, async (log) => {
+        await sql`delete from ${log} where position >= ${p}`.execute(root);
+      });
+      expect((await core.audit.verify(tenantId)).problem).toMatchObject({
+        position: p,
+        class: 'truncated',
+      });
+    });
+
+    it.each(positions(1, size - 1))(
+      'detects rollback to an older valid state sealed at %i',
+      async (sealAt) => {
+        // Sealed at `sealAt`, then more entries sealed at the head: the database is put back to the
+        // first state (entries and checkpoints), as a restore of an old backup would; only the object
+        // store still knows the later checkpoint.
+        const { tenantId, schema } = await seededTenant(size, sealAt);
+        await tamper(schema, async (log) => {
+          await sql`delete from ${log} where position > ${sealAt}`.execute(root);
+          await sql`delete from ${sql.id(schema, 'audit_checkpoints')} where position > ${sealAt}`.execute(
+            root,
+          );
+        });
+        expect((await core.audit.verify(tenantId)).problem).toMatchObject({
+          position: sealAt + 1,
+          class: 'rolled_back',
+        });
+      },
+    );
+
+    it('prunes whole sealed segments past retention, keeps the chain verifiable, and allows no other delete', async () => {
+      const { tenantId, schema } = await seededTenant(15, 10);
+      const log = sql.id(schema, 'audit_log');
+      // The door is narrow: a position without a checkpoint, or the tenant role, deletes nothing.
+      await expect(
+        root.transaction().execute(async (trx) => {
+          await sql`select set_config('strongroom.audit_prune_through', '12', true)`.execute(trx);
+          await sql`delete from ${log} where position <= 12`.execute(trx);
+        }),
+      ).rejects.toThrow(/append-only/);
+      await expect(
+        core.withTenant(tenantId, async (scope) => {
+          await sql`select set_config('strongroom.audit_prune_through', '10', true)`.execute(scope.trx);
+          await sql`delete from audit_log where position <= 10`.execute(scope.trx);
+        }),
+      ).rejects.toThrow(/permission denied|append-only/);
+      // Inside retention: nothing goes.
+      expect(await core.audit.prune(tenantId)).toBeUndefined();
+      // A tenant cannot keep less than the restore window.
+      await expect(core.audit.setRetentionDays(tenantId, 1)).rejects.toMatchObject({
+        code: 'audit_retention_too_short',
+      });
+      await core.audit.setRetentionDays(tenantId, 30);
+      const later = new Date(Date.now() + 31 * 86_400_000);
+      // The checkpoint at the head (15) stays; the segment sealed at 10 goes.
+      expect(await core.audit.prune(tenantId, later)).toEqual({ prunedThrough: 10, deleted: 10 });
+      const { rows } = await sql<{ first: string }>`select min(position)::text as first from ${log}`.execute(
+        root,
+      );
+      expect(rows[0]?.first).toBe('11');
+      expect(await core.audit.verify(tenantId)).toMatchObject({ ok: true, firstPosition: 11, entries: 5 });
+      await core.withTenant(tenantId, (scope) => core.audit.append(scope, [entry(16)]));
+      expect(await core.audit.verify(tenantId)).toMatchObject({
+        ok: true,
+        entries: 6,
+        head: { position: 16 },
+      });
+      // Deleting the first kept entries without a checkpoint behind them is caught.
+      await tamper(schema, async () => {
+        await sql`delete from ${log} where position <= 12`.execute(root);
+      });
+      expect((await core.audit.verify(tenantId)).problem).toMatchObject({ position: 1, class: 'deleted' });
+    });
+
+    it('detects a consistently rewritten chain through its checkpoints', async () => {
+      const { tenantId, schema } = await seededTenant(size);
+      await tamper(schema, async (log) => {
+        // Rewrite entry 5 and recompute every hash after it: internally valid, but not what was signed.
+        const { rows } = await sql<{
+          position: string;
+          prev_hash: string;
+        }>`select position, prev_hash from ${log} order by position`.execute(root);
+        let prev = rows[4]!.prev_hash;
+        for (let position = 5; position <= size; position++) {
+          const changed = {
+            ...entry(position),
+            tenantId,
+            ...(position === 5 ? { outcome: 'deny' as const } : {}),
+          };
+          const hash = hashAuditEntry(prev, changed);
+          await sql`update ${log} set outcome = ${changed.outcome}, prev_hash = ${prev}, hash = ${hash} where position = ${position}`.execute(
+            root,
+          );
+          prev = hash;
+        }
+      });
+      expect((await core.audit.verify(tenantId)).problem).toMatchObject({ position: 1, class: 'modified' });
+    });
+  });
+}

@@ -1,0 +1,320 @@
+import { type ColumnType, type Kysely, type Selectable, sql } from 'kysely';
+import type { AnyKysely } from '../../db/database.ts';
+import type { TenantTables } from '../../db/tenant-tables.ts';
+import type { ActorKind, AuditOutcome, ChainedAuditEntry } from './audit-chain.ts';
+import { genesisHash } from './audit-chain.ts';
+
+/** The audit tables, the same in a tenant schema and in `control` (db/migrations/audit-log-ddl.ts). */
+interface AuditTables {
+  audit_log: AuditLogTable;
+  audit_checkpoints: AuditCheckpointsTable;
+}
+
+interface AuditLogTable {
+  /** bigint: read back as a string on Postgres. */
+  position: ColumnType<string | number, number, never>;
+  at: Date;
+  /** Only in the platform chain (`control.audit_log`). */
+  tenant_id?: string | null;
+  actor_kind: ActorKind;
+  actor_id: string | null;
+  api_key_id: string | null;
+  grant_id: string | null;
+  action: string;
+  resource_type: string | null;
+  resource_id: string | null;
+  outcome: AuditOutcome;
+  status_code: number | null;
+  error_code: string | null;
+  request_id: string | null;
+  ip: string | null;
+  user_agent: string | null;
+  changes: string[] | null;
+  prev_hash: string;
+  hash: string;
+}
+
+interface AuditCheckpointsTable {
+  position: ColumnType<string | number, number, never>;
+  head_hash: string;
+  at: Date;
+  key_id: string;
+  signature: string;
+}
+
+export interface StoredCheckpoint {
+  position: number;
+  headHash: string;
+  at: Date;
+  keyId: string;
+  signature: string;
+}
+
+/** Which chain a handle is bound to: a tenant's (its schema) or the platform's (`control`). */
+export interface ChainHandle {
+  db: AnyKysely;
+  /** The tenant the chain belongs to; null for the platform chain. */
+  tenantId: string | null;
+}
+
+export interface AuditQuery {
+  from?: Date | undefined;
+  to?: Date | undefined;
+  actorId?: string | undefined;
+  action?: string | undefined;
+  resourceType?: string | undefined;
+  resourceId?: string | undefined;
+  outcome?: AuditOutcome | undefined;
+  /** Newest first: entries below this position. */
+  beforePosition?: number | undefined;
+  limit: number;
+}
+
+const lockNamespace = 0x53524155; // 'SRAU'
+
+function tables(db: AnyKysely): Kysely<AuditTables> {
+  return db as Kysely<AuditTables>;
+}
+
+export const auditRepository = {
+  /**
+   * Serializes appends to one chain until the transaction ends, so positions stay gapless and each
+   * entry links to the one committed before it. The key is the tenant id's first 32 bits (0 for the
+   * platform chain): two tenants sharing a key only queue behind each other, never mix chains.
+   */
+  async lockChain(chain: ChainHandle): Promise<void> {
+    const key = chain.tenantId
+      ? Buffer.from(chain.tenantId.replaceAll('-', '').slice(0, 8), 'hex').readInt32BE(0)
+      : 0;
+    await sql`select pg_advisory_xact_lock(${lockNamespace}::int, ${key}::int)`.execute(chain.db);
+  },
+
+  /** The last entry, or (all pruned) the last checkpoint, or the genesis. Call under `lockChain`. */
+  async head(chain: ChainHandle): Promise<{ position: number; hash: string }> {
+    const last = await tables(chain.db)
+      .selectFrom('audit_log')
+      .select(['position', 'hash'])
+      .orderBy('position', 'desc')
+      .limit(1)
+      .executeTakeFirst();
+    if (last) return { position: Number(last.position), hash: last.hash };
+    const checkpoint = await auditRepository.latestCheckpoint(chain);
+    return checkpoint
+      ? { position: checkpoint.position, hash: checkpoint.headHash }
+      : { position: 0, hash: genesisHash };
+  },
+
+  async insert(chain: ChainHandle, entries: readonly ChainedAuditEntry[]): Promise<void> {
+    if (entries.length === 0) return;
+    await tables(chain.db)
+      .insertInto('audit_log')
+      .values(
+        entries.map((entry) => ({
+          position: entry.position,
+          at: entry.at,
+          ...(chain.tenantId === null ? { tenant_id: entry.tenantId } : {}),
+          actor_kind: entry.actorKind,
+          actor_id: entry.actorId,
+          api_key_id: entry.apiKeyId,
+          grant_id: entry.grantId,
+          action: entry.action,
+          resource_type: entry.resourceType,
+          resource_id: entry.resourceId,
+          outcome: entry.outcome,
+          status_code: entry.statusCode,
+          error_code: entry.errorCode,
+          request_id: entry.requestId,
+          ip: entry.ip,
+          user_agent: entry.userAgent,
+          changes: entry.changes,
+          prev_hash: entry.prevHash,
+          hash: entry.hash,
+        })),
+      )
+      .execute();
+  },
+
+  /** Entries after `afterPosition` in chain order (for verification and export). */
+  async page(chain: ChainHandle, afterPosition: number, limit: number): Promise<ChainedAuditEntry[]> {
+    // The time as ISO 8601 text in UTC with milliseconds (what entries are written with): parsing it
+    // is several times cheaper than the driver's timestamptz parser, and verify reads every row.
+    const rows = await tables(chain.db)
+      .selectFrom('audit_log')
+      .select(chainColumns(chain))
+      .select(sql<string>`to_char(at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`.as('at_iso'))
+      .where('position', '>', afterPosition)
+      .orderBy('position')
+      .limit(limit)
+      .execute();
+    return rows.map((row) => toEntry({ ...row, at: new Date(row.at_iso) }, chain.tenantId));
+  },
+
+  /** Newest first, filtered; one query over the (position-ordered) log. */
+  async search(chain: ChainHandle, query: AuditQuery): Promise<ChainedAuditEntry[]> {
+    let select = tables(chain.db).selectFrom('audit_log').selectAll();
+    if (query.from) select = select.where('at', '>=', query.from);
+    if (query.to) select = select.where('at', '<', query.to);
+    if (query.actorId) select = select.where('actor_id', '=', query.actorId);
+    if (query.action) select = select.where('action', '=', query.action);
+    if (query.resourceType) select = select.where('resource_type', '=', query.resourceType);
+    if (query.resourceId) select = select.where('resource_id', '=', query.resourceId);
+    if (query.outcome) select = select.where('outcome', '=', query.outcome);
+    if (query.beforePosition !== undefined) select = select.where('position', '<', query.beforePosition);
+    const rows = await select.orderBy('position', 'desc').limit(query.limit).execute();
+    return rows.map((row) => toEntry(row, chain.tenantId));
+  },
+
+  async checkpoints(chain: ChainHandle): Promise<StoredCheckpoint[]> {
+    const rows = await tables(chain.db)
+      .selectFrom('audit_checkpoints')
+      .selectAll()
+      .orderBy('position')
+      .execute();
+    return rows.map(toCheckpoint);
+  },
+
+  async latestCheckpoint(chain: ChainHandle): Promise<StoredCheckpoint | undefined> {
+    const row = await tables(chain.db)
+      .selectFrom('audit_checkpoints')
+      .selectAll()
+      .orderBy('position', 'desc')
+      .limit(1)
+      .executeTakeFirst();
+    return row && toCheckpoint(row);
+  },
+
+  /**
+   * Where a prune may cut: the newest checkpoint sealed before `cutoff` that still has entries at or
+   * before it, and is not the head (the chain always keeps its last entry, so a verifier can tell a
+   * pruned start from a cut-off tail).
+   */
+  async pruneBoundary(chain: ChainHandle, cutoff: Date): Promise<StoredCheckpoint | undefined> {
+    const row = await tables(chain.db)
+      .selectFrom('audit_checkpoints as c')
+      .selectAll('c')
+      .where('c.at', '<', cutoff)
+      .where((eb) =>
+        eb.exists(
+          eb.selectFrom('audit_log as l').select('l.position').whereRef('l.position', '<=', 'c.position'),
+        ),
+      )
+      .where((eb) =>
+        eb.exists(
+          eb.selectFrom('audit_log as l').select('l.position').whereRef('l.position', '>', 'c.position'),
+        ),
+      )
+      .orderBy('c.position', 'desc')
+      .limit(1)
+      .executeTakeFirst();
+    return row && toCheckpoint(row);
+  },
+
+  /**
+   * Deletes the sealed segment up to `position` (a checkpoint's). Runs on the owner connection: the
+   * tenant role has no DELETE here, and the append-only trigger lets a row go only when the
+   * transaction names a checkpointed position at or after it.
+   */
+  async pruneThrough(chain: ChainHandle, position: number): Promise<number> {
+    await sql`select set_config('strongroom.audit_prune_through', ${String(position)}, true)`.execute(
+      chain.db,
+    );
+    const result = await tables(chain.db)
+      .deleteFrom('audit_log')
+      .where('position', '<=', position)
+      .executeTakeFirst();
+    return Number(result.numDeletedRows);
+  },
+
+  /** The tenant's audit retention in days, if it set one (`settings` key `audit`). */
+  async retentionDays(db: AnyKysely): Promise<number | undefined> {
+    const row = await (db as Kysely<TenantTables>)
+      .selectFrom('settings')
+      .select('value')
+      .where('key', '=', 'audit')
+      .executeTakeFirst();
+    const days = (row?.value as { retentionDays?: unknown } | undefined)?.retentionDays;
+    return typeof days === 'number' && Number.isInteger(days) ? days : undefined;
+  },
+
+  async writeRetentionDays(db: AnyKysely, days: number): Promise<void> {
+    const value = JSON.stringify({ retentionDays: days });
+    await (db as Kysely<TenantTables>)
+      .insertInto('settings')
+      .values({ key: 'audit', value })
+      .onConflict((oc) => oc.column('key').doUpdateSet({ value, updated_at: sql`now()` }))
+      .execute();
+  },
+
+  /** Idempotent: a checkpoint of the same position (written by another node) is kept. */
+  async insertCheckpoint(chain: ChainHandle, checkpoint: StoredCheckpoint): Promise<void> {
+    await tables(chain.db)
+      .insertInto('audit_checkpoints')
+      .values({
+        position: checkpoint.position,
+        head_hash: checkpoint.headHash,
+        at: checkpoint.at,
+        key_id: checkpoint.keyId,
+        signature: checkpoint.signature,
+      })
+      .onConflict((oc) => oc.column('position').doNothing())
+      .execute();
+  },
+};
+
+/** Every column but `at` (read as text by `page`). */
+function chainColumns(chain: ChainHandle) {
+  return [
+    'position',
+    ...(chain.tenantId === null ? (['tenant_id'] as const) : []),
+    'actor_kind',
+    'actor_id',
+    'api_key_id',
+    'grant_id',
+    'action',
+    'resource_type',
+    'resource_id',
+    'outcome',
+    'status_code',
+    'error_code',
+    'request_id',
+    'ip',
+    'user_agent',
+    'changes',
+    'prev_hash',
+    'hash',
+  ] as const;
+}
+
+function toEntry(row: Selectable<AuditLogTable>, tenantId: string | null): ChainedAuditEntry {
+  return {
+    position: Number(row.position),
+    at: new Date(row.at),
+    tenantId: tenantId ?? row.tenant_id ?? null,
+    actorKind: row.actor_kind,
+    actorId: row.actor_id,
+    apiKeyId: row.api_key_id,
+    grantId: row.grant_id,
+    action: row.action,
+    resourceType: row.resource_type,
+    resourceId: row.resource_id,
+    outcome: row.outcome,
+    statusCode: row.status_code,
+    errorCode: row.error_code,
+    requestId: row.request_id,
+    ip: row.ip,
+    userAgent: row.user_agent,
+    changes: row.changes,
+    prevHash: row.prev_hash,
+    hash: row.hash,
+  };
+}
+
+function toCheckpoint(row: Selectable<AuditCheckpointsTable>): StoredCheckpoint {
+  return {
+    position: Number(row.position),
+    headHash: row.head_hash,
+    at: new Date(row.at),
+    keyId: row.key_id,
+    signature: row.signature,
+  };
+}
