@@ -151,4 +151,5 @@ export interface AccessRequestsTable {
   revoked_by: string | null;
   acting_user_id: string | null;
   confirmed_by_staff: string | null;
+  summary_sent_at: Timestamp | null;
 }

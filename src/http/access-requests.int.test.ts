@@ -10,6 +10,15 @@ import type { App } from './app.ts';
 
 const password = 'consent needs a long password too';
 
+/** The outbox's messages, their quoted-printable bodies decoded. */
+function outbox(dir: string): string[] {
+  return readdirSync(dir).map((file) =>
+    readFileSync(join(dir, file), 'utf8')
+      .replace(/=\r?\n/g, '')
+      .replace(/=([0-9A-F]{2})/g, (_, hex: string) => String.fromCharCode(Number.parseInt(hex, 16))),
+  );
+}
+
 for (const kind of await testDatabaseKinds()) {
   describe.skipIf(kind.skipReason)(
     `support access requests (the lockbox) on ${kind.name}${kind.skipReason}`,
@@ -300,6 +309,15 @@ for (const kind of await testDatabaseKinds()) {
             expect(mine[0]).toMatchObject({ actorKind: 'staff', grantId: grant });
           }
           expect(entries.find((e) => e.requestId === refused.headers['x-request-id'])?.outcome).toBe('deny');
+          // The tenant can ask what the grant did, and its admins got the summary when it was revoked.
+          const ofGrant = (await callAs(app, 'GET', `/api/v1/audit?grant=${grant}&limit=200`, owner.a)).json()
+            .items;
+          expect(ofGrant).toHaveLength(3);
+          const summary = outbox(outboxDir).find((text) => text.includes(`audit?grant=${grant}`));
+          expect(summary).toContain('owner@a.test');
+          expect(summary).toContain('was revoked');
+          expect(summary).toMatch(/records\.read, allow: 1/);
+          expect(summary).toMatch(/, deny: 1/);
           // None of it is in tenant B's log.
           const bEntries = (await callAs(app, 'GET', '/api/v1/audit?limit=200', owner.b)).json()
             .items as Array<{
@@ -388,6 +406,13 @@ for (const kind of await testDatabaseKinds()) {
           nowMs += 2_000;
           const late = await asStaff('GET', recordUrl(), staff.support, grant);
           expect([late.statusCode, late.json().error.details.status]).toEqual([403, 'expired']);
+          // Its summary goes out once, whoever asks.
+          expect(await core.support.sendEndedGrantSummaries()).toBeGreaterThanOrEqual(1);
+          expect(await core.support.sendEndedGrantSummaries()).toBe(0);
+          const summaries = outbox(outboxDir).filter((text) => text.includes(`audit?grant=${grant}`));
+          expect(summaries).toHaveLength(1);
+          expect(summaries[0]).toContain('ended at');
+          expect(summaries[0]).toMatch(/records\.read, allow: 2/);
         });
       });
 

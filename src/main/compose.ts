@@ -228,6 +228,7 @@ export function composeCore(options: CoreOptions): Core {
       mailer: options.mailer,
       clock,
       settings: options.supportAccess ?? defaultSupportAccessSettings,
+      grantActivity: (tenantId, grantId) => audit.grantActivity(tenantId, grantId),
     }),
     audit,
     fleet: new FleetMigrationService({ database, tenants: tenantRepository, migrations }),

@@ -77,6 +77,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
 
   const maintenance = scheduleAttachmentMaintenance(core, log);
   const metering = scheduleMeterFlush(core, log);
+  const grantSummaries = scheduleGrantSummaries(core, log);
   // Reads, refusals and errors are batched: written at least every 250 ms.
   core.audit.start();
   const checkpoints = scheduleAuditCheckpoints(core, log);
@@ -92,6 +93,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
       }, config.server.shutdownGraceMs);
       force.unref();
       await maintenance.stop();
+      await grantSummaries.stop();
       await checkpoints.stop();
       await redirect?.close();
       await app.close();
@@ -106,6 +108,33 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     return shuttingDown;
   };
   return { app, runtime, url: address, shutdown };
+}
+
+/**
+ * Every minute, each node sends the summaries of support grants that ended (each goes out once:
+ * a node claims a summary before sending it).
+ */
+function scheduleGrantSummaries(core: Core, log: Logger): { stop(): Promise<void> } {
+  let running: Promise<void> | undefined;
+  const run = () => {
+    running ??= core.support
+      .sendEndedGrantSummaries()
+      .then(
+        () => undefined,
+        (error: unknown) => log.warn({ err: error }, 'support grant summaries failed; retrying next minute'),
+      )
+      .finally(() => {
+        running = undefined;
+      });
+  };
+  const every = setInterval(run, 60_000);
+  every.unref();
+  return {
+    async stop() {
+      clearInterval(every);
+      await running;
+    },
+  };
 }
 
 /** How often each node adds its counted API calls to the tenants' daily totals. */

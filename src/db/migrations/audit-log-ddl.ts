@@ -42,6 +42,10 @@ export async function createAuditChain(trx: AnyKysely, schema: string, options: 
   await sql`create index ${sql.id('audit_log_at')} on ${log} (at)`.execute(trx);
   await sql`create index ${sql.id('audit_log_actor')} on ${log} (actor_id, position)`.execute(trx);
   await sql`create index ${sql.id('audit_log_action')} on ${log} (action, position)`.execute(trx);
+  // What a support grant did: few entries among many, so a partial index.
+  await sql`create index ${sql.id('audit_log_grant')} on ${log} (grant_id, position) where grant_id is not null`.execute(
+    trx,
+  );
   await sql`create table ${checkpoints} (
     position bigint primary key check (position >= 1),
     ${hex('head_hash')},

@@ -35,6 +35,7 @@ const filters = z.strictObject({
   from: z.iso.datetime().optional().describe('Entries at or after this time (ISO 8601)'),
   to: z.iso.datetime().optional().describe('Entries before this time'),
   actor: z.uuid().optional().describe('The acting user (or API key owner) id'),
+  grant: z.uuid().optional().describe('Entries made under this support grant (what it did)'),
   action: z
     .string()
     .max(100)
@@ -126,6 +127,7 @@ export function auditRoutes(deps: { audit: AuditService }): FastifyPluginAsyncZo
         const page = await audit.search(requireUser(request).principal, {
           ...timeRange(query),
           actorId: query.actor,
+          grantId: query.grant,
           action: query.action,
           resourceType: query.resourceType,
           resourceId: query.resourceId,

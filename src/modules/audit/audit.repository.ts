@@ -61,6 +61,8 @@ export interface AuditQuery {
   from?: Date | undefined;
   to?: Date | undefined;
   actorId?: string | undefined;
+  /** Entries made under one support grant: what that grant did. */
+  grantId?: string | undefined;
   action?: string | undefined;
   resourceType?: string | undefined;
   resourceId?: string | undefined;
@@ -149,12 +151,29 @@ export const auditRepository = {
     return rows.map((row) => toEntry({ ...row, at: new Date(row.at_iso) }, chain.tenantId));
   },
 
+  /** What one support grant did: its entries counted by action and outcome. */
+  async grantActivity(
+    chain: ChainHandle,
+    grantId: string,
+  ): Promise<Array<{ action: string; outcome: string; count: number }>> {
+    const rows = await tables(chain.db)
+      .selectFrom('audit_log')
+      .select(['action', 'outcome', sql<string>`count(*)`.as('count')])
+      .where('grant_id', '=', grantId)
+      .groupBy(['action', 'outcome'])
+      .orderBy('action')
+      .orderBy('outcome')
+      .execute();
+    return rows.map((row) => ({ action: row.action, outcome: row.outcome, count: Number(row.count) }));
+  },
+
   /** Newest first, filtered; one query over the (position-ordered) log. */
   async search(chain: ChainHandle, query: AuditQuery): Promise<ChainedAuditEntry[]> {
     let select = tables(chain.db).selectFrom('audit_log').selectAll();
     if (query.from) select = select.where('at', '>=', query.from);
     if (query.to) select = select.where('at', '<', query.to);
     if (query.actorId) select = select.where('actor_id', '=', query.actorId);
+    if (query.grantId) select = select.where('grant_id', '=', query.grantId);
     if (query.action) select = select.where('action', '=', query.action);
     if (query.resourceType) select = select.where('resource_type', '=', query.resourceType);
     if (query.resourceId) select = select.where('resource_id', '=', query.resourceId);

@@ -571,6 +571,19 @@ export class AuditService {
     return { items: page, nextBefore: more ? (page.at(-1)?.position ?? null) : null };
   }
 
+  /** What a support grant did in its tenant (for the summary its tenant gets when it ends). */
+  async grantActivity(
+    tenantId: string,
+    grantId: string,
+  ): Promise<Array<{ action: string; outcome: string; count: number }>> {
+    await this.flush();
+    return this.#withTenant(
+      tenantId,
+      (scope) => auditRepository.grantActivity({ db: scope.db, tenantId: scope.tenantId }, grantId),
+      { readOnly: true },
+    );
+  }
+
   /** The whole retained log in chain order, then the latest checkpoint: what an export carries. */
   async exportChain(principal: AccessPrincipal & { kind: 'user' }): Promise<{
     entries: AsyncGenerator<ChainedAuditEntry>;

@@ -30,6 +30,7 @@ export class AccessRequestRepository {
       | 'revoked_by'
       | 'acting_user_id'
       | 'confirmed_by_staff'
+      | 'summary_sent_at'
     > & { kind: 'consent' | 'break_glass' },
   ): Promise<void> {
     await this.#control.insertInto('access_requests').values(row).execute();
@@ -99,6 +100,40 @@ export class AccessRequestRepository {
       .where('pending_until', '>', decision.at)
       .executeTakeFirst();
     return Number(result.numUpdatedRows) === 1;
+  }
+
+  /**
+   * Claims the summary of one ended grant (revoked, or past its end) for sending; false if another
+   * caller (or node) claimed it first, so each summary goes out once.
+   */
+  async claimSummary(id: string, at: Date): Promise<boolean> {
+    const result = await this.#control
+      .updateTable('access_requests')
+      .set({ summary_sent_at: at })
+      .where('id', '=', id)
+      .where('summary_sent_at', 'is', null)
+      .where((eb) =>
+        eb.or([
+          eb('status', '=', 'revoked'),
+          eb.and([eb('status', '=', 'approved'), eb('ends_at', '<=', at)]),
+        ]),
+      )
+      .executeTakeFirst();
+    return Number(result.numUpdatedRows) === 1;
+  }
+
+  /** Approved grants past their end whose summary has not gone out yet (oldest first). */
+  async endedWithoutSummary(at: Date, limit: number): Promise<string[]> {
+    const rows = await this.#control
+      .selectFrom('access_requests')
+      .select('id')
+      .where('status', '=', 'approved')
+      .where('ends_at', '<=', at)
+      .where('summary_sent_at', 'is', null)
+      .orderBy('ends_at')
+      .limit(limit)
+      .execute();
+    return rows.map((row) => row.id);
   }
 
   /** Revokes an approved grant that has not ended; false if it was not one. */

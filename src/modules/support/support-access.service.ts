@@ -66,6 +66,11 @@ const defaultGrantMs = 8 * 3600_000;
 /** Break-glass access lasts at most an hour (and waits at most an hour for its second person). */
 const breakGlassMaxMs = 3600_000;
 
+type GrantActivity = (
+  tenantId: string,
+  grantId: string,
+) => Promise<Array<{ action: string; outcome: string; count: number }>>;
+
 interface RequestInput {
   tenant: string;
   reason: unknown;
@@ -93,6 +98,7 @@ export class SupportAccessService {
   readonly #mailer: Mailer | undefined;
   readonly #clock: Clock;
   readonly #settings: SupportAccessSettings;
+  readonly #grantActivity: GrantActivity;
 
   constructor(deps: {
     requests: AccessRequestRepository;
@@ -101,6 +107,8 @@ export class SupportAccessService {
     mailer?: Mailer | undefined;
     clock: Clock;
     settings?: SupportAccessSettings;
+    /** What a grant did, from the tenant's audit log (AuditService.grantActivity). */
+    grantActivity: GrantActivity;
   }) {
     this.#requests = deps.requests;
     this.#tenants = deps.tenants;
@@ -108,6 +116,7 @@ export class SupportAccessService {
     this.#mailer = deps.mailer;
     this.#clock = deps.clock;
     this.#settings = deps.settings ?? defaultSupportAccessSettings;
+    this.#grantActivity = deps.grantActivity;
   }
 
   /** A staff member asks; the caller has checked the staff permission (`support.request`). */
@@ -245,7 +254,59 @@ export class SupportAccessService {
     if (!(await this.#requests.revoke(row.id, now, principal.userId))) {
       throw supportErrors.notActive(present((await this.#requests.find(row.id))!, now).status);
     }
-    return present((await this.#requests.find(row.id))!, now);
+    const revoked = present((await this.#requests.find(row.id))!, now);
+    await this.#sendSummary(revoked);
+    return revoked;
+  }
+
+  /**
+   * Sends the summary of every grant that ended since the last call (the server calls this every
+   * minute; revocations send theirs at once). Each summary goes out once, whichever node claims it.
+   */
+  async sendEndedGrantSummaries(): Promise<number> {
+    const now = this.#clock.now();
+    let sent = 0;
+    for (const id of await this.#requests.endedWithoutSummary(now, 100)) {
+      const row = await this.#requests.find(id);
+      if (row && (await this.#sendSummary(present(row, now)))) sent++;
+    }
+    return sent;
+  }
+
+  /**
+   * Tells the tenant's owners and admins what an ended grant did (its entries in their audit log,
+   * counted by action and outcome). False if another caller had already claimed this summary.
+   */
+  async #sendSummary(grant: AccessRequest): Promise<boolean> {
+    if (!(await this.#requests.claimSummary(grant.id, this.#clock.now()))) return false;
+    if (!this.#mailer) return true;
+    const activity = await this.#grantActivity(grant.tenantId, grant.id);
+    const to = await this.#withTenant(grant.tenantId, (scope) => tenantAdminEmails(scope.db), {
+      readOnly: true,
+    });
+    if (to.length === 0) return true;
+    const total = activity.reduce((sum, row) => sum + row.count, 0);
+    const ended =
+      grant.status === 'revoked'
+        ? `was revoked at ${grant.revokedAt?.toISOString()}`
+        : `ended at ${grant.endsAt?.toISOString()}`;
+    await this.#mailer
+      .send({
+        to: to.slice(0, 50),
+        subject: `Strongroom support access ended: ${total} request(s) made under it`,
+        text: [
+          `The ${grant.kind === 'break_glass' ? 'emergency access' : 'support access'} of ${grant.staff.name} <${grant.staff.email}> ${ended}.`,
+          `It opened at ${grant.startsAt?.toISOString()} for ${grant.access} access (${grant.scope.kind === 'settings' ? 'account settings' : `projects ${grant.scope.projectIds.join(', ')}`}).`,
+          '',
+          total === 0 ? 'Nothing was done under it.' : 'What was done under it (action, outcome: requests):',
+          ...activity.map((row) => `  ${row.action}, ${row.outcome}: ${row.count}`),
+          '',
+          `Every entry is in your audit log: GET /api/v1/audit?grant=${grant.id}`,
+        ].join('\n'),
+        headers: { 'X-Strongroom-Access-Request': grant.id },
+      })
+      .catch(() => undefined);
+    return true;
   }
 
   /**

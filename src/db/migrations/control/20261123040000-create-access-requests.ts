@@ -40,6 +40,8 @@ export const createAccessRequests: Migration = {
       acting_user_id uuid,
       -- Break-glass only: the second staff member who confirmed it (never the requester).
       confirmed_by_staff uuid references ${sql.id(schema, 'staff')} (id),
+      -- When the summary of what the grant did went to the tenant's admins (at its end or revocation).
+      summary_sent_at timestamptz,
       check (kind = 'consent' or duration_seconds <= 3600),
       check (confirmed_by_staff is null or (kind = 'break_glass' and confirmed_by_staff <> staff_id)),
       check ((scope_kind = 'settings') = (cardinality(project_ids) = 0)),
@@ -61,10 +63,20 @@ export const createAccessRequests: Migration = {
           raise exception 'the terms of an access request cannot change' using errcode = '42501';
         end if;
         if old.status = 'pending' then return new; end if;
+        if (new.decided_at, new.decided_by, new.starts_at, new.ends_at, new.acting_user_id, new.confirmed_by_staff)
+           is distinct from
+           (old.decided_at, old.decided_by, old.starts_at, old.ends_at, old.acting_user_id, old.confirmed_by_staff) then
+          raise exception 'a decided access request cannot change' using errcode = '42501';
+        end if;
+        -- An approved grant may be revoked once; the summary of an ended grant may be marked sent once.
         if old.status = 'approved' and new.status = 'revoked'
-           and (new.decided_at, new.decided_by, new.starts_at, new.ends_at, new.acting_user_id, new.confirmed_by_staff)
-               is not distinct from
-               (old.decided_at, old.decided_by, old.starts_at, old.ends_at, old.acting_user_id, old.confirmed_by_staff) then
+           and old.revoked_at is null and new.revoked_at is not null
+           and (old.summary_sent_at is null or new.summary_sent_at is not distinct from old.summary_sent_at) then
+          return new;
+        end if;
+        if new.status = old.status and old.status in ('approved', 'revoked')
+           and (new.revoked_at, new.revoked_by) is not distinct from (old.revoked_at, old.revoked_by)
+           and old.summary_sent_at is null and new.summary_sent_at is not null then
           return new;
         end if;
         raise exception 'a decided access request cannot change' using errcode = '42501';
