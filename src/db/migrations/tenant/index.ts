@@ -7,6 +7,7 @@ import { addMfa } from './20261122040000-add-mfa.ts';
 import { createRecords } from './20261122050000-create-records.ts';
 import { createAttachments } from './20261123010000-create-attachments.ts';
 import { createCollectionPolicies } from './20261123020000-create-collection-policies.ts';
+import { createJournal } from './20261123110000-create-journal.ts';
 
 /**
  * Tenant-schema migrations, oldest first, applied to every tenant by the fleet runner. Append only;
@@ -22,4 +23,5 @@ export const tenantMigrations: readonly Migration[] = [
   createRecords,
   createAttachments,
   createCollectionPolicies,
+  createJournal,
 ];
