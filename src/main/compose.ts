@@ -6,6 +6,8 @@ import { tenantMigrations } from '../db/migrations/tenant/index.ts';
 import type { Migration } from '../db/migrator.ts';
 import { createWithTenant, type WithTenant } from '../db/with-tenant.ts';
 import { AttachmentService } from '../modules/attachments/attachment.service.ts';
+import { BackupService } from '../modules/backups/backup.service.ts';
+import type { BackupLocation } from '../modules/backups/backup-format.ts';
 import { CredentialsRepository } from '../modules/identity/credentials.repository.ts';
 import { IdentityService } from '../modules/identity/identity.service.ts';
 import { LoginThrottle } from '../modules/identity/login-throttle.ts';
@@ -46,6 +48,7 @@ export interface Core {
   policies: CollectionPolicyService;
   fleet: FleetMigrationService;
   tenantMigrations: readonly Migration[];
+  backups: BackupService;
 }
 
 export interface CoreOptions {
@@ -67,6 +70,8 @@ export interface CoreOptions {
   attachmentMaxBytes?: number;
   /** How long retired attachment versions are kept (STRONGROOM_RESTORE_WINDOW_DAYS); default 7 days. */
   restoreWindowMs?: number;
+  /** Where backups go (STRONGROOM_BACKUP_LOCATIONS); default none (backup commands then refuse). */
+  backupLocations?: readonly BackupLocation[];
   /** Tenant migrations to use (the bench adds one); default: the shipped list. */
   tenantMigrations?: readonly Migration[];
 }
@@ -144,6 +149,16 @@ export function composeCore(options: CoreOptions): Core {
     policies: new CollectionPolicyService({ withTenant, keys }),
     fleet: new FleetMigrationService({ database, tenants: tenantRepository, migrations }),
     tenantMigrations: migrations,
+    backups: new BackupService({
+      database,
+      tenants: tenantRepository,
+      withTenant,
+      keys,
+      locations: options.backupLocations ?? [],
+      migrations,
+      clock,
+      restoreWindowMs: options.restoreWindowMs ?? 7 * 24 * 3600_000,
+    }),
   };
 }
 

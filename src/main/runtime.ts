@@ -43,6 +43,11 @@ export async function openRuntime(config: Config, log: Logger): Promise<Runtime>
     closers.push(() => mailer.close());
     const objects = openObjectStore(config.objects);
     closers.push(() => objects.close());
+    const backupLocations = config.backup.locations.map((location) => ({
+      name: location.name,
+      store: openObjectStore(location),
+    }));
+    for (const location of backupLocations) closers.push(() => location.store.close());
     const core = composeCore({
       database,
       keyProvider,
@@ -52,6 +57,7 @@ export async function openRuntime(config: Config, log: Logger): Promise<Runtime>
       recordMaxBytes: config.recordMaxBytes,
       attachmentMaxBytes: config.attachmentMaxBytes,
       restoreWindowMs: config.restoreWindowDays * 24 * 3600_000,
+      backupLocations,
     });
     await prepareControlPlane(core);
     return { core, objects, cache, mailer, close };

@@ -5,8 +5,8 @@ import type { Migration } from '../../migrator.ts';
 /**
  * The change journal (db/journal.ts): `_journal` receives one entry per row change of every journaled
  * table, in the same transaction; `_backup_segments` remembers which entries were sealed into which
- * numbered segment and which backup locations already hold it. Entries are deleted only once every
- * location holds their segment.
+ * numbered segment and which backup locations already hold it (entries are deleted only once every
+ * location holds their segment); `_backup_snapshots` lists the snapshots taken of the tenant.
  */
 export const createJournal: Migration = {
   name: '20261123110000-create-journal',
@@ -43,11 +43,22 @@ export const createJournal: Migration = {
       .addColumn('entry_count', 'integer', (c) => c.notNull())
       .addColumn('first_at', 'timestamptz', (c) => c.notNull())
       .addColumn('last_at', 'timestamptz', (c) => c.notNull())
+      // The tenant schema version (newest applied migration) when the segment was sealed.
+      .addColumn('schema_version', 'text', (c) => c.notNull())
       .addColumn('sealed_at', 'timestamptz', (c) => c.notNull().defaultTo(sql`now()`))
       // Names of the backup locations holding this segment (with its manifest).
       .addColumn('shipped_to', sql`text[]`, (c) => c.notNull().defaultTo(sql`'{}'`))
       // Set once every location held it and its entries left `_journal`.
       .addColumn('pruned_at', 'timestamptz')
+      .execute();
+    await db.schema
+      .createTable('_backup_snapshots')
+      .addColumn('snapshot_id', 'text', (c) => c.primaryKey())
+      // The snapshot transaction's start (now()): it holds every transaction committed before it.
+      .addColumn('taken_at', 'timestamptz', (c) => c.notNull())
+      // Names of the backup locations holding the snapshot (with its manifest).
+      .addColumn('stored_in', sql`text[]`, (c) => c.notNull())
+      .addColumn('row_count', 'bigint', (c) => c.notNull())
       .execute();
     await createJournalCapture(trx, schema);
     await attachJournalTriggers(trx, schema);
@@ -55,6 +66,7 @@ export const createJournal: Migration = {
   async down({ db, trx, schema }) {
     // Dropping the function drops every trigger that calls it.
     await sql`drop function ${sql.id(schema, '_journal_capture')}() cascade`.execute(trx);
+    await db.schema.dropTable('_backup_snapshots').execute();
     await db.schema.dropTable('_backup_segments').execute();
     await db.schema.dropTable('_journal').execute();
   },
