@@ -1,5 +1,6 @@
 import { Command, CommanderError } from 'commander';
 import { registerAttachmentCommands } from '../cli/attachments.command.ts';
+import { registerBackupCommands, registerRestoreCommand } from '../cli/backup.command.ts';
 import { type CliContext, reportError } from '../cli/cli-context.ts';
 import { registerConfigCommands } from '../cli/config.command.ts';
 import { registerKeysCommands } from '../cli/keys.command.ts';
@@ -25,6 +26,8 @@ export async function main(argv: string[], context: CliContext = processContext(
   registerUserCommands(program, context);
   registerKeysCommands(program, context);
   registerAttachmentCommands(program, context);
+  registerBackupCommands(program, context);
+  registerRestoreCommand(program, context);
   registerConfigCommands(program, context);
   for (const command of program.commands)
     command.exitOverride().configureOutput({ writeOut: context.stdout, writeErr: context.stderr });

@@ -7,6 +7,7 @@ import {
   maintenanceErrors,
   runAttachmentMaintenance,
 } from '../modules/attachments/attachment-maintenance.ts';
+import { backupErrors } from '../modules/backups/backup.errors.ts';
 import { isAppError } from '../platform/errors.ts';
 import type { Logger } from '../platform/logger.ts';
 import { appServices, type Core } from './compose.ts';
@@ -75,6 +76,13 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
   );
 
   const maintenance = scheduleAttachmentMaintenance(core, log);
+  if (config.backup.isEmbeddedDefault) {
+    log.warn(
+      { locations: config.backup.locations.map((l) => (l.kind === 'fs' ? l.rootDir : l.url)) },
+      'backups go to two folders on this machine: one disk failure loses both. In production set STRONGROOM_BACKUP_LOCATIONS to two independent failure domains (e.g. a local folder and an S3 bucket elsewhere)',
+    );
+  }
+  const backups = scheduleBackups(core, config, log);
 
   let shuttingDown: Promise<void> | undefined;
   const shutdown = (reason: string): Promise<void> => {
@@ -87,6 +95,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
       }, config.server.shutdownGraceMs);
       force.unref();
       await maintenance.stop();
+      await backups.stop();
       await redirect?.close();
       await app.close();
       await runtime.close();
@@ -136,6 +145,60 @@ function scheduleAttachmentMaintenance(core: Core, log: Logger): { stop(): Promi
       clearTimeout(first);
       clearInterval(every);
       await running;
+    },
+  };
+}
+
+/** How often every node checks which tenants are due a snapshot; a lease lets one node do it. */
+const snapshotCheckIntervalMs = 10 * 60_000;
+
+/**
+ * Ships the change journal every STRONGROOM_BACKUP_SHIP_INTERVAL_MS and takes the snapshots that are
+ * due (STRONGROOM_BACKUP_SNAPSHOT_INTERVAL_HOURS since a tenant's newest one). Both run under leases,
+ * so with several nodes each round runs on one of them. A round never overlaps the previous one.
+ */
+function scheduleBackups(core: Core, config: Config, log: Logger): { stop(): Promise<void> } {
+  let shipping: Promise<void> | undefined;
+  let snapshotting: Promise<void> | undefined;
+  const ignoreBusy = (what: string) => (error: unknown) => {
+    if (isAppError(error) && error.code === backupErrors.inProgress.code) return;
+    log.warn({ err: error }, `${what} failed; retrying at the next round`);
+  };
+  const ship = () => {
+    shipping ??= core.backups
+      .ship()
+      .then((summary) => {
+        if (summary.failures.length > 0)
+          log.warn(
+            { failures: summary.failures },
+            'some backup locations could not be written; their backlog ships when they are back',
+          );
+      }, ignoreBusy('journal shipping'))
+      .finally(() => {
+        shipping = undefined;
+      });
+  };
+  const snapshot = () => {
+    snapshotting ??= core.backups
+      .snapshotAll({ dueAfterMs: config.backup.snapshotIntervalMs })
+      .then((results) => {
+        if (results.length > 0) log.info({ tenants: results.length }, 'snapshots taken');
+      }, ignoreBusy('snapshots'))
+      .finally(() => {
+        snapshotting = undefined;
+      });
+  };
+  const shipTimer = setInterval(ship, config.backup.shipIntervalMs);
+  const firstSnapshot = setTimeout(snapshot, 30_000);
+  const snapshotTimer = setInterval(snapshot, snapshotCheckIntervalMs);
+  for (const timer of [shipTimer, firstSnapshot, snapshotTimer]) timer.unref();
+  return {
+    async stop() {
+      clearInterval(shipTimer);
+      clearTimeout(firstSnapshot);
+      clearInterval(snapshotTimer);
+      await shipping;
+      await snapshotting;
     },
   };
 }

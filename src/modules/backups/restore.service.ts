@@ -185,6 +185,7 @@ export class RestoreService {
     const total = rowsTotal + segments.reduce((sum, s) => sum + s.entryCount, 0);
     const progress = (done: number, label: string) => request.onProgress?.(done, total, label);
 
+    progress(0, `snapshot of ${snapshot.takenAt} from ${location.name}`);
     const newTenantId = newId();
     const schema = tenantSchemaName(newTenantId);
     let entriesReplayed = 0;
