@@ -254,22 +254,22 @@ export async function listTablesInLoadOrder(trx: AnyKysely, schema: string): Pro
 }
 
 /**
- * Streams a table's rows as JSON objects through a cursor, `batchSize` at a time, inside the
- * caller's transaction: memory holds one batch, never the table.
+ * Streams a table's rows as JSON text (`to_jsonb(row)::text`, never parsed here) through a cursor,
+ * `batchSize` at a time, inside the caller's transaction: memory holds one batch, never the table.
  */
 export async function* streamTableRows(
   scope: TenantScope,
   table: string,
   batchSize: number,
-): AsyncGenerator<Record<string, unknown>[]> {
+): AsyncGenerator<string[]> {
   const cursor = sql.id(`backup_${table}`);
-  await sql`declare ${cursor} no scroll cursor for select to_jsonb(t) as row from ${sql.id(scope.schema, table)} t`.execute(
+  await sql`declare ${cursor} no scroll cursor for select to_jsonb(t)::text as row from ${sql.id(scope.schema, table)} t`.execute(
     scope.trx,
   );
   try {
     for (;;) {
       const { rows } = await sql<{
-        row: Record<string, unknown>;
+        row: string;
       }>`fetch forward ${sql.raw(String(batchSize))} from ${cursor}`.execute(scope.trx);
       if (rows.length === 0) break;
       yield rows.map((r) => r.row);
@@ -322,27 +322,48 @@ export async function insertRows(
     select * from jsonb_populate_recordset(null::${target}, ${JSON.stringify(rows)}::jsonb)`.execute(trx);
 }
 
-/** Applies one journal entry to a schema being restored (update and delete find the row by key). */
-export async function applyJournalEntry(
+/**
+ * Applies journal entries of one table and one operation whose keys are all different (so their
+ * order among themselves does not matter) as one statement. Update and delete find rows by the key
+ * the entry recorded (the key before the change).
+ */
+export async function applyJournalBatch(
   trx: AnyKysely,
   schema: string,
+  table: string,
   shape: TableShape,
-  entry: JournalEntry,
+  op: JournalEntry['op'],
+  entries: readonly JournalEntry[],
 ): Promise<void> {
-  const target = sql.id(schema, entry.table);
-  if (entry.op === 'insert') {
-    await insertRows(trx, schema, entry.table, [entry.row]);
+  if (entries.length === 0) return;
+  const target = sql.id(schema, table);
+  if (op === 'insert') {
+    await insertRows(
+      trx,
+      schema,
+      table,
+      entries.map((e) => e.row),
+    );
     return;
   }
-  const keyColumns = sql.join(shape.keys.map((k) => sql.id(k)));
-  const matchKey = sql`(${keyColumns}) = (select ${keyColumns} from jsonb_populate_record(null::${target}, ${JSON.stringify(entry.key)}::jsonb))`;
-  if (entry.op === 'delete') {
-    await sql`delete from ${target} where ${matchKey}`.execute(trx);
+  const keyMatch = sql.join(
+    shape.keys.map((k) => sql`t.${sql.id(k)} = k.${sql.id(k)}`),
+    sql` and `,
+  );
+  if (op === 'delete') {
+    await sql`delete from ${target} t
+      using jsonb_populate_recordset(null::${target}, ${JSON.stringify(entries.map((e) => e.key))}::jsonb) k
+      where ${keyMatch}`.execute(trx);
     return;
   }
   const columns = sql.join(shape.updatable.map((c) => sql.id(c)));
-  await sql`update ${target} set (${columns}) = (select ${columns} from jsonb_populate_record(null::${target}, ${JSON.stringify(entry.row)}::jsonb))
-    where ${matchKey}`.execute(trx);
+  const values = sql.join(shape.updatable.map((c) => sql`n.${sql.id(c)}`));
+  const payload = JSON.stringify(entries.map((e) => ({ key: e.key, row: e.row })));
+  await sql`update ${target} t set (${columns}) = row(${values})
+    from jsonb_array_elements(${payload}::jsonb) e
+    cross join lateral jsonb_populate_record(null::${target}, e -> 'key') k
+    cross join lateral jsonb_populate_record(null::${target}, e -> 'row') n
+    where ${keyMatch}`.execute(trx);
 }
 
 /** Moves each identity sequence past the highest restored value, so new rows get fresh numbers. */

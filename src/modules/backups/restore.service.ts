@@ -22,7 +22,7 @@ import type { Tenant, TenantRepository } from '../tenants/tenant.repository.ts';
 import { assertValidSlug, assertValidTenantName } from '../tenants/tenant-validation.ts';
 import { backupErrors } from './backup.errors.ts';
 import {
-  applyJournalEntry,
+  applyJournalBatch,
   clearJournal,
   countRows,
   insertRows,
@@ -67,6 +67,7 @@ export interface RestoreResult {
 }
 
 const insertBatchRows = 500;
+const replayBatchEntries = 500;
 const leaseTtlMs = 60_000;
 
 /**
@@ -252,19 +253,42 @@ export class RestoreService {
       // 2. The journal after the snapshot: entries of transactions the snapshot does not show, up to T.
       const shapes = await readTableShapes(trx, schema);
       let done = loaded;
+      // Consecutive entries of one table and operation with distinct keys go as one statement; a
+      // repeated key, another table or another operation starts the next batch, so order holds.
+      let batch: JournalEntry[] = [];
+      let batchKeys = new Set<string>();
+      const flush = async () => {
+        const first = batch[0];
+        if (!first) return;
+        await applyJournalBatch(trx, schema, first.table, shapes.get(first.table)!, first.op, batch);
+        entriesReplayed += batch.length;
+        batch = [];
+        batchKeys = new Set();
+      };
       for (const manifest of segments) {
         const segmentKey = backupKeys.segment(tenantId, manifest.segmentNo);
         const entries = await this.#readSegment(location, manifest, key);
         for (const entry of entries) {
           done++;
           if (isVisibleInSnapshot(entry.txid, snapshot.txSnapshot) || new Date(entry.at) > at) continue;
-          const shape = shapes.get(entry.table);
-          if (!shape) throw backupErrors.corrupt(location.name, segmentKey, `unknown table ${entry.table}`);
-          await applyJournalEntry(trx, schema, shape, entry);
-          entriesReplayed++;
+          if (!shapes.has(entry.table))
+            throw backupErrors.corrupt(location.name, segmentKey, `unknown table ${entry.table}`);
+          const entryKey = JSON.stringify(entry.key);
+          const first = batch[0];
+          if (
+            first &&
+            (first.table !== entry.table ||
+              first.op !== entry.op ||
+              batchKeys.has(entryKey) ||
+              batch.length >= replayBatchEntries)
+          )
+            await flush();
+          batch.push(entry);
+          batchKeys.add(entryKey);
         }
         progress(done, `journal segment ${manifest.segmentNo}`);
       }
+      await flush();
       await resetIdentitySequences(trx, schema, shapes);
       await clearJournal(trx, schema);
       return created;

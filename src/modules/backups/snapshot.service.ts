@@ -135,7 +135,8 @@ export class SnapshotService {
               for await (const batch of streamTableRows(scope, table.name, fetchBatchRows)) {
                 table.rows += batch.length;
                 yield Buffer.from(
-                  batch.map((row) => `${JSON.stringify({ table: table.name, row })}\n`).join(''),
+                  // The row is already JSON text from Postgres: spliced in, not parsed and re-encoded.
+                  batch.map((row) => `{"table":${JSON.stringify(table.name)},"row":${row}}\n`).join(''),
                   'utf8',
                 );
               }
