@@ -1,6 +1,6 @@
 import { sql } from 'kysely';
 import type { AnyKysely } from '../../db/database.ts';
-import { isJournaledTable } from '../../db/journal.ts';
+import { isJournaledTable, journalTriggerName } from '../../db/journal.ts';
 import type { TenantScope } from '../../db/with-tenant.ts';
 import type { JournalEntry } from './backup-format.ts';
 
@@ -387,7 +387,25 @@ export async function countRows(trx: AnyKysely, schema: string, table: string): 
   return Number(rows[0]?.n ?? 0);
 }
 
-/** Drops what loading wrote into the restored tenant's own journal: it starts from a fresh snapshot. */
+/**
+ * Turns the journal triggers of a schema being restored off (or back on). Loading a restore is not a
+ * change to journal: the restored tenant's backups start from its own first snapshot. The schema is
+ * new and not yet committed, so this DDL is invisible to everyone else.
+ */
+export async function setJournalTriggers(trx: AnyKysely, schema: string, enabled: boolean): Promise<void> {
+  const { rows } = await sql<{ table: string }>`
+    select c.relname as table from pg_catalog.pg_trigger t
+    join pg_catalog.pg_class c on c.oid = t.tgrelid
+    join pg_catalog.pg_namespace n on n.oid = c.relnamespace
+    where n.nspname = ${schema} and t.tgname = ${journalTriggerName}`.execute(trx);
+  for (const { table } of rows) {
+    await sql`alter table ${sql.id(schema, table)} ${sql.raw(enabled ? 'enable' : 'disable')} trigger ${sql.id(journalTriggerName)}`.execute(
+      trx,
+    );
+  }
+}
+
+/** Empties the restored tenant's own journal (nothing should be there; a guard for the invariant). */
 export async function clearJournal(trx: AnyKysely, schema: string): Promise<void> {
   await sql`delete from ${sql.id(schema, '_journal')}`.execute(trx);
 }

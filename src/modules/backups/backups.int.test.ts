@@ -223,6 +223,14 @@ for (const kind of await testDatabaseKinds()) {
           const result = await backups.restore({ tenant: 'acme', at, intoSlug: `acme-from-${from}`, from });
           expect(result.location).toBe(from);
           expect(await dumpTenant(core, result.tenant.id)).toEqual(state);
+          // The restored tenant journals its own changes from here on (and only those).
+          await core.withTenant(result.tenant.id, ({ db }) =>
+            db.insertInto('settings').values({ key: 'after-restore', value: '1' }).execute(),
+          );
+          const journal = await core.withTenant(result.tenant.id, ({ trx, schema }) =>
+            sql<{ table_name: string }>`select table_name from ${sql.id(schema, '_journal')}`.execute(trx),
+          );
+          expect(journal.rows).toEqual([{ table_name: 'settings' }]);
         }
       }, 60_000);
 

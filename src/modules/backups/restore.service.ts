@@ -28,6 +28,7 @@ import {
   insertRows,
   readTableShapes,
   resetIdentitySequences,
+  setJournalTriggers,
 } from './backup.repository.ts';
 import {
   type BackupLocation,
@@ -66,7 +67,7 @@ export interface RestoreResult {
   segmentsRead: number;
 }
 
-const insertBatchRows = 500;
+const insertBatchRows = 2_000;
 const replayBatchEntries = 500;
 const leaseTtlMs = 60_000;
 
@@ -200,6 +201,7 @@ export class RestoreService {
       });
       await createTenantSchema(trx, this.#database, newTenantId, this.#migrations);
       await this.#keys.createDataKey(control, newTenantId);
+      await setJournalTriggers(trx, schema, false);
 
       // 1. The snapshot, streamed: checksum, decryption and decompression as the bytes arrive.
       const digest = createDigestStream();
@@ -291,6 +293,7 @@ export class RestoreService {
       await flush();
       await resetIdentitySequences(trx, schema, shapes);
       await clearJournal(trx, schema);
+      await setJournalTriggers(trx, schema, true);
       return created;
     });
     return {

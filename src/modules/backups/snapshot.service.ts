@@ -43,7 +43,7 @@ export interface SnapshotResult {
   failures: Array<{ location: string; message: string }>;
 }
 
-const fetchBatchRows = 1_000;
+const fetchBatchRows = 2_000;
 const leaseName = 'backup-snapshot';
 const leaseTtlMs = 60_000;
 
