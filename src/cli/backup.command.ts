@@ -110,6 +110,28 @@ export function registerBackupCommands(program: Command, context: CliContext): v
     });
 
   backup
+    .command('prune')
+    .description(
+      'delete snapshots and journal segments no restore inside the window (STRONGROOM_RESTORE_WINDOW_DAYS) can need; never leaves a gap (the server does this after its snapshots)',
+    )
+    .addOption(json)
+    .action(async (options: { json?: boolean }) => {
+      const hasProblems = await withRuntime(context, async ({ core }) => {
+        const results = await core.backups.prune();
+        if (options.json) context.stdout(`${JSON.stringify(results, null, 2)}\n`);
+        else
+          for (const r of results) {
+            context.stdout(
+              `${r.location}: ${r.snapshotsDeleted} snapshots and ${r.segmentsDeleted} journal segments deleted\n`,
+            );
+            for (const p of r.problems) context.stdout(`  ${p.key}: ${p.problem}\n`);
+          }
+        return results.some((r) => r.problems.length > 0);
+      });
+      if (hasProblems) throw new CliExit(1);
+    });
+
+  backup
     .command('verify')
     .description(
       "check every file in every location: manifest, size and SHA-256, decryption and entry counts (where the tenant's key exists), and that journal segments have no gap. Exit 8 on any problem.",

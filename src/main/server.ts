@@ -153,8 +153,9 @@ function scheduleAttachmentMaintenance(core: Core, log: Logger): { stop(): Promi
 const snapshotCheckIntervalMs = 10 * 60_000;
 
 /**
- * Ships the change journal every STRONGROOM_BACKUP_SHIP_INTERVAL_MS and takes the snapshots that are
- * due (STRONGROOM_BACKUP_SNAPSHOT_INTERVAL_HOURS since a tenant's newest one). Both run under leases,
+ * Ships the change journal every STRONGROOM_BACKUP_SHIP_INTERVAL_MS, takes the snapshots that are
+ * due (STRONGROOM_BACKUP_SNAPSHOT_INTERVAL_HOURS since a tenant's newest one), then deletes backups
+ * that have left the restore window. Both run under leases,
  * so with several nodes each round runs on one of them. A round never overlaps the previous one.
  */
 function scheduleBackups(core: Core, config: Config, log: Logger): { stop(): Promise<void> } {
@@ -181,8 +182,12 @@ function scheduleBackups(core: Core, config: Config, log: Logger): { stop(): Pro
   const snapshot = () => {
     snapshotting ??= core.backups
       .snapshotAll({ dueAfterMs: config.backup.snapshotIntervalMs })
-      .then((results) => {
+      .then(async (results) => {
         if (results.length > 0) log.info({ tenants: results.length }, 'snapshots taken');
+        // Only the node that took the snapshot lease gets here: it also applies retention.
+        const pruned = await core.backups.prune();
+        if (pruned.some((p) => p.snapshotsDeleted + p.segmentsDeleted > 0 || p.problems.length > 0))
+          log.info({ pruned }, 'backups past the restore window deleted');
       }, ignoreBusy('snapshots'))
       .finally(() => {
         snapshotting = undefined;

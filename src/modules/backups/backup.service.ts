@@ -5,6 +5,7 @@ import type { Clock } from '../../platform/clock.ts';
 import type { TenantKeyService } from '../keys/tenant-keys.service.ts';
 import type { TenantRepository } from '../tenants/tenant.repository.ts';
 import type { BackupLocation } from './backup-format.ts';
+import { pruneBackups, type RetentionSummary } from './backup-retention.ts';
 import { readBackupStatus, type TenantBackupStatus } from './backup-status.ts';
 import { type LocationVerification, verifyBackups } from './backup-verify.ts';
 import { JournalShipper, type ShipSummary } from './journal-shipper.ts';
@@ -24,6 +25,7 @@ export class BackupService {
   readonly #withTenant: WithTenant;
   readonly #keys: TenantKeyService;
   readonly #clock: Clock;
+  readonly #restoreWindowMs: number;
 
   constructor(deps: {
     database: Database;
@@ -40,6 +42,7 @@ export class BackupService {
     this.#withTenant = deps.withTenant;
     this.#keys = deps.keys;
     this.#clock = deps.clock;
+    this.#restoreWindowMs = deps.restoreWindowMs;
     this.#shipper = new JournalShipper(deps);
     this.#snapshots = new SnapshotService(deps);
     this.#restores = new RestoreService(deps);
@@ -79,6 +82,15 @@ export class BackupService {
       withTenant: this.#withTenant,
       locations: this.locations,
       clock: this.#clock,
+    });
+  }
+
+  /** Deletes snapshots and segments no restore inside the window can need (see backup-retention.ts). */
+  prune(): Promise<RetentionSummary[]> {
+    return pruneBackups({
+      locations: this.locations,
+      clock: this.#clock,
+      restoreWindowMs: this.#restoreWindowMs,
     });
   }
 
