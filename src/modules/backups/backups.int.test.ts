@@ -6,6 +6,7 @@ import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openTestCore, type TestDatabase, testDatabaseKinds } from '../../../test/support/databases.ts';
 import { FsObjectStore } from '../../adapters/object-store/object-store.fs.ts';
+import { decryptField, encryptField } from '../../crypto/field.ts';
 import { isJournaledTable } from '../../db/journal.ts';
 import { tenantSchemaName } from '../../db/tenant-schema.ts';
 import type { Core } from '../../main/compose.ts';
@@ -333,6 +334,76 @@ for (const kind of await testDatabaseKinds()) {
           expect.stringMatching(/^journal segments (\d+) to \1 are missing$/),
         ]);
         expect(statSync(segments[0]!).size).toBeGreaterThan(0);
+      });
+
+      it('re-seals sensitive values for the new tenant: they open there, to the same plaintext', async () => {
+        const { tenant } = await core.tenants.create({
+          slug: 'sealed',
+          name: 'Sealed',
+          ownerEmail: 'o@sealed.test',
+        });
+        const key = await core.keys.getDataKey(tenant.id);
+        const [uid, pid, before, after] = [newId(), newId(), newId(), newId()];
+        const at = (tenantId: string, table: string, column: string, rowId: string) => ({
+          tenantId,
+          table,
+          column,
+          rowId,
+        });
+        const sealedRecord = (id: string, ssn: string) => ({
+          id,
+          project_id: pid,
+          collection: 'people',
+          data: JSON.stringify({
+            name: 'Ada',
+            ssn: encryptField(key, JSON.stringify(ssn), at(tenant.id, 'records', 'data.ssn', id)),
+            lookalike: 'enc:v1:1:AAAA',
+          }),
+          created_by: uid,
+          updated_by: uid,
+        });
+        await core.withTenant(tenant.id, async ({ db }) => {
+          await db
+            .insertInto('users')
+            .values({
+              id: uid,
+              email: 'ada@sealed.test',
+              display_name: 'Ada',
+              status: 'active',
+              role: 'owner',
+              mfa_secret: encryptField(key, 'JBSWY3DPEHPK3PXP', at(tenant.id, 'users', 'mfa_secret', uid)),
+            })
+            .execute();
+          await db.insertInto('projects').values({ id: pid, name: 'P', created_by: uid }).execute();
+          await db.insertInto('records').values(sealedRecord(before, '123-45-6789')).execute();
+        });
+        await backups.snapshotTenant(tenant.id);
+        await core.withTenant(tenant.id, ({ db }) =>
+          db.insertInto('records').values(sealedRecord(after, '987-65-4321')).execute(),
+        );
+        await backups.shipTenant(tenant.id);
+        await sleep(10);
+        const result = await backups.restore({ tenant: 'sealed', at: new Date(), intoSlug: 'sealed-copy' });
+        const newKey = await core.keys.getDataKey(result.tenant.id);
+        const { user, records } = await core.withTenant(result.tenant.id, async ({ db }) => ({
+          user: await db
+            .selectFrom('users')
+            .select(['mfa_secret'])
+            .where('id', '=', uid)
+            .executeTakeFirstOrThrow(),
+          records: await db.selectFrom('records').select(['id', 'data']).orderBy('seq').execute(),
+        }));
+        const open = (value: unknown, table: string, column: string, rowId: string) =>
+          decryptField(() => newKey.bytes, value as string, at(result.tenant.id, table, column, rowId));
+        expect(open(user.mfa_secret, 'users', 'mfa_secret', uid)).toBe('JBSWY3DPEHPK3PXP');
+        expect(records.map((r) => [r.id, JSON.parse(open(r.data.ssn, 'records', 'data.ssn', r.id))])).toEqual(
+          [
+            [before, '123-45-6789'],
+            [after, '987-65-4321'],
+          ],
+        );
+        // Not sealed values (or damaged ones) travel as they are.
+        expect(records.map((r) => r.data.lookalike)).toEqual(['enc:v1:1:AAAA', 'enc:v1:1:AAAA']);
       });
 
       it('after tenant deletion the backups are shredded: verify says so, restore refuses', async () => {

@@ -42,6 +42,7 @@ import {
   segmentAad,
   snapshotAad,
 } from './backup-format.ts';
+import { SealedValueRekeyer } from './sealed-values.ts';
 
 export interface RestoreRequest {
   /** The tenant whose backups are restored: its slug (live tenants) or id. */
@@ -183,6 +184,7 @@ export class RestoreService {
     }
     const segments = await this.#segmentsAfter(location, tenantId, snapshot.segmentPosition, at);
     const key = await this.#dataKey(tenantId, snapshot.keyVersion);
+    const sourceKeys = await this.#allDataKeys(tenantId, key);
     const rowsTotal = snapshot.tables.reduce((sum, t) => sum + t.rows, 0);
     const total = rowsTotal + segments.reduce((sum, s) => sum + s.entryCount, 0);
     const progress = (done: number, label: string) => request.onProgress?.(done, total, label);
@@ -200,7 +202,11 @@ export class RestoreService {
         schemaVersion: expectedVersion,
       });
       await createTenantSchema(trx, this.#database, newTenantId, this.#migrations);
-      await this.#keys.createDataKey(control, newTenantId);
+      const newKey = await this.#keys.createDataKey(control, newTenantId);
+      const rekeyer = new SealedValueRekeyer(
+        { tenantId, keys: sourceKeys },
+        { tenantId: newTenantId, key: newKey },
+      );
       await setJournalTriggers(trx, schema, false);
 
       // 1. The snapshot, streamed: checksum, decryption and decompression as the bytes arrive.
@@ -229,7 +235,7 @@ export class RestoreService {
               if ((table !== batchTable && batch.length > 0) || batch.length >= insertBatchRows)
                 await flush();
               batchTable = table;
-              batch.push(row);
+              batch.push(rekeyer.rekeyRow(table, row as Record<string, unknown>));
             }
             if (batch.length > 0) await flush();
           },
@@ -285,7 +291,7 @@ export class RestoreService {
               batch.length >= replayBatchEntries)
           )
             await flush();
-          batch.push(entry);
+          batch.push({ ...entry, row: rekeyer.rekeyRow(entry.table, entry.row) });
           batchKeys.add(entryKey);
         }
         progress(done, `journal segment ${manifest.segmentNo}`);
@@ -309,7 +315,7 @@ export class RestoreService {
     };
   }
 
-  async #dataKey(tenantId: string, version: number): Promise<DataKey> {
+  async #dataKey(tenantId: string, version?: number): Promise<DataKey> {
     try {
       return await this.#keys.getDataKey(tenantId, version);
     } catch (error) {
@@ -317,6 +323,25 @@ export class RestoreService {
         throw backupErrors.shredded(tenantId);
       throw error;
     }
+  }
+
+  /** Every version of the source tenant's key that still exists, fetched before the transaction. */
+  async #allDataKeys(tenantId: string, known: DataKey): Promise<Map<number, DataKey>> {
+    const current = await this.#dataKey(tenantId);
+    const keys = new Map<number, DataKey>([
+      [known.version, known],
+      [current.version, current],
+    ]);
+    for (let version = 1; version < current.version; version++) {
+      if (keys.has(version)) continue;
+      try {
+        keys.set(version, await this.#keys.getDataKey(tenantId, version));
+      } catch (error) {
+        // A version that is gone sealed nothing this restore can still open; other errors are real.
+        if (!isAppError(error) || error.code !== keyErrors.dataKeyMissing.code) throw error;
+      }
+    }
+    return keys;
   }
 
   async #listManifests<T extends SegmentManifest | SnapshotManifest>(
