@@ -158,6 +158,7 @@ export function composeCore(options: CoreOptions): Core {
       migrations,
       clock,
       restoreWindowMs: options.restoreWindowMs ?? 7 * 24 * 3600_000,
+      objects: options.objects,
     }),
   };
 }

@@ -28,6 +28,7 @@ for (const kind of await testDatabaseKinds()) {
         migrations: core.tenantMigrations,
         clock,
         restoreWindowMs: windowMs,
+        objects: core.objects,
       });
 
     beforeAll(async () => {

@@ -50,6 +50,7 @@ for (const kind of await testDatabaseKinds()) {
           migrations: core.tenantMigrations,
           clock: systemClock,
           restoreWindowMs: 7 * 24 * 3600_000,
+          objects: core.objects,
         });
       }, 60_000);
       afterAll(async () => {

@@ -409,3 +409,43 @@ export async function setJournalTriggers(trx: AnyKysely, schema: string, enabled
 export async function clearJournal(trx: AnyKysely, schema: string): Promise<void> {
   await sql`delete from ${sql.id(schema, '_journal')}`.execute(trx);
 }
+
+export interface RestoredObjectRow {
+  attachmentId: string;
+  version: number;
+  objectKey: string;
+  keyVersion: number;
+  chunkSizeBytes: number;
+}
+
+/** Attachment versions of a restored schema whose objects were not purged: the files to bring back. */
+export async function listLiveObjectVersions(trx: AnyKysely, schema: string): Promise<RestoredObjectRow[]> {
+  const { rows } = await sql<{
+    attachment_id: string;
+    version: number;
+    object_key: string;
+    key_version: number;
+    chunk_size_bytes: number;
+  }>`select attachment_id, version, object_key, key_version, chunk_size_bytes
+     from ${sql.id(schema, 'attachment_versions')} where purged_at is null order by attachment_id, version`.execute(
+    trx,
+  );
+  return rows.map((r) => ({
+    attachmentId: r.attachment_id,
+    version: r.version,
+    objectKey: r.object_key,
+    keyVersion: r.key_version,
+    chunkSizeBytes: r.chunk_size_bytes,
+  }));
+}
+
+/** The object was re-sealed under the new tenant's key: its version row says which key. */
+export async function setObjectKeyVersion(
+  trx: AnyKysely,
+  schema: string,
+  row: RestoredObjectRow,
+  keyVersion: number,
+): Promise<void> {
+  await sql`update ${sql.id(schema, 'attachment_versions')} set key_version = ${keyVersion}
+    where attachment_id = ${row.attachmentId} and version = ${row.version}`.execute(trx);
+}

@@ -2,6 +2,7 @@ import type { Database } from '../../db/database.ts';
 import type { Migration } from '../../db/migrator.ts';
 import type { WithTenant } from '../../db/with-tenant.ts';
 import type { Clock } from '../../platform/clock.ts';
+import type { ObjectStore } from '../../ports/object-store.port.ts';
 import type { TenantKeyService } from '../keys/tenant-keys.service.ts';
 import type { TenantRepository } from '../tenants/tenant.repository.ts';
 import type { BackupLocation } from './backup-format.ts';
@@ -36,6 +37,8 @@ export class BackupService {
     migrations: readonly Migration[];
     clock: Clock;
     restoreWindowMs: number;
+    /** The attachment object store (a restore copies the files into the new tenant). */
+    objects: ObjectStore;
   }) {
     this.locations = deps.locations;
     this.#tenants = deps.tenants;

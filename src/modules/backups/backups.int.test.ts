@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -7,12 +8,14 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openTestCore, type TestDatabase, testDatabaseKinds } from '../../../test/support/databases.ts';
 import { FsObjectStore } from '../../adapters/object-store/object-store.fs.ts';
 import { decryptField, encryptField } from '../../crypto/field.ts';
+import { decryptBuffer, encryptBuffer } from '../../crypto/stream-aead.ts';
 import { isJournaledTable } from '../../db/journal.ts';
 import { tenantSchemaName } from '../../db/tenant-schema.ts';
 import type { Core } from '../../main/compose.ts';
 import { systemClock } from '../../platform/clock.ts';
-import { newId } from '../../platform/ids.ts';
-import type { ObjectStore } from '../../ports/object-store.port.ts';
+import { newId, newTimeOrderedId } from '../../platform/ids.ts';
+import { type ObjectStore, scopeObjectStore } from '../../ports/object-store.port.ts';
+import { objectAad } from '../attachments/attachment.service.ts';
 import { BackupService } from './backup.service.ts';
 import type { BackupLocation } from './backup-format.ts';
 
@@ -116,6 +119,7 @@ for (const kind of await testDatabaseKinds()) {
           migrations: core.tenantMigrations,
           clock: systemClock,
           restoreWindowMs: 7 * 24 * 3600_000,
+          objects: core.objects,
         });
         const { tenant } = await core.tenants.create({
           slug: 'acme',
@@ -404,6 +408,99 @@ for (const kind of await testDatabaseKinds()) {
         );
         // Not sealed values (or damaged ones) travel as they are.
         expect(records.map((r) => r.data.lookalike)).toEqual(['enc:v1:1:AAAA', 'enc:v1:1:AAAA']);
+      });
+
+      it('brings attachment files back, sealed for the new tenant, as they were at T', async () => {
+        const { tenant } = await core.tenants.create({
+          slug: 'files',
+          name: 'Files',
+          ownerEmail: 'o@files.test',
+        });
+        const key = await core.keys.getDataKey(tenant.id);
+        const [uid, pid, aid] = [newId(), newId(), newId()];
+        const store = scopeObjectStore(core.objects, `tenants/${tenant.id}/`);
+        const upload = async (version: number, text: string) => {
+          const objectKey = `attachments/${newTimeOrderedId()}`;
+          const plaintext = Buffer.from(text);
+          await store.put(
+            objectKey,
+            encryptBuffer(key.bytes, plaintext, {
+              aad: objectAad(tenant.id, objectKey),
+              chunkSizeBytes: 1024,
+            }),
+          );
+          await core.withTenant(tenant.id, async ({ db }) => {
+            if (version === 1)
+              await db
+                .insertInto('attachments')
+                .values({ id: aid, project_id: pid, created_by: uid, updated_by: uid })
+                .execute();
+            else
+              await db
+                .updateTable('attachment_versions')
+                .set({ retired_at: new Date() })
+                .where('attachment_id', '=', aid)
+                .execute();
+            await db.updateTable('attachments').set({ version }).where('id', '=', aid).execute();
+            await db
+              .insertInto('attachment_versions')
+              .values({
+                attachment_id: aid,
+                version,
+                project_id: pid,
+                object_key: objectKey,
+                filename: 'notes.txt',
+                content_type: 'text/plain',
+                size_bytes: plaintext.length,
+                sha256: createHash('sha256').update(plaintext).digest(),
+                chunk_size_bytes: 1024,
+                key_version: key.version,
+                created_by: uid,
+              })
+              .execute();
+          });
+        };
+        await core.withTenant(tenant.id, async ({ db }) => {
+          await db
+            .insertInto('users')
+            .values({ id: uid, email: 'u@files.test', display_name: 'U', status: 'active', role: 'owner' })
+            .execute();
+          await db.insertInto('projects').values({ id: pid, name: 'P', created_by: uid }).execute();
+        });
+        await upload(1, 'first draft '.repeat(200));
+        await backups.snapshotTenant(tenant.id);
+        await sleep(10);
+        const between = new Date();
+        await sleep(10);
+        await upload(2, 'second draft');
+        await backups.shipTenant(tenant.id);
+
+        for (const [at, slug, expected] of [
+          [between, 'files-then', ['first draft '.repeat(200)]],
+          [new Date(), 'files-now', ['first draft '.repeat(200), 'second draft']],
+        ] as const) {
+          const result = await backups.restore({ tenant: 'files', at, intoSlug: slug });
+          const newKey = await core.keys.getDataKey(result.tenant.id);
+          const versions = await core.withTenant(result.tenant.id, ({ db }) =>
+            db
+              .selectFrom('attachment_versions')
+              .select(['object_key', 'key_version'])
+              .orderBy('version')
+              .execute(),
+          );
+          const target = scopeObjectStore(core.objects, `tenants/${result.tenant.id}/`);
+          const texts = [];
+          for (const v of versions) {
+            expect(v.key_version).toBe(newKey.version);
+            const sealed = Buffer.concat(await (await target.get(v.object_key)).toArray());
+            texts.push(
+              decryptBuffer(newKey.bytes, sealed, {
+                aad: objectAad(result.tenant.id, v.object_key),
+              }).toString(),
+            );
+          }
+          expect(texts).toEqual(expected);
+        }
       });
 
       it('after tenant deletion the backups are shredded: verify says so, restore refuses', async () => {

@@ -100,6 +100,7 @@ for (const kind of await testDatabaseKinds()) {
           migrations: core.tenantMigrations,
           clock: systemClock,
           restoreWindowMs: 7 * 24 * 3600_000,
+          objects: core.objects,
         });
       });
       afterAll(async () => testDb?.close());

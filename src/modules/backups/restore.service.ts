@@ -5,7 +5,7 @@ import { StringDecoder } from 'node:string_decoder';
 import { createZstdDecompress, zstdDecompressSync } from 'node:zlib';
 import type { Kysely } from 'kysely';
 import { cryptoErrors } from '../../crypto/crypto.errors.ts';
-import { createDecryptStream, decryptBuffer } from '../../crypto/stream-aead.ts';
+import { createDecryptStream, createEncryptStream, decryptBuffer } from '../../crypto/stream-aead.ts';
 import type { ControlTables } from '../../db/control-tables.ts';
 import type { Database } from '../../db/database.ts';
 import { withLease } from '../../db/leases.ts';
@@ -15,6 +15,8 @@ import { createTenantSchema } from '../../db/tenant-schemas.ts';
 import type { Clock } from '../../platform/clock.ts';
 import { isAppError } from '../../platform/errors.ts';
 import { isUuid, newId } from '../../platform/ids.ts';
+import { type ObjectStore, scopeObjectStore } from '../../ports/object-store.port.ts';
+import { objectAad } from '../attachments/attachment.service.ts';
 import { keyErrors } from '../keys/keys.errors.ts';
 import type { DataKey, TenantKeyService } from '../keys/tenant-keys.service.ts';
 import { tenantErrors } from '../tenants/tenant.errors.ts';
@@ -26,9 +28,11 @@ import {
   clearJournal,
   countRows,
   insertRows,
+  listLiveObjectVersions,
   readTableShapes,
   resetIdentitySequences,
   setJournalTriggers,
+  setObjectKeyVersion,
 } from './backup.repository.ts';
 import {
   type BackupLocation,
@@ -87,6 +91,7 @@ export class RestoreService {
   readonly #migrations: readonly Migration[];
   readonly #clock: Clock;
   readonly #restoreWindowMs: number;
+  readonly #objects: ObjectStore;
 
   constructor(deps: {
     database: Database;
@@ -96,6 +101,8 @@ export class RestoreService {
     migrations: readonly Migration[];
     clock: Clock;
     restoreWindowMs: number;
+    /** The attachment object store: a restore copies the files its rows name into the new tenant. */
+    objects: ObjectStore;
   }) {
     this.#database = deps.database;
     this.#tenants = deps.tenants;
@@ -104,6 +111,7 @@ export class RestoreService {
     this.#migrations = deps.migrations;
     this.#clock = deps.clock;
     this.#restoreWindowMs = deps.restoreWindowMs;
+    this.#objects = deps.objects;
   }
 
   async restore(request: RestoreRequest): Promise<RestoreResult> {
@@ -193,115 +201,125 @@ export class RestoreService {
     const newTenantId = newId();
     const schema = tenantSchemaName(newTenantId);
     let entriesReplayed = 0;
-    const tenant = await this.#database.db.transaction().execute(async (trx) => {
-      const control = trx.withSchema('control') as unknown as Kysely<ControlTables>;
-      const created = await this.#tenants.insert(control, {
-        id: newTenantId,
-        slug: request.intoSlug,
-        name: intoName,
-        schemaVersion: expectedVersion,
-      });
-      await createTenantSchema(trx, this.#database, newTenantId, this.#migrations);
-      const newKey = await this.#keys.createDataKey(control, newTenantId);
-      const rekeyer = new SealedValueRekeyer(
-        { tenantId, keys: sourceKeys },
-        { tenantId: newTenantId, key: newKey },
-      );
-      await setJournalTriggers(trx, schema, false);
-
-      // 1. The snapshot, streamed: checksum, decryption and decompression as the bytes arrive.
-      const digest = createDigestStream();
-      const snapshotKey = backupKeys.snapshot(tenantId, snapshot.snapshotId);
-      let loaded = 0;
-      try {
-        await pipeline(
-          await location.store.get(snapshotKey),
-          digest,
-          createDecryptStream(key.bytes, { aad: snapshotAad(tenantId, snapshot.snapshotId) }),
-          createZstdDecompress(),
-          async (source: AsyncIterable<Buffer>) => {
-            let batch: unknown[] = [];
-            let batchTable = '';
-            const flush = async () => {
-              await insertRows(trx, schema, batchTable, batch);
-              loaded += batch.length;
-              progress(loaded, 'snapshot rows');
-              batch = [];
-            };
-            for await (const line of splitLines(source)) {
-              const { table, row } = JSON.parse(line) as { table: string; row: unknown };
-              if (!snapshot.tables.some((t) => t.name === table))
-                throw new Error(`unexpected table ${table}`);
-              if ((table !== batchTable && batch.length > 0) || batch.length >= insertBatchRows)
-                await flush();
-              batchTable = table;
-              batch.push(rekeyer.rekeyRow(table, row as Record<string, unknown>));
-            }
-            if (batch.length > 0) await flush();
-          },
+    const copied: string[] = [];
+    const newObjects = scopeObjectStore(this.#objects, `tenants/${newTenantId}/`);
+    const tenant = await this.#database.db
+      .transaction()
+      .execute(async (trx) => {
+        const control = trx.withSchema('control') as unknown as Kysely<ControlTables>;
+        const created = await this.#tenants.insert(control, {
+          id: newTenantId,
+          slug: request.intoSlug,
+          name: intoName,
+          schemaVersion: expectedVersion,
+        });
+        await createTenantSchema(trx, this.#database, newTenantId, this.#migrations);
+        const newKey = await this.#keys.createDataKey(control, newTenantId);
+        const rekeyer = new SealedValueRekeyer(
+          { tenantId, keys: sourceKeys },
+          { tenantId: newTenantId, key: newKey },
         );
-      } catch (error) {
-        throw asCorrupt(location, snapshotKey, error);
-      }
-      const stored = digest.digest();
-      if (stored.sha256 !== snapshot.sealedSha256 || stored.sizeBytes !== snapshot.sealedBytes) {
-        throw backupErrors.corrupt(location.name, snapshotKey, 'checksum does not match the manifest');
-      }
-      for (const table of snapshot.tables) {
-        const rows = await countRows(trx, schema, table.name);
-        if (rows !== table.rows) {
-          throw backupErrors.corrupt(
-            location.name,
-            snapshotKey,
-            `${table.name} has ${rows} rows, the manifest says ${table.rows}`,
-          );
-        }
-      }
+        await setJournalTriggers(trx, schema, false);
 
-      // 2. The journal after the snapshot: entries of transactions the snapshot does not show, up to T.
-      const shapes = await readTableShapes(trx, schema);
-      let done = loaded;
-      // Consecutive entries of one table and operation with distinct keys go as one statement; a
-      // repeated key, another table or another operation starts the next batch, so order holds.
-      let batch: JournalEntry[] = [];
-      let batchKeys = new Set<string>();
-      const flush = async () => {
-        const first = batch[0];
-        if (!first) return;
-        await applyJournalBatch(trx, schema, first.table, shapes.get(first.table)!, first.op, batch);
-        entriesReplayed += batch.length;
-        batch = [];
-        batchKeys = new Set();
-      };
-      for (const manifest of segments) {
-        const segmentKey = backupKeys.segment(tenantId, manifest.segmentNo);
-        const entries = await this.#readSegment(location, manifest, key);
-        for (const entry of entries) {
-          done++;
-          if (isVisibleInSnapshot(entry.txid, snapshot.txSnapshot) || new Date(entry.at) > at) continue;
-          if (!shapes.has(entry.table))
-            throw backupErrors.corrupt(location.name, segmentKey, `unknown table ${entry.table}`);
-          const entryKey = JSON.stringify(entry.key);
-          const first = batch[0];
-          if (
-            first &&
-            (first.table !== entry.table ||
-              first.op !== entry.op ||
-              batchKeys.has(entryKey) ||
-              batch.length >= replayBatchEntries)
-          )
-            await flush();
-          batch.push({ ...entry, row: rekeyer.rekeyRow(entry.table, entry.row) });
-          batchKeys.add(entryKey);
+        // 1. The snapshot, streamed: checksum, decryption and decompression as the bytes arrive.
+        const digest = createDigestStream();
+        const snapshotKey = backupKeys.snapshot(tenantId, snapshot.snapshotId);
+        let loaded = 0;
+        try {
+          await pipeline(
+            await location.store.get(snapshotKey),
+            digest,
+            createDecryptStream(key.bytes, { aad: snapshotAad(tenantId, snapshot.snapshotId) }),
+            createZstdDecompress(),
+            async (source: AsyncIterable<Buffer>) => {
+              let batch: unknown[] = [];
+              let batchTable = '';
+              const flush = async () => {
+                await insertRows(trx, schema, batchTable, batch);
+                loaded += batch.length;
+                progress(loaded, 'snapshot rows');
+                batch = [];
+              };
+              for await (const line of splitLines(source)) {
+                const { table, row } = JSON.parse(line) as { table: string; row: unknown };
+                if (!snapshot.tables.some((t) => t.name === table))
+                  throw new Error(`unexpected table ${table}`);
+                if ((table !== batchTable && batch.length > 0) || batch.length >= insertBatchRows)
+                  await flush();
+                batchTable = table;
+                batch.push(rekeyer.rekeyRow(table, row as Record<string, unknown>));
+              }
+              if (batch.length > 0) await flush();
+            },
+          );
+        } catch (error) {
+          throw asCorrupt(location, snapshotKey, error);
         }
-        progress(done, `journal segment ${manifest.segmentNo}`);
-      }
-      await flush();
-      await resetIdentitySequences(trx, schema, shapes);
-      await clearJournal(trx, schema);
-      await setJournalTriggers(trx, schema, true);
-      return created;
-    });
+        const stored = digest.digest();
+        if (stored.sha256 !== snapshot.sealedSha256 || stored.sizeBytes !== snapshot.sealedBytes) {
+          throw backupErrors.corrupt(location.name, snapshotKey, 'checksum does not match the manifest');
+        }
+        for (const table of snapshot.tables) {
+          const rows = await countRows(trx, schema, table.name);
+          if (rows !== table.rows) {
+            throw backupErrors.corrupt(
+              location.name,
+              snapshotKey,
+              `${table.name} has ${rows} rows, the manifest says ${table.rows}`,
+            );
+          }
+        }
+
+        // 2. The journal after the snapshot: entries of transactions the snapshot does not show, up to T.
+        const shapes = await readTableShapes(trx, schema);
+        let done = loaded;
+        // Consecutive entries of one table and operation with distinct keys go as one statement; a
+        // repeated key, another table or another operation starts the next batch, so order holds.
+        let batch: JournalEntry[] = [];
+        let batchKeys = new Set<string>();
+        const flush = async () => {
+          const first = batch[0];
+          if (!first) return;
+          await applyJournalBatch(trx, schema, first.table, shapes.get(first.table)!, first.op, batch);
+          entriesReplayed += batch.length;
+          batch = [];
+          batchKeys = new Set();
+        };
+        for (const manifest of segments) {
+          const segmentKey = backupKeys.segment(tenantId, manifest.segmentNo);
+          const entries = await this.#readSegment(location, manifest, key);
+          for (const entry of entries) {
+            done++;
+            if (isVisibleInSnapshot(entry.txid, snapshot.txSnapshot) || new Date(entry.at) > at) continue;
+            if (!shapes.has(entry.table))
+              throw backupErrors.corrupt(location.name, segmentKey, `unknown table ${entry.table}`);
+            const entryKey = JSON.stringify(entry.key);
+            const first = batch[0];
+            if (
+              first &&
+              (first.table !== entry.table ||
+                first.op !== entry.op ||
+                batchKeys.has(entryKey) ||
+                batch.length >= replayBatchEntries)
+            )
+              await flush();
+            batch.push({ ...entry, row: rekeyer.rekeyRow(entry.table, entry.row) });
+            batchKeys.add(entryKey);
+          }
+          progress(done, `journal segment ${manifest.segmentNo}`);
+        }
+        await flush();
+        await this.#copyObjects(trx, schema, tenantId, sourceKeys, newTenantId, newKey, copied);
+        await resetIdentitySequences(trx, schema, shapes);
+        await clearJournal(trx, schema);
+        await setJournalTriggers(trx, schema, true);
+        return created;
+      })
+      .catch(async (error: unknown) => {
+        // The new tenant never existed: take back the files copied for it.
+        for (const key of copied) await newObjects.delete(key).catch(() => undefined);
+        throw error;
+      });
     return {
       tenant,
       sourceTenantId: tenantId,
@@ -322,6 +340,43 @@ export class RestoreService {
       if (isAppError(error) && error.code === keyErrors.dataKeyMissing.code)
         throw backupErrors.shredded(tenantId);
       throw error;
+    }
+  }
+
+  /**
+   * Brings back the files the restored rows name: each object version not purged is read from the
+   * source tenant's prefix, opened with the source key and sealed again under the new tenant's key
+   * and id at the same relative key (same chunk size, so ranged reads work as before). Versions are
+   * purged only after leaving the restore window, so every file that existed at T is still there.
+   */
+  async #copyObjects(
+    trx: Parameters<typeof listLiveObjectVersions>[0],
+    schema: string,
+    sourceTenantId: string,
+    sourceKeys: ReadonlyMap<number, DataKey>,
+    newTenantId: string,
+    newKey: DataKey,
+    copied: string[],
+  ): Promise<void> {
+    const source = scopeObjectStore(this.#objects, `tenants/${sourceTenantId}/`);
+    const target = scopeObjectStore(this.#objects, `tenants/${newTenantId}/`);
+    for (const row of await listLiveObjectVersions(trx, schema)) {
+      const key = sourceKeys.get(row.keyVersion);
+      if (!key) throw backupErrors.shredded(sourceTenantId);
+      copied.push(row.objectKey);
+      await target.put(
+        row.objectKey,
+        (await source.get(row.objectKey))
+          .pipe(createDecryptStream(key.bytes, { aad: objectAad(sourceTenantId, row.objectKey) }))
+          .pipe(
+            createEncryptStream(newKey.bytes, {
+              aad: objectAad(newTenantId, row.objectKey),
+              chunkSizeBytes: row.chunkSizeBytes,
+            }),
+          ),
+        { contentType: 'application/octet-stream' },
+      );
+      await setObjectKeyVersion(trx, schema, row, newKey.version);
     }
   }
 
