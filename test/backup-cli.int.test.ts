@@ -46,7 +46,7 @@ describe('strongroom backup and restore commands', () => {
     );
     expect(restored.code).toBe(0);
     expect(restored.stdout).toContain(`restored acme as of ${at} into new tenant acme-restored`);
-    expect(restored.stderr).toMatch(/restoring \[/);
+    expect(restored.stderr).toMatch(/restoring \[.*\| ETA /);
 
     const early = await runCli(
       ['restore', '--tenant', 'acme', '--at', '2020-01-01T00:00:00Z', '--into', 'acme-early'],
