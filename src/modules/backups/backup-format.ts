@@ -49,7 +49,7 @@ export interface SnapshotManifest {
   kind: 'snapshot';
   tenantId: string;
   snapshotId: string;
-  /** Start of the REPEATABLE READ transaction: the snapshot holds what was committed before it. */
+  /** When the REPEATABLE READ snapshot was fixed (or just after): it holds what had committed by then. */
   takenAt: string;
   /**
    * `txid_current_snapshot()` of that transaction (`xmin:xmax:xip,…`): a restore replays exactly the

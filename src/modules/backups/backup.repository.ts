@@ -104,11 +104,13 @@ function toSegment(row: {
 /** Sealed segments whose entries are still in the journal (some location lacks them), oldest first. */
 export async function listUnprunedSegments(scope: TenantScope): Promise<SegmentRow[]> {
   const { rows } = await sql<Parameters<typeof toSegment>[0]>`
-    select segment_no::text, first_seq::text, last_seq::text, entry_count, first_at, last_at, schema_version, shipped_to
-    from ${segments(scope)} where pruned_at is null order by segment_no`.execute(scope.trx);
+    select s.segment_no::text as segment_no, s.first_seq::text as first_seq, s.last_seq::text as last_seq,
+      s.entry_count, s.first_at, s.last_at, s.schema_version, s.shipped_to
+    from ${segments(scope)} s where s.pruned_at is null order by s.segment_no`.execute(scope.trx);
   return rows.map(toSegment);
 }
 
+/** A segment's entries in journal order (`order by j.seq`: the bigint, not its text, where 10 < 9). */
 export async function readSegmentEntries(scope: TenantScope, segmentNo: number): Promise<JournalEntry[]> {
   const { rows } = await sql<{
     seq: string;
@@ -119,8 +121,8 @@ export async function readSegmentEntries(scope: TenantScope, segmentNo: number):
     key: Record<string, unknown>;
     row: Record<string, unknown> | null;
   }>`
-    select seq::text, txid::text, at, table_name, op, key, row from ${journal(scope)}
-    where segment_no = ${segmentNo} order by seq`.execute(scope.trx);
+    select j.seq::text as seq, j.txid::text as txid, j.at, j.table_name, j.op, j.key, j.row from ${journal(scope)} j
+    where j.segment_no = ${segmentNo} order by j.seq`.execute(scope.trx);
   return rows.map((r) => ({
     seq: r.seq,
     txid: r.txid,
@@ -209,12 +211,17 @@ export async function findNewestSnapshot(
   return row && { snapshotId: row.snapshot_id, takenAt: new Date(row.taken_at), storedIn: row.stored_in };
 }
 
-/** Inside the snapshot's transaction: its start, its transaction snapshot and the segment position. */
+/**
+ * Inside the snapshot's transaction: when it was taken, its transaction snapshot and the segment
+ * position. `statement_timestamp()`, not `now()`: the snapshot is fixed at the transaction's first
+ * statement, after it began, so only a time at or after that point guarantees that everything the
+ * snapshot shows had committed (and so started) by then.
+ */
 export async function readSnapshotPosition(
   scope: TenantScope,
 ): Promise<{ takenAt: Date; txSnapshot: string; segmentPosition: number }> {
   const { rows } = await sql<{ taken_at: Date; tx_snapshot: string; segment_position: string }>`
-    select now() as taken_at, txid_current_snapshot()::text as tx_snapshot,
+    select statement_timestamp() as taken_at, txid_current_snapshot()::text as tx_snapshot,
       (select coalesce(max(segment_no), 0)::text from ${segments(scope)}) as segment_position`.execute(
     scope.trx,
   );

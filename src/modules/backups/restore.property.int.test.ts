@@ -212,7 +212,13 @@ for (const kind of await testDatabaseKinds()) {
                 ).toEqual(others);
             },
           ),
-          { numRuns: 6 },
+          // PBT_RUNS runs more cases; PBT_SEED and PBT_PATH replay a reported failure.
+          {
+            numRuns: Number(process.env.PBT_RUNS ?? 6),
+            ...(process.env.PBT_SEED
+              ? { seed: Number(process.env.PBT_SEED), path: process.env.PBT_PATH }
+              : {}),
+          },
         );
       }, 300_000);
     },
