@@ -38,6 +38,12 @@ for (const kind of await testDatabaseKinds()) {
       expect(rows.find((r) => r.table === '_journal')?.has_trigger).toBe(false);
     });
 
+    it('leaves audit tables out: what happened must never roll back', () => {
+      expect(isJournaledTable('audit_log')).toBe(false);
+      expect(isJournaledTable('audit_checkpoints')).toBe(false);
+      expect(isJournaledTable('records')).toBe(true);
+    });
+
     it('records inserts, updates and deletes with the row, in the same transaction as the change', async () => {
       const userId = newId();
       await core.withTenant(tenantId, async ({ db }) => {

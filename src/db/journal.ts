@@ -14,15 +14,15 @@ import { assertTenantSchemaName } from './tenant-schema.ts';
  * - `sessions`: sign-ins are credentials, not data. Rolling them back would revive sessions that were
  *   revoked; a restored tenant starts with everyone signed out. (Their `last_seen_at` also changes
  *   on every request, which would flood the journal.)
- * - `audit_log`: the audit trail records what happened, including the restore itself; it must never
- *   roll back with the data.
+ * - `audit_log` and any other `audit_*` table: the audit trail records what happened, including the
+ *   restore itself; it must never roll back with the data.
  * A table added by a later migration gets its trigger from `attachJournalTriggers`, which the tenant
  * migrator runs after every batch of tenant migrations (tenant-schemas.ts).
  */
 export const unjournaledTables: readonly string[] = ['sessions', 'audit_log'];
 
 export function isJournaledTable(table: string): boolean {
-  return !table.startsWith('_') && !unjournaledTables.includes(table);
+  return !table.startsWith('_') && !table.startsWith('audit_') && !unjournaledTables.includes(table);
 }
 
 export const journalTriggerName = '_journal';
