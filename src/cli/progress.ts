@@ -10,7 +10,7 @@ export interface ProgressBar {
 export function createProgressBar(context: CliContext, title: string): ProgressBar {
   const bar = new cliProgress.SingleBar(
     {
-      format: `${title} [{bar}] {percentage}% | {value}/{total} {label}`,
+      format: `${title} [{bar}] {percentage}% | {value}/{total} | ETA {eta_formatted} {label}`,
       // On a terminal cli-progress needs the real stream (it moves the cursor); otherwise plain lines.
       stream: context.isInteractive
         ? process.stderr

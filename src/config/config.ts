@@ -119,6 +119,16 @@ const envSchema = z.object({
 
   STRONGROOM_CACHE: cacheUrl.default('memory:'),
 
+  STRONGROOM_BACKUP_LOCATIONS: z.string().min(1).optional(),
+  STRONGROOM_BACKUP_CREDENTIALS: z.string().min(1).optional(),
+  STRONGROOM_BACKUP_SHIP_INTERVAL_MS: positiveMs.max(60_000).default(2_000),
+  STRONGROOM_BACKUP_SNAPSHOT_INTERVAL_HOURS: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(24 * 7)
+    .default(24),
+
   STRONGROOM_MAIL: mailUrl.default('outbox:'),
   STRONGROOM_MAIL_FROM: z.string().min(1).max(300).default('Strongroom <no-reply@strongroom.localhost>'),
   STRONGROOM_SMTP_USER: z.string().min(1).optional(),
@@ -145,7 +155,12 @@ const envSchema = z.object({
  * Variables whose value may instead come from the file named by `<VAR>_FILE`. (The master keys have
  * their own `_FILE` variables in the schema: the key provider reads, and may generate, that file.)
  */
-const fileSecrets = ['STRONGROOM_S3_SECRET_ACCESS_KEY', 'DATABASE_URL', 'STRONGROOM_SMTP_PASSWORD'] as const;
+const fileSecrets = [
+  'STRONGROOM_S3_SECRET_ACCESS_KEY',
+  'DATABASE_URL',
+  'STRONGROOM_SMTP_PASSWORD',
+  'STRONGROOM_BACKUP_CREDENTIALS',
+] as const;
 
 export type MasterKeySource =
   | { kind: 'value'; key: Secret<Buffer> }
@@ -217,8 +232,21 @@ export interface Config {
     /** Default retention; a tenant may set its own, never below the restore window. */
     retentionDays: number;
   };
+  backup: {
+    /** Two or more independent places every backup file is written to (each an object store). */
+    locations: BackupLocationConfig[];
+    /** True when nothing was configured: two folders under the data folder, one failure domain. */
+    isEmbeddedDefault: boolean;
+    /** How often the journal is shipped (the RPO is about this plus one upload). */
+    shipIntervalMs: number;
+    /** How often each tenant gets a fresh snapshot. */
+    snapshotIntervalMs: number;
+  };
   migrate: { batchSize: number; concurrency: number; canarySize: number };
 }
+
+/** One backup location: a name (in manifests, status and `--from`) and the object store behind it. */
+export type BackupLocationConfig = { name: string } & Config['objects'];
 
 export class ConfigError extends Error {
   readonly problems: string[];
@@ -343,6 +371,14 @@ export function loadConfig(env: Record<string, string | undefined>, options: Loa
     };
   }
 
+  const backupLocations = parseBackupLocations(
+    e.STRONGROOM_BACKUP_LOCATIONS ??
+      `primary=file://${resolve(dataDir, 'backups', 'primary')},secondary=file://${resolve(dataDir, 'backups', 'secondary')}`,
+    e.STRONGROOM_BACKUP_CREDENTIALS,
+    cwd,
+    problems,
+  );
+
   if (problems.length > 0) throw new ConfigError(problems);
 
   return {
@@ -421,12 +457,119 @@ export function loadConfig(env: Record<string, string | undefined>, options: Loa
       checkpointIntervalMs: e.STRONGROOM_AUDIT_CHECKPOINT_MINUTES * 60_000,
       retentionDays: e.STRONGROOM_AUDIT_RETENTION_DAYS,
     },
+    backup: {
+      locations: backupLocations,
+      isEmbeddedDefault: e.STRONGROOM_BACKUP_LOCATIONS === undefined,
+      shipIntervalMs: e.STRONGROOM_BACKUP_SHIP_INTERVAL_MS,
+      snapshotIntervalMs: e.STRONGROOM_BACKUP_SNAPSHOT_INTERVAL_HOURS * 3600_000,
+    },
     migrate: {
       batchSize: e.STRONGROOM_MIGRATE_BATCH_SIZE,
       concurrency: e.STRONGROOM_MIGRATE_CONCURRENCY,
       canarySize: e.STRONGROOM_MIGRATE_CANARY_SIZE,
     },
   };
+}
+
+const locationNamePattern = /^[a-z][a-z0-9-]{0,31}$/;
+
+/**
+ * `STRONGROOM_BACKUP_LOCATIONS`: comma-separated `name=url` entries, at least two, e.g.
+ * `onsite=file:///srv/backups,offsite=s3://sr-backups?endpoint=https://s3.example.net&region=eu-west-1`.
+ * Credentials of S3 locations come from `STRONGROOM_BACKUP_CREDENTIALS` (or its `_FILE`), a JSON
+ * object by location name: `{"offsite":{"accessKeyId":"…","secretAccessKey":"…"}}`; a location
+ * without an entry uses the SDK's default chain. Problems name the variable and location, never a value.
+ */
+function parseBackupLocations(
+  setting: string,
+  credentialsJson: string | undefined,
+  cwd: string,
+  problems: string[],
+): BackupLocationConfig[] {
+  let credentials: Record<string, { accessKeyId?: unknown; secretAccessKey?: unknown }> = {};
+  if (credentialsJson !== undefined) {
+    try {
+      const parsed: unknown = JSON.parse(credentialsJson);
+      if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed))
+        throw new Error('not an object');
+      credentials = parsed as typeof credentials;
+    } catch {
+      problems.push(
+        'STRONGROOM_BACKUP_CREDENTIALS: must be a JSON object {"<location>":{"accessKeyId":"…","secretAccessKey":"…"}}',
+      );
+    }
+  }
+  const locations: BackupLocationConfig[] = [];
+  const entries = setting
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
+  for (const entry of entries) {
+    const at = entry.indexOf('=');
+    const name = at > 0 ? entry.slice(0, at) : '';
+    const url = at > 0 ? entry.slice(at + 1) : '';
+    if (!locationNamePattern.test(name)) {
+      problems.push(
+        'STRONGROOM_BACKUP_LOCATIONS: each entry must be name=url with a name of [a-z][a-z0-9-]*',
+      );
+      continue;
+    }
+    if (locations.some((l) => l.name === name)) {
+      problems.push(`STRONGROOM_BACKUP_LOCATIONS: location ${name} is listed twice`);
+      continue;
+    }
+    if (url.startsWith('file://')) {
+      locations.push({
+        name,
+        kind: 'fs',
+        rootDir: resolve(cwd, decodeURIComponent(url.slice('file://'.length))),
+      });
+    } else if (url.startsWith('s3://')) {
+      if (/^s3:\/\/[^/?]*@/.test(url)) {
+        problems.push(
+          `STRONGROOM_BACKUP_LOCATIONS: location ${name}: put credentials in STRONGROOM_BACKUP_CREDENTIALS, not in the URL`,
+        );
+        continue;
+      }
+      const given = credentials[name];
+      const isComplete = typeof given?.accessKeyId === 'string' && typeof given.secretAccessKey === 'string';
+      if (given !== undefined && !isComplete) {
+        problems.push(
+          `STRONGROOM_BACKUP_CREDENTIALS: location ${name} needs both accessKeyId and secretAccessKey`,
+        );
+      }
+      locations.push({
+        name,
+        kind: 's3',
+        url,
+        credentials: isComplete
+          ? {
+              accessKeyId: given.accessKeyId as string,
+              secretAccessKey: new Secret(given.secretAccessKey as string),
+            }
+          : undefined,
+      });
+    } else {
+      problems.push(
+        `STRONGROOM_BACKUP_LOCATIONS: location ${name} must be file://<folder> or s3://<bucket>?…`,
+      );
+    }
+  }
+  for (const name of Object.keys(credentials)) {
+    if (!locations.some((l) => l.name === name && l.kind === 's3')) {
+      problems.push(
+        `STRONGROOM_BACKUP_CREDENTIALS: ${name} is not an S3 location of STRONGROOM_BACKUP_LOCATIONS`,
+      );
+    }
+  }
+  if (entries.length < 2) {
+    problems.push('STRONGROOM_BACKUP_LOCATIONS: list at least two locations (name=url,name=url)');
+  }
+  const targets = locations.map((l) => (l.kind === 'fs' ? l.rootDir : l.url));
+  if (new Set(targets).size !== targets.length) {
+    problems.push('STRONGROOM_BACKUP_LOCATIONS: two locations name the same place');
+  }
+  return locations;
 }
 
 /** Rules between variables, checked on the raw strings so they report even if the schema failed. */

@@ -1,5 +1,6 @@
 import { sql } from 'kysely';
 import type { AnyKysely, Database } from './database.ts';
+import { attachJournalTriggers } from './journal.ts';
 import { type Migration, migrateSchemaDown, migrateSchemaUp } from './migrator.ts';
 import { tenantRoleName, tenantSchemaName } from './tenant-schema.ts';
 
@@ -27,6 +28,7 @@ export async function createTenantSchema(
     if (!roles.isSuperuser) await sql`grant ${sql.id(role)} to current_user`.execute(trx);
   }
   const applied = await migrateSchemaUp(trx, schema, migrations);
+  await attachJournalTriggers(trx, schema);
   await grantTenantPrivileges(trx, roles, tenantId);
   return applied.at(-1) ?? null;
 }
@@ -39,7 +41,11 @@ export async function migrateTenantSchema(
   migrations: readonly Migration[],
 ): Promise<string[]> {
   const applied = await migrateSchemaUp(trx, tenantSchemaName(tenantId), migrations);
-  if (applied.length > 0) await grantTenantPrivileges(trx, roles, tenantId);
+  if (applied.length > 0) {
+    // A table a migration added joins the change journal (db/journal.ts) in the same transaction.
+    await attachJournalTriggers(trx, tenantSchemaName(tenantId));
+    await grantTenantPrivileges(trx, roles, tenantId);
+  }
   return applied;
 }
 

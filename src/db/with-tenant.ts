@@ -17,8 +17,17 @@ export interface TenantScope {
 export type WithTenant = <T>(
   tenantId: string | undefined,
   fn: (scope: TenantScope) => Promise<T>,
-  options?: { readOnly?: boolean },
+  options?: WithTenantOptions,
 ) => Promise<T>;
+
+export interface WithTenantOptions {
+  readOnly?: boolean;
+  /**
+   * `repeatable read`: every statement of `fn` sees one snapshot of the tenant (backup snapshots).
+   * Such work never goes to the read pool, which runs each statement on its own.
+   */
+  isolation?: 'repeatable read';
+}
 
 export const tenantScopeErrors = {
   tenantGone: defineError('tenant_not_found', 'not_found', 'The tenant does not exist or was deleted.'),
@@ -40,8 +49,10 @@ export function createWithTenant(database: Database): WithTenant {
   return async (tenantId, fn, options = {}) => {
     if (!tenantId) throw commonErrors.tenantContextMissing();
     const schema = tenantSchemaName(tenantId);
-    const builder = database.db.transaction();
-    const transaction = options.readOnly ? builder.setAccessMode('read only') : builder;
+    const isolated = options.isolation
+      ? database.db.transaction().setIsolationLevel(options.isolation)
+      : database.db.transaction();
+    const transaction = options.readOnly ? isolated.setAccessMode('read only') : isolated;
     return transaction.execute(async (trx) => {
       // One statement sets all three for this transaction only. set_config('role', …, true) is
       // SET LOCAL ROLE (same membership checks), and fails if the role went with its tenant.
@@ -77,7 +88,7 @@ function createServerWithTenant(database: Database, timeout: string): WithTenant
       ...(database.rolesEnabled ? [`set_config('role', '${schema}', true)`] : []),
     ];
     const reads = database.tenantReads;
-    if (options.readOnly && reads) {
+    if (options.readOnly && reads && !options.isolation) {
       return reads.run(schema, async () => {
         try {
           return await fn({ tenantId, schema, db: reads.db.withSchema(schema), trx: reads.db });
@@ -87,7 +98,11 @@ function createServerWithTenant(database: Database, timeout: string): WithTenant
         }
       });
     }
-    const begin = sql.raw(`begin${options.readOnly ? ' read only' : ''}; select ${settings.join(', ')}`);
+    const mode = [
+      ...(options.isolation === 'repeatable read' ? [' isolation level repeatable read'] : []),
+      ...(options.readOnly ? [' read only'] : []),
+    ].join(',');
+    const begin = sql.raw(`begin${mode}; select ${settings.join(', ')}`);
     return database.db.connection().execute(async (connection) => {
       try {
         await begin.execute(connection);

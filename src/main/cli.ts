@@ -1,6 +1,7 @@
 import { Command, CommanderError } from 'commander';
 import { registerAttachmentCommands } from '../cli/attachments.command.ts';
 import { registerAuditCommands } from '../cli/audit.command.ts';
+import { registerBackupCommands, registerRestoreCommand } from '../cli/backup.command.ts';
 import { type CliContext, reportError } from '../cli/cli-context.ts';
 import { registerConfigCommands } from '../cli/config.command.ts';
 import { registerKeysCommands } from '../cli/keys.command.ts';
@@ -27,6 +28,8 @@ export async function main(argv: string[], context: CliContext = processContext(
   registerKeysCommands(program, context);
   registerAttachmentCommands(program, context);
   registerAuditCommands(program, context);
+  registerBackupCommands(program, context);
+  registerRestoreCommand(program, context);
   registerConfigCommands(program, context);
   for (const command of program.commands)
     command.exitOverride().configureOutput({ writeOut: context.stdout, writeErr: context.stderr });

@@ -9,6 +9,8 @@ import { createWithTenant, type WithTenant } from '../db/with-tenant.ts';
 import { AttachmentService } from '../modules/attachments/attachment.service.ts';
 import { AuditService } from '../modules/audit/audit.service.ts';
 import { AuditSigner } from '../modules/audit/audit-signer.ts';
+import { BackupService } from '../modules/backups/backup.service.ts';
+import type { BackupLocation } from '../modules/backups/backup-format.ts';
 import { CredentialsRepository } from '../modules/identity/credentials.repository.ts';
 import { IdentityService } from '../modules/identity/identity.service.ts';
 import { LoginThrottle } from '../modules/identity/login-throttle.ts';
@@ -70,6 +72,7 @@ export interface Core {
   audit: AuditService;
   fleet: FleetMigrationService;
   tenantMigrations: readonly Migration[];
+  backups: BackupService;
 }
 
 export interface CoreOptions {
@@ -108,6 +111,8 @@ export interface CoreOptions {
     enabled?: boolean;
     onError?: (error: unknown, what: string) => void;
   };
+  /** Where backups go (STRONGROOM_BACKUP_LOCATIONS); default none (backup commands then refuse). */
+  backupLocations?: readonly BackupLocation[];
   /** Tenant migrations to use (the bench adds one); default: the shipped list. */
   tenantMigrations?: readonly Migration[];
 }
@@ -233,6 +238,17 @@ export function composeCore(options: CoreOptions): Core {
     audit,
     fleet: new FleetMigrationService({ database, tenants: tenantRepository, migrations }),
     tenantMigrations: migrations,
+    backups: new BackupService({
+      database,
+      tenants: tenantRepository,
+      withTenant,
+      keys,
+      locations: options.backupLocations ?? [],
+      migrations,
+      clock,
+      restoreWindowMs: options.restoreWindowMs ?? 7 * 24 * 3600_000,
+      objects: options.objects,
+    }),
   };
 }
 

@@ -45,6 +45,11 @@ export async function openRuntime(config: Config, log: Logger): Promise<Runtime>
     closers.push(() => mailer.close());
     const objects = openObjectStore(config.objects);
     closers.push(() => objects.close());
+    const backupLocations = config.backup.locations.map((location) => ({
+      name: location.name,
+      store: openObjectStore(location),
+    }));
+    for (const location of backupLocations) closers.push(() => location.store.close());
     const core = composeCore({
       database,
       keyProvider,
@@ -63,6 +68,7 @@ export async function openRuntime(config: Config, log: Logger): Promise<Runtime>
         retentionDays: config.audit.retentionDays,
         onError: (error, what) => log.warn({ err: error }, what),
       },
+      backupLocations,
     });
     await prepareControlPlane(core);
     return { core, objects, cache, mailer, close };

@@ -8,6 +8,7 @@ import {
   runAttachmentMaintenance,
 } from '../modules/attachments/attachment-maintenance.ts';
 import { runAuditCheckpoints } from '../modules/audit/audit-checkpoints.ts';
+import { backupErrors } from '../modules/backups/backup.errors.ts';
 import { isAppError } from '../platform/errors.ts';
 import type { Logger } from '../platform/logger.ts';
 import { appServices, type Core } from './compose.ts';
@@ -81,6 +82,13 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
   // Reads, refusals and errors are batched: written at least every 250 ms.
   core.audit.start();
   const checkpoints = scheduleAuditCheckpoints(core, log);
+  if (config.backup.isEmbeddedDefault) {
+    log.warn(
+      { locations: config.backup.locations.map((l) => (l.kind === 'fs' ? l.rootDir : l.url)) },
+      'backups go to two folders on this machine: one disk failure loses both. In production set STRONGROOM_BACKUP_LOCATIONS to two independent failure domains (e.g. a local folder and an S3 bucket elsewhere)',
+    );
+  }
+  const backups = scheduleBackups(core, config, log);
 
   let shuttingDown: Promise<void> | undefined;
   const shutdown = (reason: string): Promise<void> => {
@@ -95,6 +103,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
       await maintenance.stop();
       await grantSummaries.stop();
       await checkpoints.stop();
+      await backups.stop();
       await redirect?.close();
       await app.close();
       // After the last request: its call is counted too.
@@ -239,6 +248,65 @@ function scheduleAuditCheckpoints(core: Core, log: Logger): { stop(): Promise<vo
     async stop() {
       clearInterval(every);
       await running;
+    },
+  };
+}
+
+/** How often every node checks which tenants are due a snapshot; a lease lets one node do it. */
+const snapshotCheckIntervalMs = 10 * 60_000;
+
+/**
+ * Ships the change journal every STRONGROOM_BACKUP_SHIP_INTERVAL_MS, takes the snapshots that are
+ * due (STRONGROOM_BACKUP_SNAPSHOT_INTERVAL_HOURS since a tenant's newest one), then deletes backups
+ * that have left the restore window. Both run under leases,
+ * so with several nodes each round runs on one of them. A round never overlaps the previous one.
+ */
+function scheduleBackups(core: Core, config: Config, log: Logger): { stop(): Promise<void> } {
+  let shipping: Promise<void> | undefined;
+  let snapshotting: Promise<void> | undefined;
+  const ignoreBusy = (what: string) => (error: unknown) => {
+    if (isAppError(error) && error.code === backupErrors.inProgress.code) return;
+    log.warn({ err: error }, `${what} failed; retrying at the next round`);
+  };
+  const ship = () => {
+    shipping ??= core.backups
+      .ship()
+      .then((summary) => {
+        if (summary.failures.length > 0)
+          log.warn(
+            { failures: summary.failures },
+            'some backup locations could not be written; their backlog ships when they are back',
+          );
+      }, ignoreBusy('journal shipping'))
+      .finally(() => {
+        shipping = undefined;
+      });
+  };
+  const snapshot = () => {
+    snapshotting ??= core.backups
+      .snapshotAll({ dueAfterMs: config.backup.snapshotIntervalMs })
+      .then(async (results) => {
+        if (results.length > 0) log.info({ tenants: results.length }, 'snapshots taken');
+        // Only the node that took the snapshot lease gets here: it also applies retention.
+        const pruned = await core.backups.prune();
+        if (pruned.some((p) => p.snapshotsDeleted + p.segmentsDeleted > 0 || p.problems.length > 0))
+          log.info({ pruned }, 'backups past the restore window deleted');
+      }, ignoreBusy('snapshots'))
+      .finally(() => {
+        snapshotting = undefined;
+      });
+  };
+  const shipTimer = setInterval(ship, config.backup.shipIntervalMs);
+  const firstSnapshot = setTimeout(snapshot, 30_000);
+  const snapshotTimer = setInterval(snapshot, snapshotCheckIntervalMs);
+  for (const timer of [shipTimer, firstSnapshot, snapshotTimer]) timer.unref();
+  return {
+    async stop() {
+      clearInterval(shipTimer);
+      clearTimeout(firstSnapshot);
+      clearInterval(snapshotTimer);
+      await shipping;
+      await snapshotting;
     },
   };
 }

@@ -460,7 +460,7 @@ async function liveAttachment(
  * Binds every chunk to its tenant and object: an object copied to another key or another tenant's
  * prefix fails to authenticate.
  */
-function objectAad(tenantId: string, objectKey: string): Buffer {
+export function objectAad(tenantId: string, objectKey: string): Buffer {
   return encodeAad(['strongroom/attachment/v1', tenantId, objectKey]);
 }
 

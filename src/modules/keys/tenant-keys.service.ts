@@ -50,8 +50,11 @@ export class TenantKeyService {
     return this.#provider.currentKekId;
   }
 
-  /** Creates version 1 of a new tenant's key, inside the tenant-creation transaction. */
-  async createDataKey(control: Kysely<ControlTables>, tenantId: string): Promise<void> {
+  /**
+   * Creates version 1 of a new tenant's key, inside the tenant-creation transaction, and returns it
+   * (a restore re-encrypts sensitive values with it before that transaction commits).
+   */
+  async createDataKey(control: Kysely<ControlTables>, tenantId: string): Promise<DataKey> {
     const version = 1;
     const bytes = randomBytes(32);
     const wrapped = await this.#provider.wrap(bytes, dataKeyAad(tenantId, version));
@@ -59,6 +62,7 @@ export class TenantKeyService {
       { tenantId, version, kekId: wrapped.kekId, wrapped: Buffer.from(wrapped.ciphertext) },
       control,
     );
+    return { version, bytes };
   }
 
   /** The tenant's key of `version`, or its newest key; rejects with `data_key_missing` if destroyed. */

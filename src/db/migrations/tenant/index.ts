@@ -9,6 +9,7 @@ import { createAttachments } from './20261123010000-create-attachments.ts';
 import { createCollectionPolicies } from './20261123020000-create-collection-policies.ts';
 import { createUsageCounters } from './20261123030000-create-usage-counters.ts';
 import { createAuditLog } from './20261123100000-create-audit-log.ts';
+import { createJournal } from './20261123110000-create-journal.ts';
 
 /**
  * Tenant-schema migrations, oldest first, applied to every tenant by the fleet runner. Append only;
@@ -26,4 +27,5 @@ export const tenantMigrations: readonly Migration[] = [
   createCollectionPolicies,
   createUsageCounters,
   createAuditLog,
+  createJournal,
 ];

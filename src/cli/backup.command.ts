@@ -1,0 +1,220 @@
+import { type Command, Option } from 'commander';
+import { tenantErrors } from '../modules/tenants/tenant.errors.ts';
+import { type CliContext, CliExit, formatTable, withRuntime } from './cli-context.ts';
+import { createProgressBar } from './progress.ts';
+
+const json = new Option('--json', 'print JSON instead of text');
+
+function seconds(ms: number): string {
+  return `${(ms / 1000).toFixed(1)} s`;
+}
+
+export function registerBackupCommands(program: Command, context: CliContext): void {
+  const backup = program
+    .command('backup')
+    .description(
+      'backups in every STRONGROOM_BACKUP_LOCATIONS location: ship the change journal, take snapshots, show status, verify',
+    );
+
+  backup
+    .command('ship')
+    .description(
+      "seal every tenant's change journal into encrypted segments and write them to every location (the server does this every few seconds)",
+    )
+    .addOption(json)
+    .action(async (options: { json?: boolean }) => {
+      const failed = await withRuntime(context, async ({ core }) => {
+        const summary = await core.backups.ship();
+        if (options.json) context.stdout(`${JSON.stringify(summary, null, 2)}\n`);
+        else {
+          context.stdout(
+            `${summary.tenants} tenants: ${summary.segmentsSealed} segments sealed, ${summary.segmentsShipped} copies written, ${summary.segmentsPruned} pruned from the journal\n`,
+          );
+          for (const f of summary.failures)
+            context.stdout(`  ${f.location} unreachable for ${f.tenantId}: ${f.message}\n`);
+        }
+        return summary.failures.length > 0;
+      });
+      if (failed) throw new CliExit(1);
+    });
+
+  backup
+    .command('snapshot')
+    .description('snapshot every tenant (or one) now: consistent, compressed, encrypted, to every location')
+    .option('--tenant <slug>', 'only this tenant')
+    .addOption(json)
+    .action(async (options: { tenant?: string; json?: boolean }) => {
+      const failed = await withRuntime(context, async ({ core }) => {
+        let results: Awaited<ReturnType<typeof core.backups.snapshotAll>>;
+        if (options.tenant) {
+          const tenant = await core.tenants.get(options.tenant);
+          if (tenant.status === 'deleted') throw tenantErrors.notFound();
+          results = [await core.backups.snapshotTenant(tenant.id)];
+        } else {
+          const bar = createProgressBar(context, 'snapshotting tenants');
+          try {
+            results = await core.backups.snapshotAll({
+              onProgress: (done, total) => bar.update(done, total),
+            });
+          } finally {
+            bar.stop();
+          }
+        }
+        if (options.json) context.stdout(`${JSON.stringify(results, null, 2)}\n`);
+        else {
+          for (const r of results) {
+            context.stdout(
+              `${r.tenantId}: snapshot ${r.snapshotId} at ${r.takenAt.toISOString()}, ${r.rowCount} rows, ${r.sealedBytes} bytes sealed, in ${r.storedIn.join(', ') || 'no location'}\n`,
+            );
+            for (const f of r.failures) context.stdout(`  ${f.location} failed: ${f.message}\n`);
+          }
+        }
+        return results.some((r) => r.failures.length > 0);
+      });
+      if (failed) throw new CliExit(1);
+    });
+
+  backup
+    .command('status')
+    .description(
+      'per tenant and location: the newest snapshot, the last shipped journal segment, entries not shipped yet and the RPO (age of the oldest change a location lacks)',
+    )
+    .addOption(json)
+    .action(async (options: { json?: boolean }) => {
+      await withRuntime(context, async ({ core }) => {
+        const statuses = await core.backups.status();
+        if (options.json) {
+          context.stdout(
+            `${JSON.stringify({ locations: core.backups.locations.map((l) => l.name), tenants: statuses }, null, 2)}\n`,
+          );
+          return;
+        }
+        const rows = statuses.flatMap((s) =>
+          s.locations.map((l) => [
+            s.slug,
+            l.location,
+            s.newestSnapshot?.storedIn.includes(l.location) ? s.newestSnapshot.takenAt : '-',
+            l.lastSegmentNo === null ? '-' : String(l.lastSegmentNo),
+            l.lastShippedChangeAt ?? '-',
+            String(l.pendingEntries),
+            seconds(l.rpoMs),
+          ]),
+        );
+        context.stdout(
+          formatTable(
+            ['TENANT', 'LOCATION', 'SNAPSHOT', 'SEGMENT', 'LAST CHANGE SHIPPED', 'PENDING', 'RPO'],
+            rows,
+          ),
+        );
+      });
+    });
+
+  backup
+    .command('prune')
+    .description(
+      'delete snapshots and journal segments no restore inside the window (STRONGROOM_RESTORE_WINDOW_DAYS) can need; never leaves a gap (the server does this after its snapshots)',
+    )
+    .addOption(json)
+    .action(async (options: { json?: boolean }) => {
+      const hasProblems = await withRuntime(context, async ({ core }) => {
+        const results = await core.backups.prune();
+        if (options.json) context.stdout(`${JSON.stringify(results, null, 2)}\n`);
+        else
+          for (const r of results) {
+            context.stdout(
+              `${r.location}: ${r.snapshotsDeleted} snapshots and ${r.segmentsDeleted} journal segments deleted\n`,
+            );
+            for (const p of r.problems) context.stdout(`  ${p.key}: ${p.problem}\n`);
+          }
+        return results.some((r) => r.problems.length > 0);
+      });
+      if (hasProblems) throw new CliExit(1);
+    });
+
+  backup
+    .command('verify')
+    .description(
+      "check every file in every location: manifest, size and SHA-256, decryption and entry counts (where the tenant's key exists), and that journal segments have no gap. Exit 8 on any problem.",
+    )
+    .addOption(json)
+    .action(async (options: { json?: boolean }) => {
+      const hasProblems = await withRuntime(context, async ({ core }) => {
+        const results = await core.backups.verify();
+        if (options.json) context.stdout(`${JSON.stringify(results, null, 2)}\n`);
+        else {
+          for (const r of results) {
+            context.stdout(
+              `${r.location}: ${r.tenants} tenants, ${r.filesChecked} files checked, ${r.problems.length} problems${r.shreddedTenants.length > 0 ? `, ${r.shreddedTenants.length} tenants shredded (data key destroyed: unreadable by design)` : ''}\n`,
+            );
+            for (const p of r.problems) context.stdout(`  ${p.key}: ${p.problem}\n`);
+            for (const t of r.shreddedTenants) context.stdout(`  shredded: ${t}\n`);
+          }
+        }
+        return results.some((r) => r.problems.length > 0);
+      });
+      if (hasProblems) throw new CliExit(8);
+    });
+}
+
+export function registerRestoreCommand(program: Command, context: CliContext): void {
+  program
+    .command('restore')
+    .description(
+      'restore a tenant as it was at an instant (newest snapshot before it, plus the change journal) into a new tenant; other tenants are not touched',
+    )
+    .requiredOption('--tenant <slug>', 'the tenant to restore (its slug, or its id if deleted)')
+    .requiredOption('--at <time>', 'the instant, ISO 8601 with a zone, e.g. 2026-11-20T14:03:12Z')
+    .requiredOption('--into <slug>', 'slug of the new tenant the restored data is published as')
+    .option('--name <name>', 'display name of the new tenant')
+    .option('--from <location>', 'read only this backup location (default: the first that works)')
+    .addOption(json)
+    .action(
+      async (options: {
+        tenant: string;
+        at: string;
+        into: string;
+        name?: string;
+        from?: string;
+        json?: boolean;
+      }) => {
+        const at = new Date(options.at);
+        if (
+          !/^\d{4}-\d{2}-\d{2}T[\d:.]+(Z|[+-]\d{2}:\d{2})$/.test(options.at) ||
+          Number.isNaN(at.getTime())
+        ) {
+          context.stderr(
+            'error [invalid_time]: --at must be an ISO 8601 time with a zone, e.g. 2026-11-20T14:03:12Z\n',
+          );
+          throw new CliExit(2);
+        }
+        await withRuntime(context, async ({ core }) => {
+          const bar = createProgressBar(context, 'restoring');
+          let result: Awaited<ReturnType<typeof core.backups.restore>>;
+          try {
+            result = await core.backups.restore({
+              tenant: options.tenant,
+              at,
+              intoSlug: options.into,
+              ...(options.name ? { intoName: options.name } : {}),
+              ...(options.from ? { from: options.from } : {}),
+              onProgress: (done, total, label) => bar.update(done, total, label),
+            });
+          } finally {
+            bar.stop();
+          }
+          if (options.json) {
+            context.stdout(`${JSON.stringify(result, null, 2)}\n`);
+            return;
+          }
+          context.stdout(
+            [
+              `restored ${options.tenant} as of ${at.toISOString()} into new tenant ${result.tenant.slug} (${result.tenant.id})`,
+              `  from ${result.location}: snapshot of ${result.snapshotTakenAt.toISOString()} (${result.rowsLoaded} rows) + ${result.entriesReplayed} journal entries from ${result.segmentsRead} segments`,
+              `  the new tenant's first snapshot is in ${result.snapshot.storedIn.join(', ')}`,
+              '',
+            ].join('\n'),
+          );
+        });
+      },
+    );
+}

@@ -1,0 +1,137 @@
+import { createHash } from 'node:crypto';
+import { Transform } from 'node:stream';
+import { encodeAad } from '../../crypto/aead.ts';
+import type { ObjectStore } from '../../ports/object-store.port.ts';
+
+/**
+ * What a backup location holds, per tenant (every file sealed with the tenant's data key):
+ *
+ *   tenants/<tenantId>/segments/<segmentNo, 12 digits>.seg    journal entries, JSON lines
+ *   tenants/<tenantId>/segments/<segmentNo>.json              its manifest (plaintext, no tenant data)
+ *   tenants/<tenantId>/snapshots/<snapshotId>.snap            every row of the tenant, JSON lines
+ *   tenants/<tenantId>/snapshots/<snapshotId>.json            its manifest
+ *
+ * Sealed = zstd-compressed, then encrypted with the streaming AEAD (crypto/stream-aead.ts) under the
+ * tenant's data key, with the tenant id, the kind and the file's number or id bound in as associated
+ * data: a file copied to another tenant or renamed to another segment fails to decrypt. A manifest is
+ * written after its file, so a manifest names a complete file; it carries the SHA-256 of the sealed
+ * bytes, so corruption is found without the key (`backup verify`), and the AEAD finds it with it.
+ */
+export const backupFormat = 'strongroom-backup/v1';
+export const backupCompression = 'zstd';
+
+export interface BackupLocation {
+  readonly name: string;
+  readonly store: ObjectStore;
+}
+
+export interface SegmentManifest {
+  format: typeof backupFormat;
+  kind: 'segment';
+  tenantId: string;
+  segmentNo: number;
+  firstSeq: string;
+  lastSeq: string;
+  entryCount: number;
+  /** Earliest and latest transaction start among the entries. */
+  firstAt: string;
+  lastAt: string;
+  schemaVersion: string;
+  keyVersion: number;
+  compression: typeof backupCompression;
+  sealedBytes: number;
+  sealedSha256: string;
+  createdAt: string;
+}
+
+export interface SnapshotManifest {
+  format: typeof backupFormat;
+  kind: 'snapshot';
+  tenantId: string;
+  snapshotId: string;
+  /** When the REPEATABLE READ snapshot was fixed (or just after): it holds what had committed by then. */
+  takenAt: string;
+  /**
+   * `txid_current_snapshot()` of that transaction (`xmin:xmax:xip,…`): a restore replays exactly the
+   * journal entries of transactions it does not show.
+   */
+  txSnapshot: string;
+  /** Every segment numbered at most this holds only entries the snapshot already shows. */
+  segmentPosition: number;
+  schemaVersion: string;
+  keyVersion: number;
+  compression: typeof backupCompression;
+  /** Tables in load order (parents before children) with their row counts. */
+  tables: Array<{ name: string; rows: number }>;
+  sealedBytes: number;
+  sealedSha256: string;
+  createdAt: string;
+}
+
+/** One line of a segment. */
+export interface JournalEntry {
+  seq: string;
+  txid: string;
+  at: string;
+  table: string;
+  op: 'insert' | 'update' | 'delete';
+  key: Record<string, unknown>;
+  row: Record<string, unknown> | null;
+}
+
+const tenantPrefix = (tenantId: string) => `tenants/${tenantId}/`;
+
+export const backupKeys = {
+  segmentsPrefix: (tenantId: string) => `${tenantPrefix(tenantId)}segments/`,
+  snapshotsPrefix: (tenantId: string) => `${tenantPrefix(tenantId)}snapshots/`,
+  segment: (tenantId: string, segmentNo: number) =>
+    `${tenantPrefix(tenantId)}segments/${String(segmentNo).padStart(12, '0')}.seg`,
+  segmentManifest: (tenantId: string, segmentNo: number) =>
+    `${tenantPrefix(tenantId)}segments/${String(segmentNo).padStart(12, '0')}.json`,
+  snapshot: (tenantId: string, snapshotId: string) => `${tenantPrefix(tenantId)}snapshots/${snapshotId}.snap`,
+  snapshotManifest: (tenantId: string, snapshotId: string) =>
+    `${tenantPrefix(tenantId)}snapshots/${snapshotId}.json`,
+};
+
+export function segmentAad(tenantId: string, segmentNo: number): Buffer {
+  return encodeAad(['strongroom/backup/segment/v1', tenantId, String(segmentNo)]);
+}
+
+export function snapshotAad(tenantId: string, snapshotId: string): Buffer {
+  return encodeAad(['strongroom/backup/snapshot/v1', tenantId, snapshotId]);
+}
+
+/** A pass-through that hashes and counts what flows through it. */
+export function createDigestStream(): Transform & { digest(): { sha256: string; sizeBytes: number } } {
+  const hash = createHash('sha256');
+  let sizeBytes = 0;
+  const stream = new Transform({
+    transform(chunk: Buffer, _encoding, callback) {
+      hash.update(chunk);
+      sizeBytes += chunk.length;
+      callback(null, chunk);
+    },
+  });
+  return Object.assign(stream, { digest: () => ({ sha256: hash.digest('hex'), sizeBytes }) });
+}
+
+export async function readAll(stream: AsyncIterable<Buffer | string>): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  for await (const part of stream) parts.push(Buffer.from(part));
+  return Buffer.concat(parts);
+}
+
+/** Reads and parses a manifest; undefined when it is not valid JSON of the expected kind. */
+export async function readManifest<T extends SegmentManifest | SnapshotManifest>(
+  store: ObjectStore,
+  key: string,
+  kind: T['kind'],
+): Promise<T | undefined> {
+  const text = (await readAll(await store.get(key))).toString('utf8');
+  try {
+    const parsed = JSON.parse(text) as T;
+    return parsed.format === backupFormat && parsed.kind === kind ? parsed : undefined;
+  } catch {
+    return undefined;
+  }
+}

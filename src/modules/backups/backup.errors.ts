@@ -1,0 +1,69 @@
+import { defineError } from '../../platform/errors.ts';
+
+export const backupErrors = {
+  noLocations: defineError(
+    'backup_locations_missing',
+    'invalid',
+    'Backups need at least two configured locations (STRONGROOM_BACKUP_LOCATIONS).',
+  ),
+  unknownLocation: defineError(
+    'backup_location_unknown',
+    'invalid',
+    'No backup location has that name.',
+    (name: string, known: string[]) => ({
+      message: `no backup location is called ${name} (configured: ${known.join(', ')})`,
+      details: { location: name, known },
+    }),
+  ),
+  inProgress: defineError(
+    'backup_job_in_progress',
+    'conflict',
+    'The same backup job (shipping, snapshots, or a restore of this tenant) is already running elsewhere.',
+    (job: string, holder: string) => ({
+      message: `${job} is already running (${holder})`,
+      details: { job, holder },
+    }),
+  ),
+  outsideWindow: defineError(
+    'restore_time_outside_window',
+    'invalid',
+    'The requested restore time is outside the window the backups cover.',
+    (at: Date, from: Date | undefined, to: Date) => ({
+      message: from
+        ? `cannot restore to ${at.toISOString()}: the backups cover ${from.toISOString()} to ${to.toISOString()}`
+        : `cannot restore to ${at.toISOString()}: there is no snapshot of this tenant yet (take one with \`strongroom backup snapshot\`)`,
+      details: {
+        at: at.toISOString(),
+        windowStart: from?.toISOString() ?? null,
+        windowEnd: to.toISOString(),
+      },
+    }),
+  ),
+  corrupt: defineError(
+    'backup_corrupt',
+    'integrity',
+    'A backup file or manifest failed its checksum, decryption or continuity check.',
+    (location: string, key: string, reason: string) => ({
+      message: `backup file ${key} in ${location} is unusable: ${reason}`,
+      details: { location, key, reason },
+    }),
+  ),
+  shredded: defineError(
+    'backup_shredded',
+    'not_found',
+    "The tenant's data key was destroyed (tenant deleted): its backups can no longer be read.",
+    (tenantId: string) => ({
+      message: `the backups of tenant ${tenantId} are shredded: its data key was destroyed when it was deleted`,
+      details: { tenantId },
+    }),
+  ),
+  schemaMismatch: defineError(
+    'restore_schema_version_unsupported',
+    'unsupported',
+    'The backup was taken at a tenant schema version this restore cannot replay yet.',
+    (found: string, expected: string | null) => ({
+      message: `the backup is at tenant schema version ${found}, this Strongroom is at ${expected}; restoring across a tenant migration is not supported yet`,
+      details: { found, expected },
+    }),
+  ),
+};

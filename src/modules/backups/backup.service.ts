@@ -1,0 +1,103 @@
+import type { Database } from '../../db/database.ts';
+import type { Migration } from '../../db/migrator.ts';
+import type { WithTenant } from '../../db/with-tenant.ts';
+import type { Clock } from '../../platform/clock.ts';
+import type { ObjectStore } from '../../ports/object-store.port.ts';
+import type { TenantKeyService } from '../keys/tenant-keys.service.ts';
+import type { TenantRepository } from '../tenants/tenant.repository.ts';
+import type { BackupLocation } from './backup-format.ts';
+import { pruneBackups, type RetentionSummary } from './backup-retention.ts';
+import { readBackupStatus, type TenantBackupStatus } from './backup-status.ts';
+import { type LocationVerification, verifyBackups } from './backup-verify.ts';
+import { JournalShipper, type ShipSummary } from './journal-shipper.ts';
+import { type RestoreRequest, type RestoreResult, RestoreService } from './restore.service.ts';
+import { type SnapshotResult, SnapshotService } from './snapshot.service.ts';
+
+/**
+ * Backups of every tenant in two or more locations: the journal shipper, snapshots, point-in-time
+ * restore, status and verification, over the same locations.
+ */
+export class BackupService {
+  readonly locations: readonly BackupLocation[];
+  readonly #shipper: JournalShipper;
+  readonly #snapshots: SnapshotService;
+  readonly #restores: RestoreService;
+  readonly #tenants: TenantRepository;
+  readonly #withTenant: WithTenant;
+  readonly #keys: TenantKeyService;
+  readonly #clock: Clock;
+  readonly #restoreWindowMs: number;
+
+  constructor(deps: {
+    database: Database;
+    tenants: TenantRepository;
+    withTenant: WithTenant;
+    keys: TenantKeyService;
+    locations: readonly BackupLocation[];
+    migrations: readonly Migration[];
+    clock: Clock;
+    restoreWindowMs: number;
+    /** The attachment object store (a restore copies the files into the new tenant). */
+    objects: ObjectStore;
+  }) {
+    this.locations = deps.locations;
+    this.#tenants = deps.tenants;
+    this.#withTenant = deps.withTenant;
+    this.#keys = deps.keys;
+    this.#clock = deps.clock;
+    this.#restoreWindowMs = deps.restoreWindowMs;
+    this.#shipper = new JournalShipper(deps);
+    this.#snapshots = new SnapshotService(deps);
+    this.#restores = new RestoreService(deps);
+  }
+
+  /** Ships every tenant's journal to every location (once at a time across nodes). */
+  ship(): Promise<ShipSummary> {
+    return this.#shipper.shipAll();
+  }
+
+  shipTenant(tenantId: string): Promise<ShipSummary> {
+    return this.#shipper.shipTenant(tenantId);
+  }
+
+  /** Snapshots every tenant, or only those due (`dueAfterMs` since their newest snapshot). */
+  snapshotAll(options: { dueAfterMs?: number; onProgress?: (done: number, total: number) => void } = {}) {
+    return this.#snapshots.snapshotAll(options);
+  }
+
+  snapshotTenant(tenantId: string): Promise<SnapshotResult> {
+    return this.#snapshots.snapshotTenant(tenantId);
+  }
+
+  /**
+   * Restores a tenant as of `at` into a new tenant, then snapshots the new tenant, so its own
+   * backups start from a complete copy.
+   */
+  async restore(request: RestoreRequest): Promise<RestoreResult & { snapshot: SnapshotResult }> {
+    const result = await this.#restores.restore(request);
+    const snapshot = await this.#snapshots.snapshotTenant(result.tenant.id);
+    return { ...result, snapshot };
+  }
+
+  status(): Promise<TenantBackupStatus[]> {
+    return readBackupStatus({
+      tenants: this.#tenants,
+      withTenant: this.#withTenant,
+      locations: this.locations,
+      clock: this.#clock,
+    });
+  }
+
+  /** Deletes snapshots and segments no restore inside the window can need (see backup-retention.ts). */
+  prune(): Promise<RetentionSummary[]> {
+    return pruneBackups({
+      locations: this.locations,
+      clock: this.#clock,
+      restoreWindowMs: this.#restoreWindowMs,
+    });
+  }
+
+  verify(): Promise<LocationVerification[]> {
+    return verifyBackups({ locations: this.locations, keys: this.#keys });
+  }
+}

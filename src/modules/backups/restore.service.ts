@@ -1,0 +1,524 @@
+import { createHash } from 'node:crypto';
+import { hostname } from 'node:os';
+import { pipeline } from 'node:stream/promises';
+import { StringDecoder } from 'node:string_decoder';
+import { createZstdDecompress, zstdDecompressSync } from 'node:zlib';
+import type { Kysely } from 'kysely';
+import { cryptoErrors } from '../../crypto/crypto.errors.ts';
+import { createDecryptStream, createEncryptStream, decryptBuffer } from '../../crypto/stream-aead.ts';
+import type { ControlTables } from '../../db/control-tables.ts';
+import type { Database } from '../../db/database.ts';
+import { withLease } from '../../db/leases.ts';
+import { latestMigrationName, type Migration } from '../../db/migrator.ts';
+import { tenantSchemaName } from '../../db/tenant-schema.ts';
+import { createTenantSchema } from '../../db/tenant-schemas.ts';
+import type { Clock } from '../../platform/clock.ts';
+import { isAppError } from '../../platform/errors.ts';
+import { isUuid, newId } from '../../platform/ids.ts';
+import { type ObjectStore, scopeObjectStore } from '../../ports/object-store.port.ts';
+import { objectAad } from '../attachments/attachment.service.ts';
+import { keyErrors } from '../keys/keys.errors.ts';
+import type { DataKey, TenantKeyService } from '../keys/tenant-keys.service.ts';
+import { tenantErrors } from '../tenants/tenant.errors.ts';
+import type { Tenant, TenantRepository } from '../tenants/tenant.repository.ts';
+import { assertValidSlug, assertValidTenantName } from '../tenants/tenant-validation.ts';
+import { backupErrors } from './backup.errors.ts';
+import {
+  applyJournalBatch,
+  clearJournal,
+  countRows,
+  insertRows,
+  listLiveObjectVersions,
+  readTableShapes,
+  resetIdentitySequences,
+  setJournalTriggers,
+  setObjectKeyVersion,
+} from './backup.repository.ts';
+import {
+  type BackupLocation,
+  backupKeys,
+  createDigestStream,
+  type JournalEntry,
+  readAll,
+  readManifest,
+  type SegmentManifest,
+  type SnapshotManifest,
+  segmentAad,
+  snapshotAad,
+} from './backup-format.ts';
+import { SealedValueRekeyer } from './sealed-values.ts';
+
+export interface RestoreRequest {
+  /** The tenant whose backups are restored: its slug (live tenants) or id. */
+  tenant: string;
+  at: Date;
+  /** Slug of the new tenant the restored data is published as. */
+  intoSlug: string;
+  intoName?: string;
+  /** Restore from this location only; default: the first location that works, in configured order. */
+  from?: string;
+  onProgress?: (done: number, total: number, label: string) => void;
+}
+
+export interface RestoreResult {
+  tenant: Tenant;
+  sourceTenantId: string;
+  at: Date;
+  location: string;
+  snapshotId: string;
+  snapshotTakenAt: Date;
+  rowsLoaded: number;
+  entriesReplayed: number;
+  segmentsRead: number;
+}
+
+const insertBatchRows = 2_000;
+const replayBatchEntries = 500;
+const leaseTtlMs = 60_000;
+
+/**
+ * Point-in-time restore of one tenant into a fresh schema published as a new tenant: the newest
+ * snapshot taken at or before T, then the journal entries after it up to T, in one transaction with
+ * the new tenant's creation, so a failure (a corrupt file, a wrong key, a crash) leaves nothing.
+ * Other tenants are not touched. Runs under a lease per source tenant: two restores of one tenant
+ * queue up instead of racing.
+ */
+export class RestoreService {
+  readonly #database: Database;
+  readonly #tenants: TenantRepository;
+  readonly #keys: TenantKeyService;
+  readonly #locations: readonly BackupLocation[];
+  readonly #migrations: readonly Migration[];
+  readonly #clock: Clock;
+  readonly #restoreWindowMs: number;
+  readonly #objects: ObjectStore;
+
+  constructor(deps: {
+    database: Database;
+    tenants: TenantRepository;
+    keys: TenantKeyService;
+    locations: readonly BackupLocation[];
+    migrations: readonly Migration[];
+    clock: Clock;
+    restoreWindowMs: number;
+    /** The attachment object store: a restore copies the files its rows name into the new tenant. */
+    objects: ObjectStore;
+  }) {
+    this.#database = deps.database;
+    this.#tenants = deps.tenants;
+    this.#keys = deps.keys;
+    this.#locations = deps.locations;
+    this.#migrations = deps.migrations;
+    this.#clock = deps.clock;
+    this.#restoreWindowMs = deps.restoreWindowMs;
+    this.#objects = deps.objects;
+  }
+
+  async restore(request: RestoreRequest): Promise<RestoreResult> {
+    assertValidSlug(request.intoSlug);
+    const intoName = request.intoName ?? `${request.intoSlug} (restored)`;
+    assertValidTenantName(intoName);
+    const source = await this.#findSource(request.tenant);
+    if (await this.#tenants.findLiveBySlug(request.intoSlug)) throw tenantErrors.slugTaken(request.intoSlug);
+    const locations = this.#pickLocations(request.from);
+    const holder = `${hostname()}:${process.pid}:${newId().slice(0, 8)}`;
+    const outcome = await withLease(
+      this.#database.control,
+      `backup-restore:${source.id}`,
+      holder,
+      leaseTtlMs,
+      async () => {
+        let lastError: unknown;
+        for (const location of locations) {
+          try {
+            return await this.#restoreFrom(location, source.id, request, intoName);
+          } catch (error) {
+            // A time outside the window, a shredded key or a taken slug is the same in every location.
+            if (!isAppError(error) || error.code !== backupErrors.corrupt.code) throw error;
+            lastError = error;
+          }
+        }
+        throw lastError;
+      },
+    );
+    if ('conflict' in outcome)
+      throw backupErrors.inProgress(`a restore of ${request.tenant}`, outcome.conflict.holder);
+    return outcome.value;
+  }
+
+  async #findSource(idOrSlug: string): Promise<Tenant> {
+    const found = isUuid(idOrSlug)
+      ? await this.#tenants.findById(idOrSlug)
+      : await this.#tenants.findLiveBySlug(idOrSlug);
+    if (!found) throw tenantErrors.notFound();
+    return found;
+  }
+
+  #pickLocations(from: string | undefined): readonly BackupLocation[] {
+    if (this.#locations.length === 0) throw backupErrors.noLocations();
+    if (from === undefined) return this.#locations;
+    const location = this.#locations.find((l) => l.name === from);
+    if (!location)
+      throw backupErrors.unknownLocation(
+        from,
+        this.#locations.map((l) => l.name),
+      );
+    return [location];
+  }
+
+  async #restoreFrom(
+    location: BackupLocation,
+    tenantId: string,
+    request: RestoreRequest,
+    intoName: string,
+  ): Promise<RestoreResult> {
+    const now = this.#clock.now();
+    const snapshots = await this.#listManifests<SnapshotManifest>(
+      location,
+      backupKeys.snapshotsPrefix(tenantId),
+      'snapshot',
+    );
+    snapshots.sort((a, b) => a.takenAt.localeCompare(b.takenAt));
+    const oldest = snapshots[0] ? new Date(snapshots[0].takenAt) : undefined;
+    const windowStart = oldest && new Date(Math.max(oldest.getTime(), now.getTime() - this.#restoreWindowMs));
+    const at = request.at;
+    const snapshot = snapshots.filter((s) => new Date(s.takenAt) <= at).at(-1);
+    if (!windowStart || !snapshot || at > now || at < windowStart) {
+      throw backupErrors.outsideWindow(at, windowStart, now);
+    }
+    const expectedVersion = latestMigrationName(this.#migrations);
+    if (snapshot.schemaVersion !== expectedVersion) {
+      throw backupErrors.schemaMismatch(snapshot.schemaVersion, expectedVersion);
+    }
+    const segments = await this.#segmentsAfter(location, tenantId, snapshot.segmentPosition, at);
+    const key = await this.#dataKey(tenantId, snapshot.keyVersion);
+    const sourceKeys = await this.#allDataKeys(tenantId, key);
+    const rowsTotal = snapshot.tables.reduce((sum, t) => sum + t.rows, 0);
+    const total = rowsTotal + segments.reduce((sum, s) => sum + s.entryCount, 0);
+    const progress = (done: number, label: string) => request.onProgress?.(done, total, label);
+
+    progress(0, `snapshot of ${snapshot.takenAt} from ${location.name}`);
+    const newTenantId = newId();
+    const schema = tenantSchemaName(newTenantId);
+    let entriesReplayed = 0;
+    const copied: string[] = [];
+    const newObjects = scopeObjectStore(this.#objects, `tenants/${newTenantId}/`);
+    const tenant = await this.#database.db
+      .transaction()
+      .execute(async (trx) => {
+        const control = trx.withSchema('control') as unknown as Kysely<ControlTables>;
+        const created = await this.#tenants.insert(control, {
+          id: newTenantId,
+          slug: request.intoSlug,
+          name: intoName,
+          schemaVersion: expectedVersion,
+        });
+        await createTenantSchema(trx, this.#database, newTenantId, this.#migrations);
+        const newKey = await this.#keys.createDataKey(control, newTenantId);
+        const rekeyer = new SealedValueRekeyer(
+          { tenantId, keys: sourceKeys },
+          { tenantId: newTenantId, key: newKey },
+        );
+        await setJournalTriggers(trx, schema, false);
+
+        // 1. The snapshot, streamed: checksum, decryption and decompression as the bytes arrive.
+        const digest = createDigestStream();
+        const snapshotKey = backupKeys.snapshot(tenantId, snapshot.snapshotId);
+        let loaded = 0;
+        try {
+          await pipeline(
+            await location.store.get(snapshotKey),
+            digest,
+            createDecryptStream(key.bytes, { aad: snapshotAad(tenantId, snapshot.snapshotId) }),
+            createZstdDecompress(),
+            async (source: AsyncIterable<Buffer>) => {
+              let batch: unknown[] = [];
+              let batchTable = '';
+              const flush = async () => {
+                await insertRows(trx, schema, batchTable, batch);
+                loaded += batch.length;
+                progress(loaded, 'snapshot rows');
+                batch = [];
+              };
+              for await (const line of splitLines(source)) {
+                const { table, row } = JSON.parse(line) as { table: string; row: unknown };
+                if (!snapshot.tables.some((t) => t.name === table))
+                  throw new Error(`unexpected table ${table}`);
+                if ((table !== batchTable && batch.length > 0) || batch.length >= insertBatchRows)
+                  await flush();
+                batchTable = table;
+                batch.push(rekeyer.rekeyRow(table, row as Record<string, unknown>));
+              }
+              if (batch.length > 0) await flush();
+            },
+          );
+        } catch (error) {
+          throw asCorrupt(location, snapshotKey, error);
+        }
+        const stored = digest.digest();
+        if (stored.sha256 !== snapshot.sealedSha256 || stored.sizeBytes !== snapshot.sealedBytes) {
+          throw backupErrors.corrupt(location.name, snapshotKey, 'checksum does not match the manifest');
+        }
+        for (const table of snapshot.tables) {
+          const rows = await countRows(trx, schema, table.name);
+          if (rows !== table.rows) {
+            throw backupErrors.corrupt(
+              location.name,
+              snapshotKey,
+              `${table.name} has ${rows} rows, the manifest says ${table.rows}`,
+            );
+          }
+        }
+
+        // 2. The journal after the snapshot: entries of transactions the snapshot does not show, up to T.
+        const shapes = await readTableShapes(trx, schema);
+        let done = loaded;
+        // Consecutive entries of one table and operation with distinct keys go as one statement; a
+        // repeated key, another table or another operation starts the next batch, so order holds.
+        let batch: JournalEntry[] = [];
+        let batchKeys = new Set<string>();
+        const flush = async () => {
+          const first = batch[0];
+          if (!first) return;
+          await applyJournalBatch(trx, schema, first.table, shapes.get(first.table)!, first.op, batch);
+          entriesReplayed += batch.length;
+          batch = [];
+          batchKeys = new Set();
+        };
+        for (const manifest of segments) {
+          const segmentKey = backupKeys.segment(tenantId, manifest.segmentNo);
+          const entries = await this.#readSegment(location, manifest, key);
+          for (const entry of entries) {
+            done++;
+            if (isVisibleInSnapshot(entry.txid, snapshot.txSnapshot) || new Date(entry.at) > at) continue;
+            if (!shapes.has(entry.table))
+              throw backupErrors.corrupt(location.name, segmentKey, `unknown table ${entry.table}`);
+            const entryKey = JSON.stringify(entry.key);
+            const first = batch[0];
+            if (
+              first &&
+              (first.table !== entry.table ||
+                first.op !== entry.op ||
+                batchKeys.has(entryKey) ||
+                batch.length >= replayBatchEntries)
+            )
+              await flush();
+            batch.push({ ...entry, row: rekeyer.rekeyRow(entry.table, entry.row) });
+            batchKeys.add(entryKey);
+          }
+          progress(done, `journal segment ${manifest.segmentNo}`);
+        }
+        await flush();
+        await this.#copyObjects(trx, schema, tenantId, sourceKeys, newTenantId, newKey, copied);
+        await resetIdentitySequences(trx, schema, shapes);
+        await clearJournal(trx, schema);
+        await setJournalTriggers(trx, schema, true);
+        return created;
+      })
+      .catch(async (error: unknown) => {
+        // The new tenant never existed: take back the files copied for it.
+        for (const key of copied) await newObjects.delete(key).catch(() => undefined);
+        throw error;
+      });
+    return {
+      tenant,
+      sourceTenantId: tenantId,
+      at,
+      location: location.name,
+      snapshotId: snapshot.snapshotId,
+      snapshotTakenAt: new Date(snapshot.takenAt),
+      rowsLoaded: rowsTotal,
+      entriesReplayed,
+      segmentsRead: segments.length,
+    };
+  }
+
+  async #dataKey(tenantId: string, version?: number): Promise<DataKey> {
+    try {
+      return await this.#keys.getDataKey(tenantId, version);
+    } catch (error) {
+      if (isAppError(error) && error.code === keyErrors.dataKeyMissing.code)
+        throw backupErrors.shredded(tenantId);
+      throw error;
+    }
+  }
+
+  /**
+   * Brings back the files the restored rows name: each object version not purged is read from the
+   * source tenant's prefix, opened with the source key and sealed again under the new tenant's key
+   * and id at the same relative key (same chunk size, so ranged reads work as before). Versions are
+   * purged only after leaving the restore window, so every file that existed at T is still there.
+   */
+  async #copyObjects(
+    trx: Parameters<typeof listLiveObjectVersions>[0],
+    schema: string,
+    sourceTenantId: string,
+    sourceKeys: ReadonlyMap<number, DataKey>,
+    newTenantId: string,
+    newKey: DataKey,
+    copied: string[],
+  ): Promise<void> {
+    const source = scopeObjectStore(this.#objects, `tenants/${sourceTenantId}/`);
+    const target = scopeObjectStore(this.#objects, `tenants/${newTenantId}/`);
+    for (const row of await listLiveObjectVersions(trx, schema)) {
+      const key = sourceKeys.get(row.keyVersion);
+      if (!key) throw backupErrors.shredded(sourceTenantId);
+      copied.push(row.objectKey);
+      await target.put(
+        row.objectKey,
+        (await source.get(row.objectKey))
+          .pipe(createDecryptStream(key.bytes, { aad: objectAad(sourceTenantId, row.objectKey) }))
+          .pipe(
+            createEncryptStream(newKey.bytes, {
+              aad: objectAad(newTenantId, row.objectKey),
+              chunkSizeBytes: row.chunkSizeBytes,
+            }),
+          ),
+        { contentType: 'application/octet-stream' },
+      );
+      await setObjectKeyVersion(trx, schema, row, newKey.version);
+    }
+  }
+
+  /** Every version of the source tenant's key that still exists, fetched before the transaction. */
+  async #allDataKeys(tenantId: string, known: DataKey): Promise<Map<number, DataKey>> {
+    const current = await this.#dataKey(tenantId);
+    const keys = new Map<number, DataKey>([
+      [known.version, known],
+      [current.version, current],
+    ]);
+    for (let version = 1; version < current.version; version++) {
+      if (keys.has(version)) continue;
+      try {
+        keys.set(version, await this.#keys.getDataKey(tenantId, version));
+      } catch (error) {
+        // A version that is gone sealed nothing this restore can still open; other errors are real.
+        if (!isAppError(error) || error.code !== keyErrors.dataKeyMissing.code) throw error;
+      }
+    }
+    return keys;
+  }
+
+  async #listManifests<T extends SegmentManifest | SnapshotManifest>(
+    location: BackupLocation,
+    prefix: string,
+    kind: T['kind'],
+  ): Promise<T[]> {
+    const manifests: T[] = [];
+    try {
+      for await (const info of location.store.list(prefix)) {
+        if (!info.key.endsWith('.json')) continue;
+        const manifest = await readManifest<T>(location.store, info.key, kind);
+        if (!manifest) throw backupErrors.corrupt(location.name, info.key, 'not a valid manifest');
+        manifests.push(manifest);
+      }
+    } catch (error) {
+      if (isAppError(error) && error.code === backupErrors.corrupt.code) throw error;
+      // An unreachable location: the caller tries the next one.
+      throw backupErrors.corrupt(location.name, prefix, (error as Error).message);
+    }
+    return manifests;
+  }
+
+  /** The segments after the snapshot's position, without a gap, skipping those that start after T. */
+  async #segmentsAfter(
+    location: BackupLocation,
+    tenantId: string,
+    position: number,
+    at: Date,
+  ): Promise<SegmentManifest[]> {
+    const all = await this.#listManifests<SegmentManifest>(
+      location,
+      backupKeys.segmentsPrefix(tenantId),
+      'segment',
+    );
+    const after = all.filter((s) => s.segmentNo > position).sort((a, b) => a.segmentNo - b.segmentNo);
+    let expected = position + 1;
+    for (const segment of after) {
+      if (segment.segmentNo !== expected) {
+        throw backupErrors.corrupt(
+          location.name,
+          backupKeys.segmentManifest(tenantId, expected),
+          `journal segment ${expected} is missing`,
+        );
+      }
+      expected++;
+    }
+    const expectedVersion = latestMigrationName(this.#migrations);
+    const needed = after.filter((s) => new Date(s.firstAt) <= at);
+    for (const segment of needed) {
+      if (segment.schemaVersion !== expectedVersion)
+        throw backupErrors.schemaMismatch(segment.schemaVersion, expectedVersion);
+    }
+    return needed;
+  }
+
+  async #readSegment(
+    location: BackupLocation,
+    manifest: SegmentManifest,
+    key: DataKey,
+  ): Promise<JournalEntry[]> {
+    const segmentKey = backupKeys.segment(manifest.tenantId, manifest.segmentNo);
+    try {
+      const sealed = await readAll(await location.store.get(segmentKey));
+      if (sealed.length !== manifest.sealedBytes || sha256Hex(sealed) !== manifest.sealedSha256) {
+        throw new Error('checksum does not match the manifest');
+      }
+      const plaintext = zstdDecompressSync(
+        decryptBuffer(key.bytes, sealed, { aad: segmentAad(manifest.tenantId, manifest.segmentNo) }),
+      );
+      const entries = plaintext
+        .toString('utf8')
+        .split('\n')
+        .filter(Boolean)
+        .map((line) => JSON.parse(line) as JournalEntry);
+      if (entries.length !== manifest.entryCount)
+        throw new Error(`holds ${entries.length} entries, the manifest says ${manifest.entryCount}`);
+      return entries;
+    } catch (error) {
+      throw asCorrupt(location, segmentKey, error);
+    }
+  }
+}
+
+function sha256Hex(bytes: Buffer): string {
+  return createHash('sha256').update(bytes).digest('hex');
+}
+
+function asCorrupt(location: BackupLocation, key: string, error: unknown): unknown {
+  if (isAppError(error) && error.code !== cryptoErrors.decryptionFailed.code) return error;
+  const reason = isAppError(error)
+    ? 'decryption failed (tampered, truncated or wrong key)'
+    : (error as Error).message;
+  return backupErrors.corrupt(location.name, key, reason);
+}
+
+/** Splits a byte stream into lines without holding more than one line beyond the current chunk. */
+async function* splitLines(source: AsyncIterable<Buffer>): AsyncGenerator<string> {
+  // A chunk may end inside a multi-byte character: the decoder holds those bytes for the next one.
+  const decoder = new StringDecoder('utf8');
+  let rest = '';
+  for await (const chunk of source) {
+    const text = rest + decoder.write(chunk);
+    const lines = text.split('\n');
+    rest = lines.pop() ?? '';
+    for (const line of lines) if (line) yield line;
+  }
+  rest += decoder.end();
+  if (rest) yield rest;
+}
+
+/**
+ * Whether a transaction is visible in a `txid_current_snapshot()` text (`xmin:xmax:xip,…`): committed
+ * before the snapshot began. Such a transaction's changes are already in the snapshot's rows.
+ */
+export function isVisibleInSnapshot(txid: string, snapshot: string): boolean {
+  const [xmin, xmax, xip = ''] = snapshot.split(':');
+  const id = BigInt(txid);
+  if (id < BigInt(xmin!)) return true;
+  if (id >= BigInt(xmax!)) return false;
+  return !xip
+    .split(',')
+    .filter(Boolean)
+    .some((x) => BigInt(x) === id);
+}
