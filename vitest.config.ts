@@ -23,10 +23,22 @@ export default defineConfig({
           // Runs after the unit tests, with its own worker limit.
           sequence: { groupOrder: 1 },
           include: ['src/**/*.int.test.ts', 'test/**/*.int.test.ts'],
+          exclude: ['test/noisy-neighbour.int.test.ts', 'node_modules/**'],
           testTimeout: 60_000,
           hookTimeout: 120_000,
           // Two cores: PGlite instances and server connections are heavy, keep parallelism modest.
           maxWorkers: 2,
+        },
+      },
+      {
+        test: {
+          // Timing-sensitive (a latency comparison under load): runs last, alone.
+          name: 'fair-service',
+          sequence: { groupOrder: 2 },
+          include: ['test/noisy-neighbour.int.test.ts'],
+          testTimeout: 180_000,
+          hookTimeout: 120_000,
+          maxWorkers: 1,
         },
       },
     ],
