@@ -322,6 +322,7 @@ describe('behind a TLS-terminating proxy', () => {
         limiter: {} as Core['limiter'],
         meter: {} as Core['meter'],
         support: {} as Core['support'],
+        backups: {} as Core['backups'],
         audit: { recordRequest: () => undefined, flush: async () => undefined } as unknown as Core['audit'],
         readinessChecks: {},
         isDraining: () => false,

@@ -11,6 +11,7 @@ import {
 } from 'fastify-type-provider-zod';
 import type { AttachmentService } from '../modules/attachments/attachment.service.ts';
 import type { AuditService } from '../modules/audit/audit.service.ts';
+import type { BackupService } from '../modules/backups/backup.service.ts';
 import type { IdentityService } from '../modules/identity/identity.service.ts';
 import type { MfaService } from '../modules/identity/mfa.service.ts';
 import type { ProjectService } from '../modules/projects/project.service.ts';
@@ -47,6 +48,7 @@ import { opsStaffRoutes, opsStaffSetupRoutes } from './routes/ops-staff.route.ts
 import { opsTenantRoutes } from './routes/ops-tenants.route.ts';
 import { projectRoutes } from './routes/projects.route.ts';
 import { recordRoutes } from './routes/records.route.ts';
+import { opsRestoreRoutes, restoreRoutes } from './routes/restores.route.ts';
 import { opsUsageRoutes, usageRoutes } from './routes/usage.route.ts';
 
 /** The built app; its server type depends on whether TLS is on, so it is left open here. */
@@ -66,6 +68,7 @@ export interface AppDeps {
   meter: ApiCallMeter;
   support: SupportAccessService;
   audit: AuditService;
+  backups: BackupService;
   readinessChecks: Record<string, ReadinessCheck>;
   /** True once shutdown began: /readyz turns 503 and new requests are refused. */
   isDraining: () => boolean;
@@ -184,6 +187,7 @@ export async function buildApp(deps: AppDeps, options: AppOptions): Promise<App>
       await ops.register(opsStaffRoutes({ staff: deps.staff }));
       await ops.register(opsUsageRoutes({ quotas: deps.quotas, tenants: deps.tenants }));
       await ops.register(opsAccessRequestRoutes({ support: deps.support }));
+      await ops.register(opsRestoreRoutes({ backups: deps.backups, tenants: deps.tenants }));
     },
     { prefix: '/api/v1/ops' },
   );
@@ -228,6 +232,7 @@ export async function buildApp(deps: AppDeps, options: AppOptions): Promise<App>
       await tenantScope.register(collectionPolicyRoutes({ policies: deps.policies }));
       await tenantScope.register(usageRoutes({ quotas: deps.quotas }));
       await tenantScope.register(accessRequestRoutes({ support: deps.support }));
+      await tenantScope.register(restoreRoutes({ backups: deps.backups }));
       await tenantScope.register(auditRoutes({ audit: deps.audit }));
     },
     { prefix: '/api/v1' },

@@ -68,6 +68,14 @@ const routes: Array<{
   },
   { method: 'GET', path: '/api/v1/users', action: 'users.list' },
   { method: 'GET', path: '/api/v1/usage', action: 'usage.read' },
+  // No backup locations in this suite: an allowed caller reaches the restore and is refused there.
+  {
+    method: 'POST',
+    path: '/api/v1/restores',
+    action: 'tenant.restore',
+    body: () => ({ at: new Date().toISOString(), intoSlug: 'matrix-restore' }),
+    allowed: [400],
+  },
   { method: 'GET', path: '/api/v1/access-requests', action: 'access_requests.read' },
   // An id that is no request's: allowed callers get 404, the rest are refused before the lookup.
   { method: 'GET', path: '/api/v1/access-requests/{id}', action: 'access_requests.read', allowed: [404] },

@@ -277,5 +277,6 @@ export function appServices(core: Core) {
     meter: core.meter,
     support: core.support,
     audit: core.audit,
+    backups: core.backups,
   };
 }

@@ -10,6 +10,7 @@ import { FsObjectStore } from '../../src/adapters/object-store/object-store.fs.t
 import { type AnyKysely, type Database, openDatabase } from '../../src/db/database.ts';
 import type { Migration } from '../../src/db/migrator.ts';
 import { type Core, composeCore, prepareControlPlane } from '../../src/main/compose.ts';
+import type { BackupLocation } from '../../src/modules/backups/backup-format.ts';
 import type { SupportAccessSettings } from '../../src/modules/support/support-access.service.ts';
 import type { Clock } from '../../src/platform/clock.ts';
 import { Secret } from '../../src/platform/secret.ts';
@@ -111,6 +112,8 @@ export async function openTestCore(
     /** Time as the services see it; default the system clock. */
     clock?: Clock;
     supportAccess?: SupportAccessSettings;
+    /** Backup locations; default none (backup and restore then refuse). */
+    backupLocations?: readonly BackupLocation[];
   } = {},
 ): Promise<{ core: Core; testDb: TestDatabase; masterKey: Buffer; outboxDir: string; objects: ObjectStore }> {
   const testDb = await kind.open();
@@ -124,6 +127,7 @@ export async function openTestCore(
     ...(options.cache ? { cache: options.cache } : {}),
     ...(options.clock ? { clock: options.clock } : {}),
     ...(options.supportAccess ? { supportAccess: options.supportAccess } : {}),
+    ...(options.backupLocations ? { backupLocations: options.backupLocations } : {}),
     mailer: new OutboxMailer({ dir: outboxDir, from: 'Strongroom <no-reply@strongroom.localhost>' }),
     database: testDb.database,
     keyProvider: new LocalKeyProvider({ current: masterKey }),

@@ -28,6 +28,7 @@ export const actions = [
   'access_requests.read',
   'access_requests.decide',
   'audit.read',
+  'tenant.restore',
 ] as const;
 
 export type Action = (typeof actions)[number];
@@ -86,7 +87,11 @@ export const readActions: ReadonlySet<Action> = new Set<Action>([
 ]);
 
 /** Actions only a person signed in with a session may take, never an API key of any scope. */
-export const sessionOnlyActions: ReadonlySet<Action> = new Set<Action>(['access_requests.decide']);
+export const sessionOnlyActions: ReadonlySet<Action> = new Set<Action>([
+  'access_requests.decide',
+  // A restore publishes a copy of all the tenant's data as a new tenant: a person decides that.
+  'tenant.restore',
+]);
 
 /**
  * A support grant the tenant approved: a staff member acting in this one tenant, on its settings or on

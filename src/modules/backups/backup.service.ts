@@ -3,6 +3,7 @@ import type { Migration } from '../../db/migrator.ts';
 import type { WithTenant } from '../../db/with-tenant.ts';
 import type { Clock } from '../../platform/clock.ts';
 import type { ObjectStore } from '../../ports/object-store.port.ts';
+import { type AccessPrincipal, authorize } from '../access/policy.ts';
 import type { TenantKeyService } from '../keys/tenant-keys.service.ts';
 import type { TenantRepository } from '../tenants/tenant.repository.ts';
 import type { BackupLocation } from './backup-format.ts';
@@ -77,6 +78,18 @@ export class BackupService {
     const result = await this.#restores.restore(request);
     const snapshot = await this.#snapshots.snapshotTenant(result.tenant.id);
     return { ...result, snapshot };
+  }
+
+  /**
+   * A tenant's owner or admin, signed in with a session, restores their own tenant as of `at` into a
+   * new tenant (its users, with their passwords, come with it). Only their own tenant, ever.
+   */
+  async restoreOwn(
+    principal: Extract<AccessPrincipal, { kind: 'user' }>,
+    request: { at: Date; intoSlug: string; intoName?: string },
+  ): Promise<RestoreResult & { snapshot: SnapshotResult }> {
+    authorize(principal, 'tenant.restore', { tenantId: principal.tenantId, isProject: false });
+    return this.restore({ ...request, tenant: principal.tenantId });
   }
 
   status(): Promise<TenantBackupStatus[]> {

@@ -12,6 +12,9 @@ export const staffPermissions = {
   'tenants.delete': ['operator'],
   // Quotas and rate limits are capacity decisions: operators make them.
   'tenants.limits': ['operator'],
+  // Restoring publishes a tenant's data as it was into a new tenant; backup status is health.
+  'tenants.restore': ['operator'],
+  'backups.read': ['operator', 'security'],
   // Aggregate request metrics (no tenant data), for the platform's monitoring.
   'metrics.read': ['operator', 'security'],
   // Asking a tenant for access to its data (granted only by the tenant's owners or admins; developers
