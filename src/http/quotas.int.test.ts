@@ -172,6 +172,8 @@ for (const kind of await testDatabaseKinds()) {
       expect((await upload('a', Buffer.alloc(400, 3))).statusCode).toBe(201);
       const record = await createRecord('a', { big: 'x'.repeat(2000) });
       expect([record.statusCode, record.json().error.code]).toEqual([413, 'quota_exceeded']);
+      // Refused uploads close their connection; every request, refused or not, gave its slot back.
+      expect(core.limiter.inFlight(tenants.a.id)).toBe(0);
     });
 
     it('reports usage to owners and admins only, each tenant its own, and to operators', async () => {

@@ -1,4 +1,4 @@
-import type { FastifyRequest } from 'fastify';
+import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { ApiCallMeter } from '../../modules/quotas/api-call-meter.ts';
 import type { RequestLimiter } from '../../modules/quotas/request-limiter.ts';
 import { isAppError } from '../../platform/errors.ts';
@@ -23,10 +23,13 @@ export function registerTenantLimits(
   deps: { limiter: RequestLimiter; meter: ApiCallMeter; metrics: HttpMetrics },
 ): void {
   app.decorateRequest('releaseTenantSlot', undefined);
-  app.addHook('onRequest', async (request: FastifyRequest) => {
+  app.addHook('onRequest', async (request: FastifyRequest, reply: FastifyReply) => {
     const { tenantId } = requireUser(request).principal;
     try {
-      request.releaseTenantSlot = await deps.limiter.admit(tenantId);
+      const release = await deps.limiter.admit(tenantId);
+      request.releaseTenantSlot = release;
+      // Belt and braces: a response cut short (a failed stream, a reset socket) still frees the slot.
+      reply.raw.once('close', release);
     } catch (error) {
       if (isAppError(error) && error.code === 'rate_limited') {
         deps.metrics.rateLimited(String(error.details?.reason ?? 'rate'));
