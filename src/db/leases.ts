@@ -1,4 +1,6 @@
+import { hostname } from 'node:os';
 import { type Kysely, sql } from 'kysely';
+import { newId } from '../platform/ids.ts';
 import type { ControlTables } from './control-tables.ts';
 
 /**
@@ -114,4 +116,9 @@ export async function withLease<T>(
     // If releasing fails the lease simply expires; the run's own outcome matters more than this.
     await releaseLease(control, lease).catch(() => undefined);
   }
+}
+
+/** Who holds a lease: this host and process, and a random part so two jobs of one process differ. */
+export function newLeaseHolder(): string {
+  return `${hostname()}:${process.pid}:${newId().slice(0, 8)}`;
 }

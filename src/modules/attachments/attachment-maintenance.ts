@@ -1,8 +1,6 @@
-import { hostname } from 'node:os';
 import type { Database } from '../../db/database.ts';
-import { withLease } from '../../db/leases.ts';
+import { newLeaseHolder, withLease } from '../../db/leases.ts';
 import { defineError } from '../../platform/errors.ts';
-import { newId } from '../../platform/ids.ts';
 import type { TenantRepository } from '../tenants/tenant.repository.ts';
 import type { AttachmentService } from './attachment.service.ts';
 
@@ -46,7 +44,7 @@ export async function runAttachmentMaintenance(
   },
   onProgress?: (done: number, total: number) => void,
 ): Promise<MaintenanceSummary> {
-  const holder = `${hostname()}:${process.pid}:${newId().slice(0, 8)}`;
+  const holder = newLeaseHolder();
   const outcome = await withLease(
     deps.database.control,
     leaseName,

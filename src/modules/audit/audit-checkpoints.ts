@@ -1,7 +1,5 @@
-import { hostname } from 'node:os';
 import type { Database } from '../../db/database.ts';
-import { withLease } from '../../db/leases.ts';
-import { newId } from '../../platform/ids.ts';
+import { newLeaseHolder, withLease } from '../../db/leases.ts';
 import type { TenantRepository } from '../tenants/tenant.repository.ts';
 import type { AuditService } from './audit.service.ts';
 
@@ -29,7 +27,7 @@ export async function runAuditCheckpoints(deps: {
   tenants: TenantRepository;
   audit: AuditService;
 }): Promise<CheckpointRunSummary | undefined> {
-  const holder = `${hostname()}:${process.pid}:${newId().slice(0, 8)}`;
+  const holder = newLeaseHolder();
   const outcome = await withLease(
     deps.database.control,
     leaseName,

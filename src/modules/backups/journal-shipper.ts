@@ -1,11 +1,9 @@
-import { hostname } from 'node:os';
 import { zstdCompressSync } from 'node:zlib';
 import { encryptBuffer } from '../../crypto/stream-aead.ts';
 import type { Database } from '../../db/database.ts';
-import { withLease } from '../../db/leases.ts';
+import { newLeaseHolder, withLease } from '../../db/leases.ts';
 import type { WithTenant } from '../../db/with-tenant.ts';
 import type { Clock } from '../../platform/clock.ts';
-import { newId } from '../../platform/ids.ts';
 import type { TenantKeyService } from '../keys/tenant-keys.service.ts';
 import type { TenantRepository } from '../tenants/tenant.repository.ts';
 import { backupErrors } from './backup.errors.ts';
@@ -75,7 +73,7 @@ export class JournalShipper {
 
   /** Ships every live tenant, under a lease: scheduled on every node, it runs once at a time. */
   async shipAll(): Promise<ShipSummary> {
-    const holder = `${hostname()}:${process.pid}:${newId().slice(0, 8)}`;
+    const holder = newLeaseHolder();
     const outcome = await withLease(
       this.#database.control,
       leaseName,

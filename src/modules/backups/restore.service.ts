@@ -1,5 +1,4 @@
 import { createHash } from 'node:crypto';
-import { hostname } from 'node:os';
 import { pipeline } from 'node:stream/promises';
 import { StringDecoder } from 'node:string_decoder';
 import { createZstdDecompress, zstdDecompressSync } from 'node:zlib';
@@ -8,7 +7,7 @@ import { cryptoErrors } from '../../crypto/crypto.errors.ts';
 import { createDecryptStream, createEncryptStream, decryptBuffer } from '../../crypto/stream-aead.ts';
 import type { ControlTables } from '../../db/control-tables.ts';
 import type { Database } from '../../db/database.ts';
-import { withLease } from '../../db/leases.ts';
+import { newLeaseHolder, withLease } from '../../db/leases.ts';
 import { latestMigrationName, type Migration } from '../../db/migrator.ts';
 import { tenantSchemaName } from '../../db/tenant-schema.ts';
 import { createTenantSchema } from '../../db/tenant-schemas.ts';
@@ -121,7 +120,7 @@ export class RestoreService {
     const source = await this.#findSource(request.tenant);
     if (await this.#tenants.findLiveBySlug(request.intoSlug)) throw tenantErrors.slugTaken(request.intoSlug);
     const locations = this.#pickLocations(request.from);
-    const holder = `${hostname()}:${process.pid}:${newId().slice(0, 8)}`;
+    const holder = newLeaseHolder();
     const outcome = await withLease(
       this.#database.control,
       `backup-restore:${source.id}`,

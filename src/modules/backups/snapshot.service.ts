@@ -1,16 +1,16 @@
 import { createReadStream, createWriteStream } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { hostname, tmpdir } from 'node:os';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createZstdCompress } from 'node:zlib';
 import { createEncryptStream } from '../../crypto/stream-aead.ts';
 import type { Database } from '../../db/database.ts';
-import { withLease } from '../../db/leases.ts';
+import { newLeaseHolder, withLease } from '../../db/leases.ts';
 import type { WithTenant } from '../../db/with-tenant.ts';
 import type { Clock } from '../../platform/clock.ts';
-import { newId, newTimeOrderedId } from '../../platform/ids.ts';
+import { newTimeOrderedId } from '../../platform/ids.ts';
 import type { TenantKeyService } from '../keys/tenant-keys.service.ts';
 import type { TenantRepository } from '../tenants/tenant.repository.ts';
 import { backupErrors } from './backup.errors.ts';
@@ -83,7 +83,7 @@ export class SnapshotService {
   async snapshotAll(
     options: { dueAfterMs?: number; onProgress?: (done: number, total: number) => void } = {},
   ): Promise<SnapshotResult[]> {
-    const holder = `${hostname()}:${process.pid}:${newId().slice(0, 8)}`;
+    const holder = newLeaseHolder();
     const outcome = await withLease(
       this.#database.control,
       leaseName,

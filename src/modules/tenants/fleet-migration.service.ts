@@ -1,8 +1,7 @@
-import { hostname } from 'node:os';
 import { type Kysely, sql } from 'kysely';
 import type { ControlTables } from '../../db/control-tables.ts';
 import type { Database } from '../../db/database.ts';
-import { type Lease, withLease } from '../../db/leases.ts';
+import { type Lease, newLeaseHolder, withLease } from '../../db/leases.ts';
 import { latestMigrationName, type Migration } from '../../db/migrator.ts';
 import { migrateTenantSchema } from '../../db/tenant-schemas.ts';
 import { defineError } from '../../platform/errors.ts';
@@ -88,7 +87,7 @@ export class FleetMigrationService {
 
   async run(options: FleetOptions): Promise<FleetSummary> {
     const control = this.#database.control;
-    const holder = `${hostname()}:${process.pid}:${newId().slice(0, 8)}`;
+    const holder = newLeaseHolder();
     const outcome = await withLease(control, leaseName, holder, leaseTtlMs, (lease, isLost) =>
       this.#runHoldingLease(lease, options, isLost),
     );
