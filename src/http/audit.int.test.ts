@@ -89,10 +89,13 @@ for (const kind of await testDatabaseKinds()) {
         data: { name: 'Ada', city: 'Paris' },
       });
       expect(created.statusCode).toBe(201);
-      // Before any flush: the entry committed with the record.
+      // Before any flush: the entry committed with the record, pending until the batch writer chains it.
       const { rows } = await sql<{ action: string; changes: string[] }>`
-        select action, changes from ${sql.id(tenantSchemaName(tenantId), 'audit_log')}
-        where request_id = ${created.headers['x-request-id'] as string}`.execute(testDb.database.db);
+        select entry ->> 'action' as action, entry -> 'changes' as changes
+        from ${sql.id(tenantSchemaName(tenantId), 'audit_pending')}
+        where entry ->> 'requestId' = ${created.headers['x-request-id'] as string}`.execute(
+        testDb.database.db,
+      );
       expect(rows).toEqual([{ action: 'records.create', changes: ['collection', 'data.city', 'data.name'] }]);
       const [entry] = await ofRequest(created.headers['x-request-id'] as string);
       expect(entry).toMatchObject({

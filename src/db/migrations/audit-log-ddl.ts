@@ -46,6 +46,27 @@ export async function createAuditChain(trx: AnyKysely, schema: string, options: 
   await sql`create index ${sql.id('audit_log_grant')} on ${log} (grant_id, position) where grant_id is not null`.execute(
     trx,
   );
+  if (!options.platform) {
+    // A write's entry commits here, in the write's own transaction, without waiting for the chain;
+    // the batch writer moves pending entries into the chain in order (see AuditService.sealPending).
+    // The same limits as the chain's columns, so an entry that could not be chained fails with its
+    // write instead of blocking the chain later.
+    await sql`create table ${sql.id(schema, 'audit_pending')} (
+      id bigint generated always as identity primary key,
+      entry jsonb not null check (
+        entry ->> 'actorKind' in ('user', 'api_key', 'staff', 'anonymous', 'system')
+        and length(entry ->> 'action') between 1 and 100
+        and entry ->> 'outcome' in ('allow', 'deny', 'error')
+        and coalesce(length(entry ->> 'actorId'), 0) <= 200
+        and coalesce(length(entry ->> 'resourceType'), 0) <= 100
+        and coalesce(length(entry ->> 'resourceId'), 0) <= 200
+        and coalesce(length(entry ->> 'errorCode'), 0) <= 100
+        and coalesce(length(entry ->> 'requestId'), 0) <= 100
+        and coalesce(length(entry ->> 'ip'), 0) <= 100
+        and coalesce(length(entry ->> 'userAgent'), 0) <= 500
+      )
+    )`.execute(trx);
+  }
   await sql`create table ${checkpoints} (
     position bigint primary key check (position >= 1),
     ${hex('head_hash')},
@@ -79,6 +100,7 @@ export async function createAuditChain(trx: AnyKysely, schema: string, options: 
 }
 
 export async function dropAuditChain(trx: AnyKysely, schema: string) {
+  await sql`drop table if exists ${sql.id(schema, 'audit_pending')}`.execute(trx);
   await sql`drop table ${sql.id(schema, 'audit_checkpoints')}`.execute(trx);
   await sql`drop table ${sql.id(schema, 'audit_log')}`.execute(trx);
   await sql`drop function ${sql.id(schema, 'audit_guard')}()`.execute(trx);

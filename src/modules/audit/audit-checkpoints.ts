@@ -45,6 +45,8 @@ export async function runAuditCheckpoints(deps: {
       for (const tenantId of chains) {
         if (isLost()) break;
         try {
+          // What a node that died before its next flush left pending goes into the chain first.
+          if (tenantId !== null) await deps.audit.sealPending(tenantId);
           if (await deps.audit.checkpoint(tenantId)) summary.sealed++;
           if (tenantId !== null) summary.pruned += (await deps.audit.prune(tenantId))?.deleted ?? 0;
         } catch (error) {

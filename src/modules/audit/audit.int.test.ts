@@ -169,11 +169,82 @@ for (const kind of await testDatabaseKinds()) {
         key: string;
       }>`select key from ${sql.id(schema, 'settings')} order by key`.execute(root);
       expect(rows.map((r) => r.key)).toEqual(['kept']);
+      // Committed with the write (pending), then chained by the batch writer.
+      const pending = await sql<{ action: string }>`
+        select entry ->> 'action' as action from ${sql.id(schema, 'audit_pending')}`.execute(root);
+      expect(pending.rows).toEqual([{ action: 'settings.update' }]);
+      await core.audit.flush();
+      const left = await sql`select 1 from ${sql.id(schema, 'audit_pending')}`.execute(root);
+      expect(left.rows).toHaveLength(0);
       const entries = await sql<{ action: string; changes: string[] }>`
         select action, changes from ${sql.id(schema, 'audit_log')} where request_id = 'req-atomic'`.execute(
         root,
       );
       expect(entries.rows).toEqual([{ action: 'settings.update', changes: ['theme'] }]);
+    });
+
+    it('chains concurrent writes of one tenant without making them wait for each other, and what a crashed node left pending', async () => {
+      const { tenantId, schema } = await seededTenant(1);
+      const writes = Array.from({ length: 20 }, (_, i) =>
+        runWithAuditContext(
+          {
+            requestId: `req-concurrent-${i}`,
+            ip: null,
+            userAgent: null,
+            action: 'settings.update',
+            resourceType: null,
+            resourceId: null,
+            changes: ['value'],
+            tenantId,
+            tenantSlug: null,
+            actor: { kind: 'user', id: 'u', apiKeyId: null },
+            grantId: null,
+            audited: false,
+            platform: false,
+            errorCode: null,
+          },
+          () =>
+            core.withTenant(tenantId, (scope) =>
+              scope.db
+                .insertInto('settings')
+                .values({ key: `k${i}`, value: '1' })
+                .execute(),
+            ),
+        ),
+      );
+      await Promise.all(writes);
+      await core.audit.flush();
+      // A node that died before its flush: an entry only in the pending table.
+      const orphan: AuditEntry = {
+        at: new Date(),
+        tenantId,
+        actorKind: 'user',
+        actorId: 'u',
+        apiKeyId: null,
+        grantId: null,
+        action: 'settings.update',
+        resourceType: null,
+        resourceId: null,
+        outcome: 'allow',
+        statusCode: null,
+        errorCode: null,
+        requestId: 'req-orphan',
+        ip: null,
+        userAgent: null,
+        changes: ['value'],
+      };
+      await sql`insert into ${sql.id(schema, 'audit_pending')} (entry) values (${JSON.stringify(orphan)}::jsonb)`.execute(
+        root,
+      );
+
+      expect(await core.audit.sealPending(tenantId)).toBe(1);
+      const { rows } = await sql<{ n: number }>`
+        select count(*)::int as n from ${sql.id(schema, 'audit_log')}
+        where request_id like 'req-concurrent-%' or request_id = 'req-orphan'`.execute(root);
+      expect(rows[0]?.n).toBe(21);
+      const left = await sql`select 1 from ${sql.id(schema, 'audit_pending')}`.execute(root);
+      expect(left.rows).toHaveLength(0);
+      expect((await core.audit.verify(tenantId)).problem).toBeUndefined();
     });
 
     // Each class at both ends of its range and at a random position (a new one every run); every one

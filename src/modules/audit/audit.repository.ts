@@ -1,7 +1,7 @@
 import { type ColumnType, type Kysely, type Selectable, sql } from 'kysely';
 import type { AnyKysely } from '../../db/database.ts';
 import type { TenantTables } from '../../db/tenant-tables.ts';
-import type { ActorKind, AuditOutcome, ChainedAuditEntry } from './audit-chain.ts';
+import type { ActorKind, AuditEntry, AuditOutcome, ChainedAuditEntry } from './audit-chain.ts';
 import { genesisHash } from './audit-chain.ts';
 
 /** The audit tables, the same in a tenant schema and in `control` (db/migrations/audit-log-ddl.ts). */
@@ -78,6 +78,14 @@ function tables(db: AnyKysely): Kysely<AuditTables> {
   return db as Kysely<AuditTables>;
 }
 
+/** A tenant transaction: its bare handle and its schema (the pending table is named with it). */
+interface PendingScope {
+  trx: AnyKysely;
+  schema: string;
+}
+
+const pendingTable = (scope: PendingScope) => sql.id(scope.schema, 'audit_pending');
+
 export const auditRepository = {
   /**
    * Serializes appends to one chain until the transaction ends, so positions stay gapless and each
@@ -149,6 +157,25 @@ export const auditRepository = {
       .limit(limit)
       .execute();
     return rows.map((row) => toEntry({ ...row, at: new Date(row.at_iso) }, chain.tenantId));
+  },
+
+  /** A write's entry, committed with the write; `sealPending` moves it into the chain. No lock. */
+  async insertPending(scope: PendingScope, entry: AuditEntry): Promise<void> {
+    await sql`insert into ${pendingTable(scope)} (entry) values (${JSON.stringify(entry)}::jsonb)`.execute(
+      scope.trx,
+    );
+  },
+
+  /** Pending entries in the order they were written (call under `lockChain`). */
+  async pending(scope: PendingScope, limit: number): Promise<Array<{ id: number; entry: AuditEntry }>> {
+    const { rows } = await sql<{ id: string; entry: AuditEntry & { at: string } }>`
+      select id, entry from ${pendingTable(scope)} order by id limit ${limit}`.execute(scope.trx);
+    return rows.map((row) => ({ id: Number(row.id), entry: { ...row.entry, at: new Date(row.entry.at) } }));
+  },
+
+  async deletePending(scope: PendingScope, ids: readonly number[]): Promise<void> {
+    if (ids.length === 0) return;
+    await sql`delete from ${pendingTable(scope)} where id = any(${ids}::bigint[])`.execute(scope.trx);
   },
 
   /** What one support grant did: its entries counted by action and outcome. */

@@ -82,6 +82,9 @@ const verifyPageSize = 5_000;
 const maxPendingEntries = 100_000;
 export const maxAuditPageSize = 500;
 
+/** Pending write entries chained per statement round, so one seal's memory stays bounded. */
+const sealBatchEntries = 1_000;
+
 /**
  * The audit log: a hash chain per tenant (and one for the platform), sealed by signed checkpoints
  * that are also copied to the object store. Writes append their entry in their own transaction (see
@@ -105,6 +108,8 @@ export class AuditService {
   /** Keyed by tenant id, '' for the platform chain. */
   #pending = new Map<string, QueuedEntry[]>();
   #pendingCount = 0;
+  /** Tenants this node wrote pending entries for since its last flush. */
+  #unsealed = new Set<string>();
   #timer: NodeJS.Timeout | undefined;
   #flushing: Promise<void> | undefined;
 
@@ -150,19 +155,58 @@ export class AuditService {
           const { rows } = await sql<{ wrote: boolean }>`
             select txid_current_if_assigned() is not null as wrote`.execute(scope.trx);
           if (rows[0]?.wrote) {
-            await this.append(scope, [
+            // Committed with the write, without waiting for the chain's lock: the batch writer
+            // chains it within `flushIntervalMs` (sealPending).
+            await auditRepository.insertPending(
+              scope,
               entryOf(context, this.#clock.now(), scope.tenantId, 'allow', null, null),
-            ]);
+            );
             appended = true;
           }
           return value;
         },
         options,
       );
-      // Committed: this request's entry is in.
-      if (appended) context.audited = true;
+      // Committed: this request's entry is in (pending, until this node's next flush chains it).
+      if (appended) {
+        context.audited = true;
+        this.#unsealed.add(tenantId!);
+      }
       return result;
     };
+  }
+
+  /**
+   * Chains the tenant's pending write entries (in the order they were written), then `entries`, in
+   * one transaction under the chain's lock, and removes what it chained from the pending table. The
+   * batch writer calls this for the tenants this node wrote to; the checkpoint job for every tenant
+   * (what a crashed node left pending).
+   */
+  async sealPending(tenantId: string): Promise<number> {
+    return this.#withTenant(tenantId, async (scope) => (await this.#seal(scope, [])).length);
+  }
+
+  async #seal(scope: TenantScope, entries: readonly AuditEntry[]): Promise<ChainedAuditEntry[]> {
+    const chain: ChainHandle = { db: scope.db, tenantId: scope.tenantId };
+    await auditRepository.lockChain(chain);
+    const chained: ChainedAuditEntry[] = [];
+    for (;;) {
+      const pending = await auditRepository.pending(scope, sealBatchEntries);
+      if (pending.length === 0) break;
+      chained.push(
+        ...(await this.append(
+          scope,
+          pending.map((row) => row.entry),
+        )),
+      );
+      await auditRepository.deletePending(
+        scope,
+        pending.map((row) => row.id),
+      );
+      if (pending.length < sealBatchEntries) break;
+    }
+    chained.push(...(await this.append(scope, entries)));
+    return chained;
   }
 
   /** Appends entries to the tenant's chain inside the caller's transaction (they commit with it). */
@@ -219,7 +263,7 @@ export class AuditService {
   /** Writes every queued entry, one transaction per chain; a chain that fails keeps its entries. */
   async flush(): Promise<void> {
     while (this.#flushing) await this.#flushing;
-    if (this.#pendingCount === 0) return;
+    if (this.#pendingCount === 0 && this.#unsealed.size === 0) return;
     this.#flushing = this.#flushOnce().finally(() => {
       this.#flushing = undefined;
     });
@@ -230,10 +274,13 @@ export class AuditService {
     const batches = this.#pending;
     this.#pending = new Map();
     this.#pendingCount = 0;
+    const unsealed = this.#unsealed;
+    this.#unsealed = new Set();
+    for (const tenantId of unsealed) if (!batches.has(tenantId)) batches.set(tenantId, []);
     for (const [key, entries] of batches) {
       try {
         if (key !== '') {
-          await this.#withTenant(key, (scope) => this.append(scope, entries));
+          await this.#withTenant(key, (scope) => this.#seal(scope, entries));
           continue;
         }
         // No tenant yet: a sign-in naming a tenant slug goes to that tenant's chain, the rest
@@ -256,6 +303,7 @@ export class AuditService {
         if (isAppError(error) && error.code === 'tenant_not_found') continue;
         this.#onError(error, 'audit batch not written; retrying');
         for (const entry of entries) this.enqueue(entry);
+        if (key !== '') this.#unsealed.add(key);
       }
     }
   }
