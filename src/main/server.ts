@@ -119,75 +119,79 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
   return { app, runtime, url: address, shutdown };
 }
 
+interface Scheduled {
+  stop(): Promise<void>;
+}
+
+/**
+ * Runs `task` every `everyMs` (first after `firstAfterMs`, if given), never two rounds at once; the
+ * task handles its own errors. `stop` clears the timers and waits for a round in progress (and, with
+ * `runOnStop`, runs one last round: what is counted in memory must not be lost at shutdown).
+ */
+function schedule(
+  task: () => Promise<void>,
+  options: { everyMs: number; firstAfterMs?: number; runOnStop?: boolean },
+): Scheduled {
+  let running: Promise<void> | undefined;
+  const run = () =>
+    (running ??= task().finally(() => {
+      running = undefined;
+    }));
+  const every = setInterval(run, options.everyMs);
+  const first = options.firstAfterMs === undefined ? undefined : setTimeout(run, options.firstAfterMs);
+  every.unref();
+  first?.unref();
+  return {
+    async stop() {
+      clearInterval(every);
+      clearTimeout(first);
+      await running;
+      if (options.runOnStop) await run();
+    },
+  };
+}
+
 /**
  * Every minute, each node sends the summaries of support grants that ended (each goes out once:
  * a node claims a summary before sending it).
  */
-function scheduleGrantSummaries(core: Core, log: Logger): { stop(): Promise<void> } {
-  let running: Promise<void> | undefined;
-  const run = () => {
-    running ??= core.support
-      .sendEndedGrantSummaries()
-      .then(
+function scheduleGrantSummaries(core: Core, log: Logger): Scheduled {
+  return schedule(
+    () =>
+      core.support.sendEndedGrantSummaries().then(
         () => undefined,
         (error: unknown) => log.warn({ err: error }, 'support grant summaries failed; retrying next minute'),
-      )
-      .finally(() => {
-        running = undefined;
-      });
-  };
-  const every = setInterval(run, 60_000);
-  every.unref();
-  return {
-    async stop() {
-      clearInterval(every);
-      await running;
-    },
-  };
+      ),
+    { everyMs: 60_000 },
+  );
 }
 
-/** How often each node adds its counted API calls to the tenants' daily totals. */
-const meterFlushIntervalMs = 5_000;
-
-function scheduleMeterFlush(core: Core, log: Logger): { stop(): Promise<void> } {
-  let running: Promise<void> | undefined;
-  const flush = () =>
-    (running ??= core.meter
-      .flush()
-      .catch((error: unknown) =>
-        log.warn({ err: error }, 'API-call metering could not be written; kept for the next flush'),
-      )
-      .finally(() => {
-        running = undefined;
-      }));
-  const every = setInterval(flush, meterFlushIntervalMs);
-  every.unref();
-  return {
-    async stop() {
-      clearInterval(every);
-      await running;
-      await flush();
-    },
-  };
+/** Each node adds its counted API calls to the tenants' daily totals every 5 s, and at shutdown. */
+function scheduleMeterFlush(core: Core, log: Logger): Scheduled {
+  return schedule(
+    () =>
+      core.meter
+        .flush()
+        .catch((error: unknown) =>
+          log.warn({ err: error }, 'API-call metering could not be written; kept for the next flush'),
+        ),
+    { everyMs: 5_000, runOnStop: true },
+  );
 }
-
-/** How often every node tries to run attachment maintenance; a lease lets one run at a time. */
-const maintenanceIntervalMs = 10 * 60_000;
 
 /**
  * Runs attachment maintenance a minute after start and then every ten minutes. Whichever node takes
  * the lease does the work; the others find it taken and wait for the next round.
  */
-function scheduleAttachmentMaintenance(core: Core, log: Logger): { stop(): Promise<void> } {
-  let running: Promise<void> | undefined;
-  const runOnce = () => {
-    running ??= runAttachmentMaintenance({
-      database: core.database,
-      tenants: core.tenantRepository,
-      attachments: core.attachments,
-      records: core.records,
-    })
-      .then(
+function scheduleAttachmentMaintenance(core: Core, log: Logger): Scheduled {
+  return schedule(
+    () =>
+      runAttachmentMaintenance({
+        database: core.database,
+        tenants: core.tenantRepository,
+        attachments: core.attachments,
+        records: core.records,
+      }).then(
         (summary) => {
           if (
             summary.purged > 0 ||
@@ -201,112 +205,70 @@ function scheduleAttachmentMaintenance(core: Core, log: Logger): { stop(): Promi
           if (isAppError(error) && error.code === maintenanceErrors.inProgress.code) return;
           log.warn({ err: error }, 'attachment maintenance failed; retrying at the next round');
         },
-      )
-      .finally(() => {
-        running = undefined;
-      });
-  };
-  const first = setTimeout(runOnce, 60_000);
-  const every = setInterval(runOnce, maintenanceIntervalMs);
-  first.unref();
-  every.unref();
-  return {
-    async stop() {
-      clearTimeout(first);
-      clearInterval(every);
-      await running;
-    },
-  };
+      ),
+    { everyMs: 10 * 60_000, firstAfterMs: 60_000 },
+  );
 }
 
-/** How often every node looks for audit chains due a checkpoint (N entries or the interval). */
-const checkpointRoundMs = 60_000;
-
-/** Seals due audit chains every minute; a lease lets one node do it at a time. */
-function scheduleAuditCheckpoints(core: Core, log: Logger): { stop(): Promise<void> } {
-  let running: Promise<void> | undefined;
-  const runOnce = () => {
-    running ??= runAuditCheckpoints({
-      database: core.database,
-      tenants: core.tenantRepository,
-      audit: core.audit,
-    })
-      .then(
+/**
+ * Every minute: chains what crashed nodes left pending and seals audit chains due a checkpoint (N
+ * entries or the interval); a lease lets one node do it at a time.
+ */
+function scheduleAuditCheckpoints(core: Core, log: Logger): Scheduled {
+  return schedule(
+    () =>
+      runAuditCheckpoints({
+        database: core.database,
+        tenants: core.tenantRepository,
+        audit: core.audit,
+      }).then(
         (summary) => {
           if (summary?.failures.length)
             log.warn({ summary }, 'some audit checkpoints failed; retrying next round');
         },
         (error: unknown) => log.warn({ err: error }, 'audit checkpoints failed; retrying next round'),
-      )
-      .finally(() => {
-        running = undefined;
-      });
-  };
-  const every = setInterval(runOnce, checkpointRoundMs);
-  every.unref();
-  return {
-    async stop() {
-      clearInterval(every);
-      await running;
-    },
-  };
+      ),
+    { everyMs: 60_000 },
+  );
 }
-
-/** How often every node checks which tenants are due a snapshot; a lease lets one node do it. */
-const snapshotCheckIntervalMs = 10 * 60_000;
 
 /**
  * Ships the change journal every STRONGROOM_BACKUP_SHIP_INTERVAL_MS, takes the snapshots that are
- * due (STRONGROOM_BACKUP_SNAPSHOT_INTERVAL_HOURS since a tenant's newest one), then deletes backups
- * that have left the restore window. Both run under leases,
- * so with several nodes each round runs on one of them. A round never overlaps the previous one.
+ * due (STRONGROOM_BACKUP_SNAPSHOT_INTERVAL_HOURS since a tenant's newest one; checked 30 s after start,
+ * then every 10 minutes), then deletes backups that have left the restore window. Both run under
+ * leases, so with several nodes each round runs on one of them. A round never overlaps the previous one.
  */
-function scheduleBackups(core: Core, config: Config, log: Logger): { stop(): Promise<void> } {
-  let shipping: Promise<void> | undefined;
-  let snapshotting: Promise<void> | undefined;
+function scheduleBackups(core: Core, config: Config, log: Logger): Scheduled {
   const ignoreBusy = (what: string) => (error: unknown) => {
     if (isAppError(error) && error.code === backupErrors.inProgress.code) return;
     log.warn({ err: error }, `${what} failed; retrying at the next round`);
   };
-  const ship = () => {
-    shipping ??= core.backups
-      .ship()
-      .then((summary) => {
+  const shipping = schedule(
+    () =>
+      core.backups.ship().then((summary) => {
         if (summary.failures.length > 0)
           log.warn(
             { failures: summary.failures },
             'some backup locations could not be written; their backlog ships when they are back',
           );
-      }, ignoreBusy('journal shipping'))
-      .finally(() => {
-        shipping = undefined;
-      });
-  };
-  const snapshot = () => {
-    snapshotting ??= core.backups
-      .snapshotAll({ dueAfterMs: config.backup.snapshotIntervalMs })
-      .then(async (results) => {
+      }, ignoreBusy('journal shipping')),
+    { everyMs: config.backup.shipIntervalMs },
+  );
+  const snapshots = schedule(
+    () =>
+      core.backups.snapshotAll({ dueAfterMs: config.backup.snapshotIntervalMs }).then(async (results) => {
         if (results.length > 0) log.info({ tenants: results.length }, 'snapshots taken');
         // Only the node that took the snapshot lease gets here: it also applies retention.
         const pruned = await core.backups.prune();
         if (pruned.some((p) => p.snapshotsDeleted + p.segmentsDeleted > 0 || p.problems.length > 0))
           log.info({ pruned }, 'backups past the restore window deleted');
-      }, ignoreBusy('snapshots'))
-      .finally(() => {
-        snapshotting = undefined;
-      });
-  };
-  const shipTimer = setInterval(ship, config.backup.shipIntervalMs);
-  const firstSnapshot = setTimeout(snapshot, 30_000);
-  const snapshotTimer = setInterval(snapshot, snapshotCheckIntervalMs);
-  for (const timer of [shipTimer, firstSnapshot, snapshotTimer]) timer.unref();
+      }, ignoreBusy('snapshots')),
+    { everyMs: 10 * 60_000, firstAfterMs: 30_000 },
+  );
   return {
     async stop() {
-      clearInterval(shipTimer);
-      clearTimeout(firstSnapshot);
-      clearInterval(snapshotTimer);
-      await shipping;
-      await snapshotting;
+      await shipping.stop();
+      await snapshots.stop();
     },
   };
 }

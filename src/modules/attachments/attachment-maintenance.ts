@@ -28,7 +28,6 @@ export const maintenanceErrors = {
 
 const leaseName = 'attachment-maintenance';
 const leaseTtlMs = 60_000;
-const tenantPageSize = 100;
 
 /**
  * Purges retired attachment versions past the restore window and sweeps orphans, tenant by tenant
@@ -58,22 +57,16 @@ export async function runAttachmentMaintenance(
         idempotencyKeysPruned: 0,
         failures: [],
       };
-      const all = [];
-      for (let afterId: string | undefined; ; ) {
-        const page = await deps.tenants.list({ includeDeleted: false, limit: tenantPageSize, afterId });
-        all.push(...page);
-        if (page.length < tenantPageSize) break;
-        afterId = page.at(-1)!.id;
-      }
-      for (const tenant of all) {
+      const all = await deps.tenants.listLiveIds();
+      for (const tenantId of all) {
         if (isLost()) break;
         try {
-          const result = await deps.attachments.maintain(tenant.id);
+          const result = await deps.attachments.maintain(tenantId);
           summary.purged += result.purged;
           summary.orphansSwept += result.orphansSwept;
-          summary.idempotencyKeysPruned += await deps.records.pruneIdempotencyKeys(tenant.id);
+          summary.idempotencyKeysPruned += await deps.records.pruneIdempotencyKeys(tenantId);
         } catch (error) {
-          summary.failures.push({ tenantId: tenant.id, message: (error as Error).message });
+          summary.failures.push({ tenantId, message: (error as Error).message });
         }
         summary.tenants++;
         onProgress?.(summary.tenants, all.length);

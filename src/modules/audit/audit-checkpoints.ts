@@ -14,7 +14,6 @@ export interface CheckpointRunSummary {
 
 const leaseName = 'audit-checkpoints';
 const leaseTtlMs = 60_000;
-const tenantPageSize = 100;
 
 /**
  * Seals every chain whose checkpoint is due (N entries or the interval since the last one) and
@@ -35,13 +34,7 @@ export async function runAuditCheckpoints(deps: {
     leaseTtlMs,
     async (_lease, isLost) => {
       const summary: CheckpointRunSummary = { chains: 0, sealed: 0, pruned: 0, failures: [] };
-      const chains: Array<string | null> = [null];
-      for (let afterId: string | undefined; ; ) {
-        const page = await deps.tenants.list({ includeDeleted: false, limit: tenantPageSize, afterId });
-        chains.push(...page.map((tenant) => tenant.id));
-        if (page.length < tenantPageSize) break;
-        afterId = page.at(-1)!.id;
-      }
+      const chains: Array<string | null> = [null, ...(await deps.tenants.listLiveIds())];
       for (const tenantId of chains) {
         if (isLost()) break;
         try {

@@ -3,7 +3,6 @@ import type { Clock } from '../../platform/clock.ts';
 import type { TenantRepository } from '../tenants/tenant.repository.ts';
 import { findNewestSnapshot, readLocationPositions } from './backup.repository.ts';
 import type { BackupLocation } from './backup-format.ts';
-import { listLiveTenantIds } from './live-tenants.ts';
 
 export interface TenantBackupStatus {
   tenantId: string;
@@ -32,7 +31,7 @@ export async function readBackupStatus(deps: {
 }): Promise<TenantBackupStatus[]> {
   const names = deps.locations.map((l) => l.name);
   const statuses: TenantBackupStatus[] = [];
-  for (const tenantId of await listLiveTenantIds(deps.tenants)) {
+  for (const tenantId of await deps.tenants.listLiveIds()) {
     const tenant = await deps.tenants.findById(tenantId);
     const { positions, snapshot } = await deps.withTenant(
       tenantId,

@@ -23,7 +23,6 @@ import {
   type SegmentManifest,
   segmentAad,
 } from './backup-format.ts';
-import { listLiveTenantIds } from './live-tenants.ts';
 
 export interface ShipSummary {
   tenants: number;
@@ -87,7 +86,7 @@ export class JournalShipper {
           segmentsPruned: 0,
           failures: [],
         };
-        for (const tenantId of await listLiveTenantIds(this.#tenants)) {
+        for (const tenantId of await this.#tenants.listLiveIds()) {
           if (isLost()) break;
           await this.#shipTenant(tenantId, summary);
           summary.tenants++;

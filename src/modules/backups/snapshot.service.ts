@@ -31,7 +31,6 @@ import {
   type SnapshotManifest,
   snapshotAad,
 } from './backup-format.ts';
-import { listLiveTenantIds } from './live-tenants.ts';
 
 export interface SnapshotResult {
   tenantId: string;
@@ -90,7 +89,7 @@ export class SnapshotService {
       holder,
       leaseTtlMs,
       async (_lease, isLost) => {
-        const tenantIds = await listLiveTenantIds(this.#tenants);
+        const tenantIds = await this.#tenants.listLiveIds();
         const results: SnapshotResult[] = [];
         let done = 0;
         for (const tenantId of tenantIds) {

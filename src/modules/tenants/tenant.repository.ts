@@ -79,6 +79,18 @@ export class TenantRepository {
     return row && toTenant(row);
   }
 
+  /** Ids of every tenant not deleted, read page by page (what the per-tenant jobs walk). */
+  async listLiveIds(): Promise<string[]> {
+    const pageSize = 100;
+    const ids: string[] = [];
+    for (let afterId: string | undefined; ; ) {
+      const page = await this.list({ includeDeleted: false, limit: pageSize, afterId });
+      ids.push(...page.map((tenant) => tenant.id));
+      if (page.length < pageSize) return ids;
+      afterId = page.at(-1)!.id;
+    }
+  }
+
   async list(options: {
     includeDeleted: boolean;
     limit: number;
