@@ -36,3 +36,13 @@ export const errorResponseSchema = z.object({
     details: z.record(z.string(), z.unknown()).optional(),
   }),
 });
+
+/** The error responses a route documents: the same error body for each status given. */
+export function errorResponses<const S extends number>(
+  ...statuses: S[]
+): Record<S, typeof errorResponseSchema> {
+  return Object.fromEntries(statuses.map((status) => [status, errorResponseSchema])) as Record<
+    S,
+    typeof errorResponseSchema
+  >;
+}

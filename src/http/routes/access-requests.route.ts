@@ -3,7 +3,7 @@ import { z } from 'zod';
 import type { AccessRequest, SupportAccessService } from '../../modules/support/support-access.service.ts';
 import { requireUser } from '../plugins/session-auth.ts';
 import { requireStaff } from '../plugins/staff-auth.ts';
-import { errorResponseSchema } from '../presenters.ts';
+import { errorResponses } from '../presenters.ts';
 
 const accessRequestSchema = z.object({
   id: z.string(),
@@ -44,13 +44,7 @@ function presentAccessRequest(request: AccessRequest) {
   };
 }
 
-const errors = {
-  400: errorResponseSchema,
-  401: errorResponseSchema,
-  403: errorResponseSchema,
-  404: errorResponseSchema,
-  409: errorResponseSchema,
-};
+const errors = errorResponses(400, 401, 403, 404, 409);
 
 const idParams = z.object({ id: z.string().max(64) });
 

@@ -10,7 +10,7 @@ import {
 import { contentDisposition, decodeFilenameHeader } from '../../modules/attachments/attachment-input.ts';
 import { etagOf, parseIfMatch } from '../../modules/records/record-data.ts';
 import { requireUser } from '../plugins/session-auth.ts';
-import { errorResponseSchema } from '../presenters.ts';
+import { errorResponseSchema, errorResponses } from '../presenters.ts';
 
 const attachmentSchema = z.object({
   id: z.uuid(),
@@ -41,12 +41,7 @@ const uploadHeaders = z.object({
   'content-type': z.string().max(300).optional().describe('The file type; default application/octet-stream'),
   'x-filename': z.string().max(1000).optional().describe('The filename, percent-encoded UTF-8'),
 });
-const errors = {
-  400: errorResponseSchema,
-  401: errorResponseSchema,
-  403: errorResponseSchema,
-  404: errorResponseSchema,
-};
+const errors = errorResponses(400, 401, 403, 404);
 const uploadErrors = { ...errors, 413: errorResponseSchema, 502: errorResponseSchema };
 const changeErrors = { ...errors, 412: errorResponseSchema, 428: errorResponseSchema };
 

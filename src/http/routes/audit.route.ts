@@ -6,7 +6,7 @@ import { auditErrors } from '../../modules/audit/audit.errors.ts';
 import { type AuditService, exportLine, maxAuditPageSize } from '../../modules/audit/audit.service.ts';
 import type { ChainedAuditEntry } from '../../modules/audit/audit-chain.ts';
 import { requireUser } from '../plugins/session-auth.ts';
-import { errorResponseSchema } from '../presenters.ts';
+import { errorResponses } from '../presenters.ts';
 
 const entrySchema = z.object({
   position: z.number().int(),
@@ -28,7 +28,7 @@ const entrySchema = z.object({
   prevHash: z.string(),
   hash: z.string(),
 });
-const errors = { 400: errorResponseSchema, 401: errorResponseSchema, 403: errorResponseSchema };
+const errors = errorResponses(400, 401, 403);
 
 /** Strict filters: anything malformed is a 400, never a silently widened query. */
 const filters = z.strictObject({

@@ -5,7 +5,7 @@ import type { IdentityService, IssuedSession } from '../../modules/identity/iden
 import type { MfaService } from '../../modules/identity/mfa.service.ts';
 import type { ApiKey, User } from '../../modules/identity/user.repository.ts';
 import { clearSessionCookie, requireUser, setSessionCookie } from '../plugins/session-auth.ts';
-import { errorResponseSchema } from '../presenters.ts';
+import { errorResponseSchema, errorResponses } from '../presenters.ts';
 
 export const userSchema = z.object({
   id: z.uuid(),
@@ -44,12 +44,7 @@ function presentSignedIn(
   };
 }
 
-const errors = {
-  400: errorResponseSchema,
-  401: errorResponseSchema,
-  403: errorResponseSchema,
-  429: errorResponseSchema,
-};
+const errors = errorResponses(400, 401, 403, 429);
 
 /** A current authenticator code, and the recovery codes some routes return for it. */
 const codeBody = z.strictObject({ code: z.string().max(20) });

@@ -9,7 +9,7 @@ import {
 } from '../../modules/records/collection-policy.service.ts';
 import { etagOf, parseIfMatch } from '../../modules/records/record-data.ts';
 import { requireUser } from '../plugins/session-auth.ts';
-import { errorResponseSchema } from '../presenters.ts';
+import { errorResponseSchema, errorResponses } from '../presenters.ts';
 
 const fieldList = z.array(z.string().max(100)).max(maxPolicyFields);
 const policySchema = z.object({
@@ -22,12 +22,7 @@ const policySchema = z.object({
   createdAt: z.iso.datetime().nullable(),
 });
 const policyParams = z.strictObject({ projectId: z.uuid(), collection: z.string().max(100) });
-const errors = {
-  400: errorResponseSchema,
-  401: errorResponseSchema,
-  403: errorResponseSchema,
-  404: errorResponseSchema,
-};
+const errors = errorResponses(400, 401, 403, 404);
 
 function present(policy: CurrentPolicy | CollectionPolicy) {
   return { ...policy, createdAt: policy.createdAt?.toISOString() ?? null };

@@ -3,15 +3,9 @@ import { z } from 'zod';
 import type { StaffMember } from '../../modules/staff/staff.repository.ts';
 import type { StaffService } from '../../modules/staff/staff.service.ts';
 import { requireStaff } from '../plugins/staff-auth.ts';
-import { errorResponseSchema } from '../presenters.ts';
+import { errorResponses } from '../presenters.ts';
 
-const errors = {
-  400: errorResponseSchema,
-  401: errorResponseSchema,
-  403: errorResponseSchema,
-  404: errorResponseSchema,
-  409: errorResponseSchema,
-};
+const errors = errorResponses(400, 401, 403, 404, 409);
 
 const staffSchema = z.object({
   id: z.uuid(),

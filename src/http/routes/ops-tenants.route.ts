@@ -2,19 +2,13 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { TenantService } from '../../modules/tenants/tenant.service.ts';
 import { requireStaff } from '../plugins/staff-auth.ts';
-import { errorResponseSchema, presentTenant, tenantSchema } from '../presenters.ts';
+import { errorResponses, presentTenant, tenantSchema } from '../presenters.ts';
 
 const tenantParams = z.object({
   tenantId: z.string().min(1).max(64).describe('The tenant id (UUID) or its slug'),
 });
 
-const errors = {
-  400: errorResponseSchema,
-  401: errorResponseSchema,
-  403: errorResponseSchema,
-  404: errorResponseSchema,
-  409: errorResponseSchema,
-};
+const errors = errorResponses(400, 401, 403, 404, 409);
 
 /**
  * Tenant lifecycle for operators: the same operations as `strongroom tenant …`. Thin routes:

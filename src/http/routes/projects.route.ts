@@ -3,7 +3,7 @@ import { z } from 'zod';
 import type { ProjectMember } from '../../modules/projects/project.repository.ts';
 import type { ProjectService } from '../../modules/projects/project.service.ts';
 import { requireUser } from '../plugins/session-auth.ts';
-import { errorResponseSchema } from '../presenters.ts';
+import { errorResponses } from '../presenters.ts';
 
 const projectRole = z.enum(['project_admin', 'contributor', 'viewer']);
 const projectSchema = z.object({
@@ -26,12 +26,7 @@ const memberSchema = z.object({
 });
 const projectParams = z.strictObject({ projectId: z.uuid() });
 const memberParams = z.strictObject({ projectId: z.uuid(), userId: z.uuid() });
-const errors = {
-  400: errorResponseSchema,
-  401: errorResponseSchema,
-  403: errorResponseSchema,
-  404: errorResponseSchema,
-};
+const errors = errorResponses(400, 401, 403, 404);
 
 function presentProject(p: {
   id: string;

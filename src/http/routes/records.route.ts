@@ -6,7 +6,7 @@ import { maxListLimit, type RecordService } from '../../modules/records/record.s
 import { etagOf, parseIfMatch } from '../../modules/records/record-data.ts';
 import { maxCursorLength } from '../../modules/records/record-sort.ts';
 import { requireUser } from '../plugins/session-auth.ts';
-import { errorResponseSchema } from '../presenters.ts';
+import { errorResponseSchema, errorResponses } from '../presenters.ts';
 
 const recordSchema = z.object({
   id: z.uuid(),
@@ -24,13 +24,7 @@ const recordParams = z.strictObject({ projectId: z.uuid(), recordId: z.uuid() })
 const ifMatchHeaders = z.object({
   'if-match': z.string().max(100).optional().describe('The ETag of the version you read ("3"), or *'),
 });
-const errors = {
-  400: errorResponseSchema,
-  401: errorResponseSchema,
-  403: errorResponseSchema,
-  404: errorResponseSchema,
-  413: errorResponseSchema,
-};
+const errors = errorResponses(400, 401, 403, 404, 413);
 const changeErrors = { ...errors, 412: errorResponseSchema, 428: errorResponseSchema };
 
 function present(record: StoredRecord) {

@@ -5,7 +5,7 @@ import type { RestoreResult } from '../../modules/backups/restore.service.ts';
 import type { TenantService } from '../../modules/tenants/tenant.service.ts';
 import { requireUser } from '../plugins/session-auth.ts';
 import { requireStaff } from '../plugins/staff-auth.ts';
-import { errorResponseSchema } from '../presenters.ts';
+import { errorResponses } from '../presenters.ts';
 
 const restoreResultSchema = z.object({
   tenant: z.object({ id: z.string(), slug: z.string().nullable() }).describe('The new tenant'),
@@ -23,14 +23,7 @@ const restoreBody = z.strictObject({
   intoName: z.string().max(1000).optional(),
 });
 
-const errors = {
-  400: errorResponseSchema,
-  401: errorResponseSchema,
-  403: errorResponseSchema,
-  404: errorResponseSchema,
-  409: errorResponseSchema,
-  502: errorResponseSchema,
-};
+const errors = errorResponses(400, 401, 403, 404, 409, 502);
 
 function presentRestore(result: RestoreResult) {
   return {

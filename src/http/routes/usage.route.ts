@@ -4,7 +4,7 @@ import type { QuotaService } from '../../modules/quotas/quota.service.ts';
 import type { TenantService } from '../../modules/tenants/tenant.service.ts';
 import { requireUser } from '../plugins/session-auth.ts';
 import { requireStaff } from '../plugins/staff-auth.ts';
-import { errorResponseSchema } from '../presenters.ts';
+import { errorResponses } from '../presenters.ts';
 
 const limitsSchema = z.object({
   requestsPerSecond: z.number().int().describe('Requests per second, across all nodes'),
@@ -31,12 +31,7 @@ const usageSchema = z.object({
   }),
 });
 
-const errors = {
-  400: errorResponseSchema,
-  401: errorResponseSchema,
-  403: errorResponseSchema,
-  404: errorResponseSchema,
-};
+const errors = errorResponses(400, 401, 403, 404);
 
 /** `GET /api/v1/usage`: the caller's own tenant, for its owners and admins. */
 export function usageRoutes(deps: { quotas: QuotaService }): FastifyPluginAsyncZod {
