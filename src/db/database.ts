@@ -7,6 +7,7 @@ import type { Config } from '../config/config.ts';
 import { defineError } from '../platform/errors.ts';
 import type { ControlTables } from './control-tables.ts';
 import { PGliteDialect } from './pglite-dialect.ts';
+import { preparingPool } from './prepared-statements.ts';
 import { createTenantReadPool, type TenantReadPool } from './tenant-read-pool.ts';
 import { controlSchema } from './tenant-schema.ts';
 
@@ -87,7 +88,7 @@ async function openPostgres(settings: Extract<DatabaseSettings, { kind: 'postgre
   pool.on('error', () => {
     // Deliberately ignored: the pool drops the broken client and the next query reconnects.
   });
-  const db: AnyKysely = new Kysely({ dialect: new PostgresDialect({ pool }) });
+  const db: AnyKysely = new Kysely({ dialect: new PostgresDialect({ pool: preparingPool(pool) }) });
   try {
     await sql`select 1`.execute(db);
   } catch (cause) {

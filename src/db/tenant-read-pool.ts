@@ -2,6 +2,7 @@ import { AsyncLocalStorage } from 'node:async_hooks';
 import { Kysely, PostgresDialect, type PostgresPool } from 'kysely';
 import pg from 'pg';
 import type { AnyKysely } from './database.ts';
+import { queryPrepared } from './prepared-statements.ts';
 import { assertTenantSchemaName } from './tenant-schema.ts';
 
 /**
@@ -68,7 +69,7 @@ export function createTenantReadPool(options: {
           const switchConnection = async () => {
             holds.delete(client);
             try {
-              await client.query(switchTo, [schema]);
+              await queryPrepared(client, switchTo, [schema]);
             } catch (error) {
               throw new TenantSwitchError(error);
             }
@@ -76,17 +77,17 @@ export function createTenantReadPool(options: {
           };
           if (holds.get(client) === schema) {
             try {
-              return await client.query(text, values as unknown[]);
+              return await queryPrepared(client, text, values);
             } catch (error) {
               // The tenant may have gone (or been re-created) since this connection switched to it:
               // switch again, which fails cleanly for a dropped role, and retry the read once.
               if (!staleCodes.has((error as { code?: string }).code ?? '')) throw error;
               await switchConnection();
-              return client.query(text, values as unknown[]);
+              return queryPrepared(client, text, values);
             }
           }
           await switchConnection();
-          return client.query(text, values as unknown[]);
+          return queryPrepared(client, text, values);
         },
         release: () => client.release(),
       } as unknown as ReturnType<PostgresPool['connect']> extends Promise<infer C> ? C : never;

@@ -27,7 +27,7 @@ export const projectRepository = {
     const row = await tenant(db)
       .insertInto('projects')
       .values({ id: project.id, name: project.name, created_by: project.createdBy })
-      .returningAll()
+      .returning(projectColumns)
       .executeTakeFirstOrThrow();
     return toProject(row);
   },
@@ -44,7 +44,7 @@ export const projectRepository = {
           .onRef('m.project_id', '=', 'p.id')
           .on('m.user_id', '=', memberId ?? '00000000-0000-0000-0000-000000000000'),
       )
-      .selectAll('p')
+      .select(projectColumns.map((column) => `p.${column}` as const))
       .select('m.role')
       .orderBy('p.created_at')
       .orderBy('p.id');
@@ -58,7 +58,7 @@ export const projectRepository = {
       .updateTable('projects')
       .set({ name, updated_at: sql`now()` })
       .where('id', '=', id)
-      .returningAll()
+      .returning(projectColumns)
       .executeTakeFirstOrThrow();
     return toProject(row);
   },
@@ -78,7 +78,7 @@ export const projectRepository = {
       .leftJoin('project_members as m', (join) =>
         join.onRef('m.project_id', '=', 'p.id').on('m.user_id', '=', userId),
       )
-      .selectAll('p')
+      .select(projectColumns.map((column) => `p.${column}` as const))
       .select('m.role')
       .where('p.id', '=', projectId)
       .executeTakeFirst();
@@ -156,3 +156,6 @@ function toProject(row: Selectable<ProjectsTable>): Project {
     updatedAt: new Date(row.updated_at),
   };
 }
+
+/** A project's columns, named rather than `*` (prepared statements, see db/prepared-statements.ts). */
+const projectColumns = ['id', 'name', 'created_by', 'created_at', 'updated_at'] as const;

@@ -51,9 +51,10 @@ export const recordRepository = {
           ])
           .where(policyVersionIs(t, record.projectId, record.collection, policyVersion)),
       )
-      .returningAll()
+      // Not the data: the caller has it, and it need not travel back.
+      .returning(recordColumnsWithoutData)
       .executeTakeFirst();
-    return row && toRecord(row);
+    return row && toRecord({ ...row, data: record.data });
   },
 
   /**
@@ -131,7 +132,7 @@ export const recordRepository = {
       )
       .select([
         'm.role',
-        ...recordColumns,
+        ...recordColumnsOf('r'),
         'pol.version as policy_version',
         'pol.sensitive as policy_sensitive',
       ])
@@ -150,7 +151,7 @@ export const recordRepository = {
   async find(db: AnyKysely, projectId: string, recordId: string): Promise<StoredRecord | undefined> {
     const row = await tenant(db)
       .selectFrom('records')
-      .selectAll()
+      .select(recordColumns)
       .where('id', '=', recordId)
       .where('project_id', '=', projectId)
       .executeTakeFirst();
@@ -179,7 +180,7 @@ export const recordRepository = {
       .leftJoin('records as r', (join) => join.onRef('r.project_id', '=', 'p.id').on('r.id', '=', recordId))
       .select((eb) => [
         'm.role',
-        ...recordColumns,
+        ...recordColumnsOf('r'),
         eb
           .selectFrom('collection_policies as cp')
           .select('cp.sensitive')
@@ -261,7 +262,7 @@ export const recordRepository = {
     const key = sort.field === undefined ? undefined : sortKeyExpression(sort.field);
     let query = tenant(db)
       .selectFrom('records')
-      .selectAll()
+      .select([...recordColumns, 'seq'])
       .select((eb) => [
         key ? sql<string | null>`${key}::text`.as('sort_key') : sql<null>`null`.as('sort_key'),
         // Each record's policy in the same statement as its data: they are of one snapshot.
@@ -321,7 +322,7 @@ export const recordRepository = {
       .where('collection', '=', change.collection)
       .where(policyVersionIs(t, projectId, change.collection, change.policyVersion));
     if (change.expectedVersion !== undefined) query = query.where('version', '=', change.expectedVersion);
-    const row = await query.returningAll().executeTakeFirst();
+    const row = await query.returning(recordColumns).executeTakeFirst();
     return row && toRecord(row);
   },
 
@@ -499,20 +500,30 @@ function policyVersionIs(t: Kysely<TenantTables>, projectId: string, collection:
   return sql<boolean>`coalesce((${current}), 0) = ${version}`;
 }
 
-const recordColumns = [
-  'r.id',
-  'r.project_id',
-  'r.collection',
-  'r.data',
-  'r.version',
-  'r.created_by',
-  'r.updated_by',
-  'r.created_at',
-  'r.updated_at',
-] as const;
-
 function tenant(db: AnyKysely): Kysely<TenantTables> {
   return db as Kysely<TenantTables>;
+}
+
+/**
+ * A record's columns, named rather than `*`: statements are prepared once per connection, and a
+ * prepared `*` would break when a migration adds a column (see db/prepared-statements.ts).
+ */
+const recordColumns = [
+  'id',
+  'project_id',
+  'collection',
+  'data',
+  'version',
+  'created_by',
+  'updated_by',
+  'created_at',
+  'updated_at',
+] as const;
+
+const recordColumnsWithoutData = recordColumns.filter((column) => column !== 'data');
+
+function recordColumnsOf<Alias extends string>(alias: Alias) {
+  return recordColumns.map((column) => `${alias}.${column}` as const);
 }
 
 function toRecord(row: Omit<Selectable<RecordsTable>, 'seq'>): StoredRecord {
