@@ -160,10 +160,16 @@ export const auditRepository = {
   },
 
   /** A write's entry, committed with the write; `sealPending` moves it into the chain. No lock. */
-  async insertPending(scope: PendingScope, entry: AuditEntry): Promise<void> {
-    await sql`insert into ${pendingTable(scope)} (entry) values (${JSON.stringify(entry)}::jsonb)`.execute(
-      scope.trx,
-    );
+  /**
+   * Adds `entry` to the pending entries if the caller's transaction wrote anything (Postgres assigned
+   * it a transaction id; checked before this insert gets one), in one statement. True when it did.
+   */
+  async insertPendingIfWrote(scope: PendingScope, entry: AuditEntry): Promise<boolean> {
+    const { rows } = await sql<{ id: string }>`
+      insert into ${pendingTable(scope)} (entry)
+      select ${JSON.stringify(entry)}::jsonb where txid_current_if_assigned() is not null
+      returning id`.execute(scope.trx);
+    return rows.length > 0;
   },
 
   /** Pending entries in the order they were written (call under `lockChain`). */

@@ -1,4 +1,3 @@
-import { sql } from 'kysely';
 import type { Database } from '../../db/database.ts';
 import { controlSchema, tenantSchemaName } from '../../db/tenant-schema.ts';
 import type { TenantScope, WithTenant } from '../../db/with-tenant.ts';
@@ -152,17 +151,12 @@ export class AuditService {
         async (scope) => {
           appended = false;
           const value = await fn(scope);
-          const { rows } = await sql<{ wrote: boolean }>`
-            select txid_current_if_assigned() is not null as wrote`.execute(scope.trx);
-          if (rows[0]?.wrote) {
-            // Committed with the write, without waiting for the chain's lock: the batch writer
-            // chains it within `flushIntervalMs` (sealPending).
-            await auditRepository.insertPending(
-              scope,
-              entryOf(context, this.#clock.now(), scope.tenantId, 'allow', null, null),
-            );
-            appended = true;
-          }
+          // Committed with the write, without waiting for the chain's lock: the batch writer chains
+          // it within `flushIntervalMs` (sealPending).
+          appended = await auditRepository.insertPendingIfWrote(
+            scope,
+            entryOf(context, this.#clock.now(), scope.tenantId, 'allow', null, null),
+          );
           return value;
         },
         options,
