@@ -52,8 +52,18 @@ for (const kind of await testDatabaseKinds()) {
       expect(res.headers['strict-transport-security']).toBe('max-age=31536000; includeSubDomains');
       expect(res.headers['x-content-type-options']).toBe('nosniff');
       expect(res.headers['content-security-policy']).toContain("default-src 'none'");
+      expect(res.headers['content-security-policy']).toContain("frame-ancestors 'none'");
+      expect(res.headers['cross-origin-resource-policy']).toBe('same-origin');
+      expect(res.headers['x-frame-options']).toBe('SAMEORIGIN');
       expect(res.headers['cache-control']).toBe('no-store');
       expect(res.headers['x-request-id']).toMatch(/^[0-9a-f-]{36}$/);
+      // Refusals and unknown routes carry them too.
+      for (const url of ['/api/v1/me', '/no-such-route']) {
+        const refused = await app.inject({ method: 'GET', url });
+        expect(refused.statusCode).toBeGreaterThanOrEqual(400);
+        expect(refused.headers['strict-transport-security']).toBe('max-age=31536000; includeSubDomains');
+        expect(refused.headers['content-security-policy']).toContain("default-src 'none'");
+      }
     });
 
     it('reports readiness per dependency, and 503 when one is down or when draining', async () => {

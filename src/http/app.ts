@@ -1,6 +1,5 @@
 import { randomUUID } from 'node:crypto';
 import type { SecureContextOptions } from 'node:tls';
-import helmet from '@fastify/helmet';
 import swagger from '@fastify/swagger';
 import Fastify from 'fastify';
 import {
@@ -35,6 +34,7 @@ import { refusePlainHttp } from './https-only.ts';
 import { findDuplicateKey } from './json-body.ts';
 import { HttpMetrics } from './metrics.ts';
 import { registerAuditRequests } from './plugins/audit-requests.ts';
+import { securityHeaders } from './plugins/security-headers.ts';
 import { registerSessionAuth } from './plugins/session-auth.ts';
 import { registerStaffAuth, requireStaff } from './plugins/staff-auth.ts';
 import { registerTenantLimits } from './plugins/tenant-limits.ts';
@@ -126,7 +126,7 @@ export async function buildApp(deps: AppDeps, options: AppOptions): Promise<App>
     });
   });
 
-  await app.register(helmet, {
+  const secured = securityHeaders({
     // The API serves JSON only: nothing may be framed, scripted or embedded from it.
     contentSecurityPolicy: { directives: { defaultSrc: ["'none'"], frameAncestors: ["'none'"] } },
     // One year, subdomains included: once a browser has seen us over HTTPS it never tries HTTP.
@@ -140,6 +140,7 @@ export async function buildApp(deps: AppDeps, options: AppOptions): Promise<App>
   });
 
   app.addHook('onRequest', async (request, reply) => {
+    reply.headers(secured);
     reply.header('x-request-id', request.id);
     reply.header('cache-control', 'no-store');
     if (options.trustProxy && request.protocol !== 'https') {
