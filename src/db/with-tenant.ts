@@ -64,7 +64,7 @@ export function createWithTenant(database: Database): WithTenant {
       } catch (error) {
         throw asTenantGone(error);
       }
-      return fn({ tenantId, schema, db: trx.withSchema(schema), trx });
+      return fn({ tenantId, schema, db: schemaBound(trx, schema), trx });
     });
   };
 }
@@ -91,7 +91,7 @@ function createServerWithTenant(database: Database, timeout: string): WithTenant
     if (options.readOnly && reads && !options.isolation) {
       return reads.run(schema, async () => {
         try {
-          return await fn({ tenantId, schema, db: reads.db.withSchema(schema), trx: reads.db });
+          return await fn({ tenantId, schema, db: schemaBound(reads.db, schema), trx: reads.db });
         } catch (error) {
           if (error instanceof TenantSwitchError) throw asTenantGone(error);
           throw error;
@@ -112,7 +112,7 @@ function createServerWithTenant(database: Database, timeout: string): WithTenant
       }
       let result: Awaited<ReturnType<typeof fn>>;
       try {
-        result = await fn({ tenantId, schema, db: connection.withSchema(schema), trx: connection });
+        result = await fn({ tenantId, schema, db: schemaBound(connection, schema), trx: connection });
       } catch (error) {
         await sql`rollback`.execute(connection);
         throw error;
@@ -121,6 +121,20 @@ function createServerWithTenant(database: Database, timeout: string): WithTenant
       return result;
     });
   };
+}
+
+const boundSchemas = new WeakMap<AnyKysely, string>();
+
+/** `db` with every table qualified with `schema`, remembered as such (see `boundSchemaOf`). */
+function schemaBound(db: AnyKysely, schema: string): AnyKysely {
+  const bound = db.withSchema(schema);
+  boundSchemas.set(bound, schema);
+  return bound;
+}
+
+/** The tenant schema a `withTenant` handle qualifies its tables with; undefined for any other handle. */
+export function boundSchemaOf(db: AnyKysely): string | undefined {
+  return boundSchemas.get(db);
 }
 
 /** 22023 invalid_parameter_value: the role does not exist (42704 on some versions). */

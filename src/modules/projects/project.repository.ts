@@ -1,6 +1,7 @@
 import type { Kysely, Selectable } from 'kysely';
 import { sql } from 'kysely';
 import type { AnyKysely } from '../../db/database.ts';
+import { cachedStatement } from '../../db/statement-cache.ts';
 import type { ProjectsTable, TenantTables } from '../../db/tenant-tables.ts';
 import type { ProjectRole } from '../access/policy.ts';
 
@@ -73,15 +74,7 @@ export const projectRepository = {
     projectId: string,
     userId: string,
   ): Promise<{ project: Project; role: ProjectRole | undefined } | undefined> {
-    const row = await tenant(db)
-      .selectFrom('projects as p')
-      .leftJoin('project_members as m', (join) =>
-        join.onRef('m.project_id', '=', 'p.id').on('m.user_id', '=', userId),
-      )
-      .select(projectColumns.map((column) => `p.${column}` as const))
-      .select('m.role')
-      .where('p.id', '=', projectId)
-      .executeTakeFirst();
+    const [row] = await readWithRole(db, { projectId, userId });
     return row && { project: toProject(row), role: row.role ?? undefined };
   },
 
@@ -159,3 +152,15 @@ function toProject(row: Selectable<ProjectsTable>): Project {
 
 /** A project's columns, named rather than `*` (prepared statements, see db/prepared-statements.ts). */
 const projectColumns = ['id', 'name', 'created_by', 'created_at', 'updated_at'] as const;
+
+/** The statement behind every project-scoped authorization, compiled once per tenant schema. */
+const readWithRole = cachedStatement((db, p: { projectId: string; userId: string }) =>
+  tenant(db)
+    .selectFrom('projects as p')
+    .leftJoin('project_members as m', (join) =>
+      join.onRef('m.project_id', '=', 'p.id').on('m.user_id', '=', p.userId),
+    )
+    .select(projectColumns.map((column) => `p.${column}` as const))
+    .select('m.role')
+    .where('p.id', '=', p.projectId),
+);

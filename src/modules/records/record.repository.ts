@@ -1,5 +1,6 @@
 import { type Kysely, type RawBuilder, type Selectable, sql } from 'kysely';
 import type { AnyKysely } from '../../db/database.ts';
+import { cachedStatement } from '../../db/statement-cache.ts';
 import type { RecordsTable, TenantTables } from '../../db/tenant-tables.ts';
 import type { ProjectRole } from '../access/policy.ts';
 import { type StoredUsage, usageColumns, usageOf } from '../quotas/usage.repository.ts';
@@ -35,25 +36,14 @@ export const recordRepository = {
     },
     policyVersion: number,
   ): Promise<StoredRecord | undefined> {
-    const t = tenant(db);
-    const row = await t
-      .insertInto('records')
-      .columns(['id', 'project_id', 'collection', 'data', 'created_by', 'updated_by'])
-      .expression(
-        t
-          .selectNoFrom([
-            sql<string>`${record.id}::uuid`.as('id'),
-            sql<string>`${record.projectId}::uuid`.as('project_id'),
-            sql<string>`${record.collection}::text`.as('collection'),
-            sql<string>`${JSON.stringify(record.data)}::jsonb`.as('data'),
-            sql<string>`${record.userId}::uuid`.as('created_by'),
-            sql<string>`${record.userId}::uuid`.as('updated_by'),
-          ])
-          .where(policyVersionIs(t, record.projectId, record.collection, policyVersion)),
-      )
-      // Not the data: the caller has it, and it need not travel back.
-      .returning(recordColumnsWithoutData)
-      .executeTakeFirst();
+    const [row] = await insertRecord(db, {
+      id: record.id,
+      projectId: record.projectId,
+      collection: record.collection,
+      data: JSON.stringify(record.data),
+      userId: record.userId,
+      policyVersion,
+    });
     return row && toRecord({ ...row, data: record.data });
   },
 
@@ -69,29 +59,7 @@ export const recordRepository = {
     collection: string,
     userId: string,
   ): Promise<{ role: ProjectRole | undefined; policy: SealingPolicy; usage: StoredUsage } | undefined> {
-    const row = await tenant(db)
-      .selectFrom('projects as p')
-      .leftJoin('project_members as m', (join) =>
-        join.onRef('m.project_id', '=', 'p.id').on('m.user_id', '=', userId),
-      )
-      .leftJoinLateral(
-        (eb) =>
-          eb
-            .selectFrom('collection_policies as cp')
-            .select(['cp.version', 'cp.sensitive'])
-            .whereRef('cp.project_id', '=', 'p.id')
-            .where('cp.collection', '=', collection)
-            .orderBy('cp.version', 'desc')
-            .limit(1)
-            .as('pol'),
-        (join) => join.onTrue(),
-      )
-      .select(['m.role', 'pol.version', 'pol.sensitive'])
-      // The tenant's usage, for the quota check, in the same round trip.
-      .select(usageColumns)
-      .where('p.id', '=', projectId)
-      .forKeyShare('p')
-      .executeTakeFirst();
+    const [row] = await readForCreate(db, { projectId, collection, userId });
     if (!row) return undefined;
     return {
       role: row.role ?? undefined,
@@ -112,33 +80,7 @@ export const recordRepository = {
   ): Promise<
     { role: ProjectRole | undefined; record: StoredRecord | undefined; policy: SealingPolicy } | undefined
   > {
-    const row = await tenant(db)
-      .selectFrom('projects as p')
-      .leftJoin('project_members as m', (join) =>
-        join.onRef('m.project_id', '=', 'p.id').on('m.user_id', '=', userId),
-      )
-      .leftJoin('records as r', (join) => join.onRef('r.project_id', '=', 'p.id').on('r.id', '=', recordId))
-      .leftJoinLateral(
-        (eb) =>
-          eb
-            .selectFrom('collection_policies as cp')
-            .select(['cp.version', 'cp.sensitive'])
-            .whereRef('cp.project_id', '=', 'p.id')
-            .whereRef('cp.collection', '=', 'r.collection')
-            .orderBy('cp.version', 'desc')
-            .limit(1)
-            .as('pol'),
-        (join) => join.onTrue(),
-      )
-      .select([
-        'm.role',
-        ...recordColumnsOf('r'),
-        'pol.version as policy_version',
-        'pol.sensitive as policy_sensitive',
-      ])
-      .where('p.id', '=', projectId)
-      .forKeyShare('p')
-      .executeTakeFirst();
+    const [row] = await readForChange(db, { projectId, recordId, userId });
     if (!row) return undefined;
     const { role, policy_version, policy_sensitive, ...record } = row;
     return {
@@ -172,26 +114,7 @@ export const recordRepository = {
     | { role: ProjectRole | undefined; record: StoredRecord | undefined; sensitive: readonly string[] }
     | undefined
   > {
-    const row = await tenant(db)
-      .selectFrom('projects as p')
-      .leftJoin('project_members as m', (join) =>
-        join.onRef('m.project_id', '=', 'p.id').on('m.user_id', '=', userId),
-      )
-      .leftJoin('records as r', (join) => join.onRef('r.project_id', '=', 'p.id').on('r.id', '=', recordId))
-      .select((eb) => [
-        'm.role',
-        ...recordColumnsOf('r'),
-        eb
-          .selectFrom('collection_policies as cp')
-          .select('cp.sensitive')
-          .whereRef('cp.project_id', '=', 'p.id')
-          .whereRef('cp.collection', '=', 'r.collection')
-          .orderBy('cp.version', 'desc')
-          .limit(1)
-          .as('sensitive'),
-      ])
-      .where('p.id', '=', projectId)
-      .executeTakeFirst();
+    const [row] = await readWithAccess(db, { projectId, recordId, userId });
     if (!row) return undefined;
     const { role, sensitive, ...record } = row;
     return {
@@ -525,6 +448,119 @@ const recordColumnsWithoutData = recordColumns.filter((column) => column !== 'da
 function recordColumnsOf<Alias extends string>(alias: Alias) {
   return recordColumns.map((column) => `${alias}.${column}` as const);
 }
+
+// The statements of a single-record read, a create and a change, compiled once per tenant schema.
+
+const readWithAccess = cachedStatement((db, p: { projectId: string; recordId: string; userId: string }) =>
+  tenant(db)
+    .selectFrom('projects as p')
+    .leftJoin('project_members as m', (join) =>
+      join.onRef('m.project_id', '=', 'p.id').on('m.user_id', '=', p.userId),
+    )
+    .leftJoin('records as r', (join) => join.onRef('r.project_id', '=', 'p.id').on('r.id', '=', p.recordId))
+    .select((eb) => [
+      'm.role',
+      ...recordColumnsOf('r'),
+      eb
+        .selectFrom('collection_policies as cp')
+        .select('cp.sensitive')
+        .whereRef('cp.project_id', '=', 'p.id')
+        .whereRef('cp.collection', '=', 'r.collection')
+        .orderBy('cp.version', 'desc')
+        .limit(1)
+        .as('sensitive'),
+    ])
+    .where('p.id', '=', p.projectId),
+);
+
+const readForChange = cachedStatement((db, p: { projectId: string; recordId: string; userId: string }) =>
+  tenant(db)
+    .selectFrom('projects as p')
+    .leftJoin('project_members as m', (join) =>
+      join.onRef('m.project_id', '=', 'p.id').on('m.user_id', '=', p.userId),
+    )
+    .leftJoin('records as r', (join) => join.onRef('r.project_id', '=', 'p.id').on('r.id', '=', p.recordId))
+    .leftJoinLateral(
+      (eb) =>
+        eb
+          .selectFrom('collection_policies as cp')
+          .select(['cp.version', 'cp.sensitive'])
+          .whereRef('cp.project_id', '=', 'p.id')
+          .whereRef('cp.collection', '=', 'r.collection')
+          .orderBy('cp.version', 'desc')
+          .limit(1)
+          .as('pol'),
+      (join) => join.onTrue(),
+    )
+    .select([
+      'm.role',
+      ...recordColumnsOf('r'),
+      'pol.version as policy_version',
+      'pol.sensitive as policy_sensitive',
+    ])
+    .where('p.id', '=', p.projectId)
+    .forKeyShare('p'),
+);
+
+const readForCreate = cachedStatement((db, p: { projectId: string; collection: string; userId: string }) =>
+  tenant(db)
+    .selectFrom('projects as p')
+    .leftJoin('project_members as m', (join) =>
+      join.onRef('m.project_id', '=', 'p.id').on('m.user_id', '=', p.userId),
+    )
+    .leftJoinLateral(
+      (eb) =>
+        eb
+          .selectFrom('collection_policies as cp')
+          .select(['cp.version', 'cp.sensitive'])
+          .whereRef('cp.project_id', '=', 'p.id')
+          .where('cp.collection', '=', p.collection)
+          .orderBy('cp.version', 'desc')
+          .limit(1)
+          .as('pol'),
+      (join) => join.onTrue(),
+    )
+    .select(['m.role', 'pol.version', 'pol.sensitive'])
+    // The tenant's usage, for the quota check, in the same round trip.
+    .select(usageColumns)
+    .where('p.id', '=', p.projectId)
+    .forKeyShare('p'),
+);
+
+const insertRecord = cachedStatement(
+  (
+    db,
+    p: {
+      id: string;
+      projectId: string;
+      collection: string;
+      data: string;
+      userId: string;
+      policyVersion: number;
+    },
+  ) => {
+    const t = tenant(db);
+    return (
+      t
+        .insertInto('records')
+        .columns(['id', 'project_id', 'collection', 'data', 'created_by', 'updated_by'])
+        .expression(
+          t
+            .selectNoFrom([
+              sql<string>`${p.id}::uuid`.as('id'),
+              sql<string>`${p.projectId}::uuid`.as('project_id'),
+              sql<string>`${p.collection}::text`.as('collection'),
+              sql<string>`${p.data}::jsonb`.as('data'),
+              sql<string>`${p.userId}::uuid`.as('created_by'),
+              sql<string>`${p.userId}::uuid`.as('updated_by'),
+            ])
+            .where(policyVersionIs(t, p.projectId, p.collection, p.policyVersion)),
+        )
+        // Not the data: the caller has it, and it need not travel back.
+        .returning(recordColumnsWithoutData)
+    );
+  },
+);
 
 function toRecord(row: Omit<Selectable<RecordsTable>, 'seq'>): StoredRecord {
   return {
