@@ -28,8 +28,10 @@ export function registerBackupCommands(program: Command, context: CliContext): v
         if (options.json) context.stdout(`${JSON.stringify(summary, null, 2)}\n`);
         else {
           context.stdout(
-            `${summary.tenants} tenants: ${summary.segmentsSealed} segments sealed, ${summary.segmentsShipped} copies written, ${summary.segmentsPruned} pruned from the journal\n`,
+            `${summary.tenants} tenants: ${summary.segmentsSealed} segments sealed, ${summary.segmentsShipped} copies written, ${summary.segmentsPruned} pruned from the journal, ${summary.objectsCopied} attachment files copied\n`,
           );
+          for (const m of summary.objectsMissing)
+            context.stdout(`  ${m.tenantId}: attachment ${m.objectKey} is missing from the object store\n`);
           for (const f of summary.failures)
             context.stdout(`  ${f.location} unreachable for ${f.tenantId}: ${f.message}\n`);
         }
@@ -64,8 +66,10 @@ export function registerBackupCommands(program: Command, context: CliContext): v
         else {
           for (const r of results) {
             context.stdout(
-              `${r.tenantId}: snapshot ${r.snapshotId} at ${r.takenAt.toISOString()}, ${r.rowCount} rows, ${r.sealedBytes} bytes sealed, in ${r.storedIn.join(', ') || 'no location'}\n`,
+              `${r.tenantId}: snapshot ${r.snapshotId} at ${r.takenAt.toISOString()}, ${r.rowCount} rows, ${r.sealedBytes} bytes sealed, ${r.objectsCopied} attachment files copied, in ${r.storedIn.join(', ') || 'no location'}\n`,
             );
+            for (const key of r.objectsMissing)
+              context.stdout(`  attachment ${key} is missing from the object store\n`);
             for (const f of r.failures) context.stdout(`  ${f.location} failed: ${f.message}\n`);
           }
         }
@@ -122,7 +126,7 @@ export function registerBackupCommands(program: Command, context: CliContext): v
         else
           for (const r of results) {
             context.stdout(
-              `${r.location}: ${r.snapshotsDeleted} snapshots and ${r.segmentsDeleted} journal segments deleted\n`,
+              `${r.location}: ${r.snapshotsDeleted} snapshots, ${r.segmentsDeleted} journal segments and ${r.objectsDeleted} attachment copies deleted\n`,
             );
             for (const p of r.problems) context.stdout(`  ${p.key}: ${p.problem}\n`);
           }
@@ -209,7 +213,7 @@ export function registerRestoreCommand(program: Command, context: CliContext): v
           context.stdout(
             [
               `restored ${options.tenant} as of ${at.toISOString()} into new tenant ${result.tenant.slug} (${result.tenant.id})`,
-              `  from ${result.location}: snapshot of ${result.snapshotTakenAt.toISOString()} (${result.rowsLoaded} rows) + ${result.entriesReplayed} journal entries from ${result.segmentsRead} segments`,
+              `  from ${result.location}: snapshot of ${result.snapshotTakenAt.toISOString()} (${result.rowsLoaded} rows) + ${result.entriesReplayed} journal entries from ${result.segmentsRead} segments, ${result.objectsRestored} attachment files${result.objectsFromLiveStore > 0 ? ` (${result.objectsFromLiveStore} of them from the attachment store: the location had no copy yet)` : ''}`,
               `  the new tenant's first snapshot is in ${result.snapshot.storedIn.join(', ')}`,
               '',
             ].join('\n'),

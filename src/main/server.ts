@@ -246,6 +246,11 @@ function scheduleBackups(core: Core, config: Config, log: Logger): Scheduled {
   const shipping = schedule(
     () =>
       core.backups.ship().then((summary) => {
+        if (summary.objectsMissing.length > 0)
+          log.error(
+            { objects: summary.objectsMissing },
+            'attachment files named by new rows are missing from the object store: they cannot be backed up',
+          );
         if (summary.failures.length > 0)
           log.warn(
             { failures: summary.failures },
@@ -260,7 +265,11 @@ function scheduleBackups(core: Core, config: Config, log: Logger): Scheduled {
         if (results.length > 0) log.info({ tenants: results.length }, 'snapshots taken');
         // Only the node that took the snapshot lease gets here: it also applies retention.
         const pruned = await core.backups.prune();
-        if (pruned.some((p) => p.snapshotsDeleted + p.segmentsDeleted > 0 || p.problems.length > 0))
+        if (
+          pruned.some(
+            (p) => p.snapshotsDeleted + p.segmentsDeleted + p.objectsDeleted > 0 || p.problems.length > 0,
+          )
+        )
           log.info({ pruned }, 'backups past the restore window deleted');
       }, ignoreBusy('snapshots')),
     { everyMs: 10 * 60_000, firstAfterMs: 30_000 },

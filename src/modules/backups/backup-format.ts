@@ -10,12 +10,19 @@ import type { ObjectStore } from '../../ports/object-store.port.ts';
  *   tenants/<tenantId>/segments/<segmentNo>.json              its manifest (plaintext, no tenant data)
  *   tenants/<tenantId>/snapshots/<snapshotId>.snap            every row of the tenant, JSON lines
  *   tenants/<tenantId>/snapshots/<snapshotId>.json            its manifest
+ *   tenants/<tenantId>/objects/<objectKey>                    an attachment object, byte for byte
+ *   tenants/<tenantId>/objects/<objectKey>.json               its manifest
  *
  * Sealed = zstd-compressed, then encrypted with the streaming AEAD (crypto/stream-aead.ts) under the
  * tenant's data key, with the tenant id, the kind and the file's number or id bound in as associated
  * data: a file copied to another tenant or renamed to another segment fails to decrypt. A manifest is
  * written after its file, so a manifest names a complete file; it carries the SHA-256 of the sealed
  * bytes, so corruption is found without the key (`backup verify`), and the AEAD finds it with it.
+ *
+ * Attachment objects are already sealed by the attachment service (tenant key, tenant id and object
+ * key as associated data): they are copied as they are, never opened, so a copy is exactly as
+ * readable as the original and no more. Their manifest is their checksum and the proof the copy is
+ * whole: a location holds an object once, and only once, its manifest exists.
  */
 export const backupFormat = 'strongroom-backup/v1';
 export const backupCompression = 'zstd';
@@ -68,6 +75,21 @@ export interface SnapshotManifest {
   createdAt: string;
 }
 
+export interface ObjectManifest {
+  format: typeof backupFormat;
+  kind: 'object';
+  tenantId: string;
+  /** The key relative to the tenant's prefix in the attachment object store (`attachments/<id>`). */
+  objectKey: string;
+  /** Which version of the tenant's data key sealed it (the object is copied sealed). */
+  keyVersion: number;
+  sealedBytes: number;
+  sealedSha256: string;
+  createdAt: string;
+}
+
+export type AnyManifest = SegmentManifest | SnapshotManifest | ObjectManifest;
+
 /** One line of a segment. */
 export interface JournalEntry {
   seq: string;
@@ -91,7 +113,18 @@ export const backupKeys = {
   snapshot: (tenantId: string, snapshotId: string) => `${tenantPrefix(tenantId)}snapshots/${snapshotId}.snap`,
   snapshotManifest: (tenantId: string, snapshotId: string) =>
     `${tenantPrefix(tenantId)}snapshots/${snapshotId}.json`,
+  objectsPrefix: (tenantId: string) => `${tenantPrefix(tenantId)}objects/`,
+  object: (tenantId: string, objectKey: string) => `${tenantPrefix(tenantId)}objects/${objectKey}`,
+  objectManifest: (tenantId: string, objectKey: string) =>
+    `${tenantPrefix(tenantId)}objects/${objectKey}.json`,
 };
+
+/** Which kind of manifest a key names, from where it lives. */
+export function manifestKindOf(tenantId: string, manifestKey: string): AnyManifest['kind'] {
+  if (manifestKey.startsWith(backupKeys.segmentsPrefix(tenantId))) return 'segment';
+  if (manifestKey.startsWith(backupKeys.objectsPrefix(tenantId))) return 'object';
+  return 'snapshot';
+}
 
 export function segmentAad(tenantId: string, segmentNo: number): Buffer {
   return encodeAad(['strongroom/backup/segment/v1', tenantId, String(segmentNo)]);
@@ -122,7 +155,7 @@ export async function readAll(stream: AsyncIterable<Buffer | string>): Promise<B
 }
 
 /** Reads and parses a manifest; undefined when it is not valid JSON of the expected kind. */
-export async function readManifest<T extends SegmentManifest | SnapshotManifest>(
+export async function readManifest<T extends AnyManifest>(
   store: ObjectStore,
   key: string,
   kind: T['kind'],

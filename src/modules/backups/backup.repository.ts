@@ -423,6 +423,7 @@ export interface RestoredObjectRow {
   objectKey: string;
   keyVersion: number;
   chunkSizeBytes: number;
+  retiredAt: Date | null;
 }
 
 /** Attachment versions of a restored schema whose objects were not purged: the files to bring back. */
@@ -433,7 +434,8 @@ export async function listLiveObjectVersions(trx: AnyKysely, schema: string): Pr
     object_key: string;
     key_version: number;
     chunk_size_bytes: number;
-  }>`select attachment_id, version, object_key, key_version, chunk_size_bytes
+    retired_at: Date | null;
+  }>`select attachment_id, version, object_key, key_version, chunk_size_bytes, retired_at
      from ${sql.id(schema, 'attachment_versions')} where purged_at is null order by attachment_id, version`.execute(
     trx,
   );
@@ -443,7 +445,29 @@ export async function listLiveObjectVersions(trx: AnyKysely, schema: string): Pr
     objectKey: r.object_key,
     keyVersion: r.key_version,
     chunkSizeBytes: r.chunk_size_bytes,
+    retiredAt: r.retired_at ? new Date(r.retired_at) : null,
   }));
+}
+
+/**
+ * A restored version whose file no backup holds any more because it was retired longer ago than the
+ * restore window (retention deleted it, as the attachment store purged it): recorded as purged.
+ */
+export async function setObjectPurged(trx: AnyKysely, schema: string, row: RestoredObjectRow): Promise<void> {
+  await sql`update ${sql.id(schema, 'attachment_versions')} set purged_at = now()
+    where attachment_id = ${row.attachmentId} and version = ${row.version}`.execute(trx);
+}
+
+/** Which of `objectKeys` the tenant's attachment store has purged: their backup copies may go too. */
+export async function findPurgedObjectKeys(
+  scope: TenantScope,
+  objectKeys: readonly string[],
+): Promise<Set<string>> {
+  if (objectKeys.length === 0) return new Set();
+  const { rows } = await sql<{ object_key: string }>`
+    select object_key from ${sql.id(scope.schema, 'attachment_versions')}
+    where purged_at is not null and object_key = any(${[...objectKeys]}::text[])`.execute(scope.trx);
+  return new Set(rows.map((r) => r.object_key));
 }
 
 /** The object was re-sealed under the new tenant's key: its version row says which key. */

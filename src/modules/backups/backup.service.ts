@@ -6,6 +6,7 @@ import type { ObjectStore } from '../../ports/object-store.port.ts';
 import { type AccessPrincipal, authorize } from '../access/policy.ts';
 import type { TenantKeyService } from '../keys/tenant-keys.service.ts';
 import type { TenantRepository } from '../tenants/tenant.repository.ts';
+import { findPurgedObjectKeys } from './backup.repository.ts';
 import type { BackupLocation } from './backup-format.ts';
 import { pruneBackups, type RetentionSummary } from './backup-retention.ts';
 import { readBackupStatus, type TenantBackupStatus } from './backup-status.ts';
@@ -107,6 +108,13 @@ export class BackupService {
       locations: this.locations,
       clock: this.#clock,
       restoreWindowMs: this.#restoreWindowMs,
+      findPurged: async (tenantId, objectKeys) => {
+        const tenant = await this.#tenants.findById(tenantId);
+        if (!tenant || tenant.status === 'deleted') return undefined;
+        return this.#withTenant(tenantId, (scope) => findPurgedObjectKeys(scope, objectKeys), {
+          readOnly: true,
+        });
+      },
     });
   }
 

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { PassThrough, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { StringDecoder } from 'node:string_decoder';
 import { createZstdDecompress, zstdDecompressSync } from 'node:zlib';
@@ -14,7 +15,7 @@ import { createTenantSchema } from '../../db/tenant-schemas.ts';
 import type { Clock } from '../../platform/clock.ts';
 import { isAppError } from '../../platform/errors.ts';
 import { isUuid, newId } from '../../platform/ids.ts';
-import { type ObjectStore, scopeObjectStore } from '../../ports/object-store.port.ts';
+import { type ObjectStore, objectStoreErrors, scopeObjectStore } from '../../ports/object-store.port.ts';
 import { objectAad } from '../attachments/attachment.service.ts';
 import { keyErrors } from '../keys/keys.errors.ts';
 import type { DataKey, TenantKeyService } from '../keys/tenant-keys.service.ts';
@@ -28,16 +29,19 @@ import {
   countRows,
   insertRows,
   listLiveObjectVersions,
+  type RestoredObjectRow,
   readTableShapes,
   resetIdentitySequences,
   setJournalTriggers,
   setObjectKeyVersion,
+  setObjectPurged,
 } from './backup.repository.ts';
 import {
   type BackupLocation,
   backupKeys,
   createDigestStream,
   type JournalEntry,
+  type ObjectManifest,
   readAll,
   readManifest,
   type SegmentManifest,
@@ -69,6 +73,9 @@ export interface RestoreResult {
   rowsLoaded: number;
   entriesReplayed: number;
   segmentsRead: number;
+  /** Attachment files brought back: from the location, and (older backups) from the attachment store. */
+  objectsRestored: number;
+  objectsFromLiveStore: number;
 }
 
 const insertBatchRows = 2_000;
@@ -201,6 +208,7 @@ export class RestoreService {
     const schema = tenantSchemaName(newTenantId);
     let entriesReplayed = 0;
     const copied: string[] = [];
+    const objectCounts = { restored: 0, fromLiveStore: 0 };
     const newObjects = scopeObjectStore(this.#objects, `tenants/${newTenantId}/`);
     const tenant = await this.#database.db
       .transaction()
@@ -308,7 +316,11 @@ export class RestoreService {
           progress(done, `journal segment ${manifest.segmentNo}`);
         }
         await flush();
-        await this.#copyObjects(trx, schema, tenantId, sourceKeys, newTenantId, newKey, copied);
+        await this.#copyObjects(trx, schema, location, tenantId, sourceKeys, newTenantId, newKey, {
+          copied,
+          counts: objectCounts,
+          now,
+        });
         await resetIdentitySequences(trx, schema, shapes);
         await clearJournal(trx, schema);
         await setJournalTriggers(trx, schema, true);
@@ -329,6 +341,8 @@ export class RestoreService {
       rowsLoaded: rowsTotal,
       entriesReplayed,
       segmentsRead: segments.length,
+      objectsRestored: objectCounts.restored,
+      objectsFromLiveStore: objectCounts.fromLiveStore,
     };
   }
 
@@ -343,39 +357,112 @@ export class RestoreService {
   }
 
   /**
-   * Brings back the files the restored rows name: each object version not purged is read from the
-   * source tenant's prefix, opened with the source key and sealed again under the new tenant's key
-   * and id at the same relative key (same chunk size, so ranged reads work as before). Versions are
-   * purged only after leaving the restore window, so every file that existed at T is still there.
+   * Brings back the files the restored rows name, from the location being restored from: each copy
+   * is checked against its manifest (size and SHA-256) as it streams, opened with the source key and
+   * sealed again under the new tenant's key and id at the same relative key (same chunk size, so
+   * ranged reads work as before). The attachment object store is read only for a file the location
+   * has no copy of (backups taken before files were copied to locations). A version retired longer
+   * ago than the window may be gone from both (retention deleted it): it is recorded as purged. Any
+   * other file missing, or a copy that fails its checks, fails the restore (`backup_corrupt`).
    */
   async #copyObjects(
     trx: Parameters<typeof listLiveObjectVersions>[0],
     schema: string,
+    location: BackupLocation,
     sourceTenantId: string,
     sourceKeys: ReadonlyMap<number, DataKey>,
     newTenantId: string,
     newKey: DataKey,
-    copied: string[],
+    progress: { copied: string[]; counts: { restored: number; fromLiveStore: number }; now: Date },
   ): Promise<void> {
-    const source = scopeObjectStore(this.#objects, `tenants/${sourceTenantId}/`);
     const target = scopeObjectStore(this.#objects, `tenants/${newTenantId}/`);
+    const retiredLongAgo = (row: RestoredObjectRow) =>
+      row.retiredAt !== null && row.retiredAt.getTime() < progress.now.getTime() - this.#restoreWindowMs;
     for (const row of await listLiveObjectVersions(trx, schema)) {
       const key = sourceKeys.get(row.keyVersion);
       if (!key) throw backupErrors.shredded(sourceTenantId);
-      copied.push(row.objectKey);
-      await target.put(
-        row.objectKey,
-        (await source.get(row.objectKey))
-          .pipe(createDecryptStream(key.bytes, { aad: objectAad(sourceTenantId, row.objectKey) }))
-          .pipe(
-            createEncryptStream(newKey.bytes, {
-              aad: objectAad(newTenantId, row.objectKey),
-              chunkSizeBytes: row.chunkSizeBytes,
-            }),
-          ),
-        { contentType: 'application/octet-stream' },
-      );
+      const source = await this.#openObject(location, sourceTenantId, row.objectKey);
+      if (!source) {
+        if (retiredLongAgo(row)) {
+          await setObjectPurged(trx, schema, row);
+          continue;
+        }
+        throw backupErrors.corrupt(
+          location.name,
+          backupKeys.object(sourceTenantId, row.objectKey),
+          'the file is missing from this location and from the attachment object store',
+        );
+      }
+      progress.copied.push(row.objectKey);
+      const digest = createDigestStream();
+      const sealed = new PassThrough();
+      // Both settle before going on: a failed read must not leave a write finishing behind our back.
+      const [read, write] = await Promise.allSettled([
+        pipeline(
+          source.body,
+          digest,
+          createDecryptStream(key.bytes, { aad: objectAad(sourceTenantId, row.objectKey) }),
+          createEncryptStream(newKey.bytes, {
+            aad: objectAad(newTenantId, row.objectKey),
+            chunkSizeBytes: row.chunkSizeBytes,
+          }),
+          sealed,
+        ),
+        target.put(row.objectKey, sealed, { contentType: 'application/octet-stream' }),
+      ]);
+      if (read.status === 'rejected' || write.status === 'rejected') {
+        const error = read.status === 'rejected' ? read.reason : (write as PromiseRejectedResult).reason;
+        throw asCorrupt(location, backupKeys.object(sourceTenantId, row.objectKey), error);
+      }
+      const copy = digest.digest();
+      if (
+        source.manifest &&
+        (copy.sha256 !== source.manifest.sealedSha256 || copy.sizeBytes !== source.manifest.sealedBytes)
+      ) {
+        throw backupErrors.corrupt(
+          location.name,
+          backupKeys.object(sourceTenantId, row.objectKey),
+          'checksum does not match the manifest',
+        );
+      }
       await setObjectKeyVersion(trx, schema, row, newKey.version);
+      progress.counts.restored++;
+      if (!source.manifest) progress.counts.fromLiveStore++;
+    }
+  }
+
+  /**
+   * A tenant's object as a location holds it (with its manifest), else as the attachment object
+   * store holds it (no manifest), else undefined.
+   */
+  async #openObject(
+    location: BackupLocation,
+    tenantId: string,
+    objectKey: string,
+  ): Promise<{ body: Readable; manifest: ObjectManifest | undefined } | undefined> {
+    const manifestKey = backupKeys.objectManifest(tenantId, objectKey);
+    const isMissing = (error: unknown) => isAppError(error) && error.code === objectStoreErrors.notFound.code;
+    let manifest: ObjectManifest | undefined;
+    try {
+      if (await location.store.head(manifestKey)) {
+        manifest = await readManifest<ObjectManifest>(location.store, manifestKey, 'object');
+        if (!manifest || manifest.tenantId !== tenantId || manifest.objectKey !== objectKey)
+          throw backupErrors.corrupt(location.name, manifestKey, 'not a valid manifest for this file');
+        return { body: await location.store.get(backupKeys.object(tenantId, objectKey)), manifest };
+      }
+    } catch (error) {
+      if (isAppError(error) && error.code === backupErrors.corrupt.code) throw error;
+      throw backupErrors.corrupt(
+        location.name,
+        backupKeys.object(tenantId, objectKey),
+        isMissing(error) ? 'missing: its manifest exists' : (error as Error).message,
+      );
+    }
+    try {
+      return { body: await scopeObjectStore(this.#objects, `tenants/${tenantId}/`).get(objectKey), manifest };
+    } catch (error) {
+      if (isMissing(error)) return undefined;
+      throw error;
     }
   }
 
