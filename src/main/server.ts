@@ -262,7 +262,16 @@ function scheduleBackups(core: Core, config: Config, log: Logger): Scheduled {
   const snapshots = schedule(
     () =>
       core.backups.snapshotAll({ dueAfterMs: config.backup.snapshotIntervalMs }).then(async (results) => {
-        if (results.length > 0) log.info({ tenants: results.length }, 'snapshots taken');
+        if (results.length > 0) {
+          log.info({ tenants: results.length }, 'snapshots taken');
+          // After the tenants' snapshots: disaster recovery finds every tenant with a snapshot in it.
+          const control = await core.backups.snapshotControlPlane();
+          if (control.failures.length > 0)
+            log.warn(
+              { failures: control.failures },
+              'the control-plane snapshot could not be written everywhere',
+            );
+        }
         // Only the node that took the snapshot lease gets here: it also applies retention.
         const pruned = await core.backups.prune();
         if (

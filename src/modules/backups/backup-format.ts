@@ -88,7 +88,30 @@ export interface ObjectManifest {
   createdAt: string;
 }
 
-export type AnyManifest = SegmentManifest | SnapshotManifest | ObjectManifest;
+/**
+ * A snapshot of the control plane (tenants, their wrapped data keys, staff, credentials index,
+ * limits, …): what disaster recovery rebuilds first. Sealed with a random file key that is itself
+ * wrapped by the master key (the platform key), so only the master key opens it.
+ */
+export interface ControlSnapshotManifest {
+  format: typeof backupFormat;
+  kind: 'control';
+  snapshotId: string;
+  takenAt: string;
+  /** The newest control-plane migration applied: a recovery needs the same. */
+  schemaVersion: string;
+  compression: typeof backupCompression;
+  tables: Array<{ name: string; rows: number }>;
+  /** The file key, wrapped by the master key (`kekId` names which one; not secret). */
+  wrappedKey: { kekId: string; ciphertext: string };
+  sealedBytes: number;
+  sealedSha256: string;
+  createdAt: string;
+}
+
+/** What a tenant's folder of a location holds manifests of. */
+export type TenantManifest = SegmentManifest | SnapshotManifest | ObjectManifest;
+export type AnyManifest = TenantManifest | ControlSnapshotManifest;
 
 /** One line of a segment. */
 export interface JournalEntry {
@@ -113,6 +136,9 @@ export const backupKeys = {
   snapshot: (tenantId: string, snapshotId: string) => `${tenantPrefix(tenantId)}snapshots/${snapshotId}.snap`,
   snapshotManifest: (tenantId: string, snapshotId: string) =>
     `${tenantPrefix(tenantId)}snapshots/${snapshotId}.json`,
+  controlSnapshotsPrefix: 'control/snapshots/',
+  controlSnapshot: (snapshotId: string) => `control/snapshots/${snapshotId}.snap`,
+  controlSnapshotManifest: (snapshotId: string) => `control/snapshots/${snapshotId}.json`,
   objectsPrefix: (tenantId: string) => `${tenantPrefix(tenantId)}objects/`,
   object: (tenantId: string, objectKey: string) => `${tenantPrefix(tenantId)}objects/${objectKey}`,
   objectManifest: (tenantId: string, objectKey: string) =>
@@ -120,7 +146,7 @@ export const backupKeys = {
 };
 
 /** Which kind of manifest a key names, from where it lives. */
-export function manifestKindOf(tenantId: string, manifestKey: string): AnyManifest['kind'] {
+export function manifestKindOf(tenantId: string, manifestKey: string): TenantManifest['kind'] {
   if (manifestKey.startsWith(backupKeys.segmentsPrefix(tenantId))) return 'segment';
   if (manifestKey.startsWith(backupKeys.objectsPrefix(tenantId))) return 'object';
   return 'snapshot';
@@ -132,6 +158,15 @@ export function segmentAad(tenantId: string, segmentNo: number): Buffer {
 
 export function snapshotAad(tenantId: string, snapshotId: string): Buffer {
   return encodeAad(['strongroom/backup/snapshot/v1', tenantId, snapshotId]);
+}
+
+/** Binds a control-plane snapshot's contents, and separately its wrapped file key, to its id. */
+export function controlSnapshotAad(snapshotId: string): Buffer {
+  return encodeAad(['strongroom/backup/control/v1', snapshotId]);
+}
+
+export function controlFileKeyAad(snapshotId: string): Buffer {
+  return encodeAad(['strongroom/backup/control-key/v1', snapshotId]);
 }
 
 /** A pass-through that hashes and counts what flows through it. */

@@ -1,5 +1,6 @@
 import type { Clock } from '../../platform/clock.ts';
 import { type BackupLocation, backupKeys, readManifest, type SnapshotManifest } from './backup-format.ts';
+import { listControlSnapshots } from './control-plane-backup.ts';
 import { listHeldObjects } from './object-copies.ts';
 
 export interface RetentionSummary {
@@ -7,6 +8,7 @@ export interface RetentionSummary {
   snapshotsDeleted: number;
   segmentsDeleted: number;
   objectsDeleted: number;
+  controlSnapshotsDeleted: number;
   problems: Array<{ key: string; problem: string }>;
 }
 
@@ -37,6 +39,7 @@ export async function pruneBackups(deps: {
       snapshotsDeleted: 0,
       segmentsDeleted: 0,
       objectsDeleted: 0,
+      controlSnapshotsDeleted: 0,
       problems: [],
     };
     try {
@@ -46,6 +49,7 @@ export async function pruneBackups(deps: {
         await pruneTenant(location, tenantId, windowStart, summary);
         if (deps.findPurged) await pruneObjects(location, tenantId, deps.findPurged, summary);
       }
+      await pruneControlSnapshots(location, summary);
     } catch (error) {
       summary.problems.push({ key: '', problem: `location unreadable: ${(error as Error).message}` });
     }
@@ -118,5 +122,21 @@ async function pruneObjects(
       await location.store.delete(backupKeys.object(tenantId, objectKey));
       summary.objectsDeleted++;
     }
+  }
+}
+
+/**
+ * Control-plane snapshots kept per location: the newest (what disaster recovery loads) and one
+ * before it, in case the newest is damaged. Older ones go: they hold wrapped keys of tenants deleted
+ * since, which must not outlive the deletion longer than needed (crypto-shredding).
+ */
+const controlSnapshotsKept = 2;
+
+async function pruneControlSnapshots(location: BackupLocation, summary: RetentionSummary): Promise<void> {
+  const { manifests } = await listControlSnapshots(location);
+  for (const manifest of manifests.slice(controlSnapshotsKept)) {
+    await location.store.delete(backupKeys.controlSnapshotManifest(manifest.snapshotId));
+    await location.store.delete(backupKeys.controlSnapshot(manifest.snapshotId));
+    summary.controlSnapshotsDeleted++;
   }
 }

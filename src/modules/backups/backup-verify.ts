@@ -7,15 +7,17 @@ import { isAppError } from '../../platform/errors.ts';
 import { objectAad } from '../attachments/attachment.service.ts';
 import { keyErrors } from '../keys/keys.errors.ts';
 import type { DataKey, TenantKeyService } from '../keys/tenant-keys.service.ts';
+import { backupErrors } from './backup.errors.ts';
 import {
-  type AnyManifest,
   type BackupLocation,
   backupKeys,
   manifestKindOf,
   readManifest,
   segmentAad,
   snapshotAad,
+  type TenantManifest,
 } from './backup-format.ts';
+import { listControlSnapshots, openControlSnapshot } from './control-plane-backup.ts';
 
 export interface LocationVerification {
   location: string;
@@ -56,6 +58,7 @@ export async function verifyBackups(deps: {
         result.tenants++;
         await verifyTenant(location, tenantId, new Set(keys), deps.keys, result);
       }
+      await verifyControlSnapshots(location, deps.keys, result);
     } catch (error) {
       result.problems.push({ key: '', problem: `location unreadable: ${(error as Error).message}` });
     }
@@ -86,7 +89,7 @@ async function verifyTenant(
   };
   const segmentNumbers: number[] = [];
   for (const manifestKey of [...keys].filter((k) => k.endsWith('.json')).sort()) {
-    const manifest = await readManifest<AnyManifest>(
+    const manifest = await readManifest<TenantManifest>(
       location.store,
       manifestKey,
       manifestKindOf(tenantId, manifestKey),
@@ -128,11 +131,36 @@ async function verifyTenant(
   }
 }
 
+/**
+ * Control-plane snapshots: each manifest parses, and its file has its checksum and opens with the
+ * master key (which also checks every row count).
+ */
+async function verifyControlSnapshots(
+  location: BackupLocation,
+  keys: TenantKeyService,
+  result: LocationVerification,
+): Promise<void> {
+  const { manifests, unreadable } = await listControlSnapshots(location);
+  for (const key of unreadable) result.problems.push({ key, problem: 'not a valid control-plane manifest' });
+  for (const manifest of manifests) {
+    result.filesChecked++;
+    try {
+      await openControlSnapshot(keys, location, manifest);
+    } catch (error) {
+      if (!isAppError(error)) throw error;
+      result.problems.push({
+        key: backupKeys.controlSnapshot(manifest.snapshotId),
+        problem: error.code === backupErrors.corrupt.code ? String(error.details?.reason) : error.message,
+      });
+    }
+  }
+}
+
 /** Hashes the file as stored and, with the key, decrypts and counts its lines; a problem or undefined. */
 async function checkFile(
   location: BackupLocation,
   fileKey: string,
-  manifest: AnyManifest,
+  manifest: TenantManifest,
   key: DataKey | undefined,
 ): Promise<string | undefined> {
   const hash = createHash('sha256');

@@ -237,7 +237,11 @@ export async function readSnapshotPosition(
  * The journaled tables of a schema, parents before children (by their foreign keys), so loading
  * them in this order never violates a constraint.
  */
-export async function listTablesInLoadOrder(trx: AnyKysely, schema: string): Promise<string[]> {
+export async function listTablesInLoadOrder(
+  trx: AnyKysely,
+  schema: string,
+  isIncluded: (table: string) => boolean = isJournaledTable,
+): Promise<string[]> {
   const { rows } = await sql<{ table: string; parents: string[] | null }>`
     select c.relname as table,
       (select array_agg(distinct p.relname::text) from pg_catalog.pg_constraint f
@@ -245,9 +249,9 @@ export async function listTablesInLoadOrder(trx: AnyKysely, schema: string): Pro
         where f.conrelid = c.oid and f.contype = 'f' and f.confrelid <> c.oid) as parents
     from pg_catalog.pg_class c join pg_catalog.pg_namespace n on n.oid = c.relnamespace
     where n.nspname = ${schema} and c.relkind = 'r' order by c.relname`.execute(trx);
-  const tables = rows.filter((r) => isJournaledTable(r.table));
+  const tables = rows.filter((r) => isIncluded(r.table));
   const ordered: string[] = [];
-  const pending = new Map(tables.map((t) => [t.table, (t.parents ?? []).filter(isJournaledTable)]));
+  const pending = new Map(tables.map((t) => [t.table, (t.parents ?? []).filter(isIncluded)]));
   while (pending.size > 0) {
     const ready = [...pending].filter(([, parents]) => parents.every((p) => ordered.includes(p)));
     if (ready.length === 0)
@@ -285,6 +289,47 @@ export async function* streamTableRows(
   } finally {
     await sql`close ${cursor}`.execute(scope.trx);
   }
+}
+
+/**
+ * Every row of a control-plane table as JSON text, for a control-plane snapshot (the control plane
+ * is small: tenants, keys, staff, indexes; it is read whole). Session credentials are left out:
+ * sessions are not backed up (a recovered service starts with everyone signed out).
+ */
+export async function readControlRows(trx: AnyKysely, table: string): Promise<string[]> {
+  const { rows } = await sql<{ row: string }>`
+    select row_to_json(t)::text as row from ${sql.id('control', table)} t
+    ${table === 'credentials' ? sql`where t.kind <> 'session'` : sql``}`.execute(trx);
+  return rows.map((r) => r.row);
+}
+
+/** Every tenant id the control plane has (deleted ones too): disaster recovery's check of its target. */
+export async function listControlTenantIds(trx: AnyKysely): Promise<string[]> {
+  const { rows } = await sql<{ id: string }>`select id from control.tenants order by id`.execute(trx);
+  return rows.map((r) => r.id);
+}
+
+/** Which tenant schemas exist (`t_<32 hex>`). */
+export async function listTenantSchemas(trx: AnyKysely): Promise<Set<string>> {
+  const { rows } = await sql<{ name: string }>`
+    select nspname as name from pg_catalog.pg_namespace where nspname ~ '^t_[0-9a-f]{32}$'`.execute(trx);
+  return new Set(rows.map((r) => r.name));
+}
+
+/**
+ * After disaster recovery: the tenant's next journal segment is numbered after the last one the
+ * location it was recovered from holds, so no new segment overwrites an old one there.
+ */
+export async function setSegmentPosition(
+  trx: AnyKysely,
+  schema: string,
+  segmentNo: number,
+  locations: readonly string[],
+): Promise<void> {
+  if (segmentNo === 0) return;
+  await sql`insert into ${sql.id(schema, '_backup_segments')}
+      (segment_no, first_seq, last_seq, entry_count, first_at, last_at, schema_version, shipped_to, pruned_at)
+    values (${segmentNo}, 0, 0, 0, now(), now(), '', ${[...locations]}::text[], now())`.execute(trx);
 }
 
 export interface TableShape {

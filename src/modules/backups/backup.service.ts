@@ -1,4 +1,5 @@
 import type { Database } from '../../db/database.ts';
+import { controlMigrations } from '../../db/migrations/control/index.ts';
 import type { Migration } from '../../db/migrator.ts';
 import type { WithTenant } from '../../db/with-tenant.ts';
 import type { Clock } from '../../platform/clock.ts';
@@ -11,6 +12,8 @@ import type { BackupLocation } from './backup-format.ts';
 import { pruneBackups, type RetentionSummary } from './backup-retention.ts';
 import { readBackupStatus, type TenantBackupStatus } from './backup-status.ts';
 import { type LocationVerification, verifyBackups } from './backup-verify.ts';
+import { type ControlSnapshotResult, snapshotControlPlane } from './control-plane-backup.ts';
+import { type RecoveryResult, recoverAll } from './disaster-recovery.ts';
 import { JournalShipper, type ShipSummary } from './journal-shipper.ts';
 import { type RestoreRequest, type RestoreResult, RestoreService } from './restore.service.ts';
 import { type SnapshotResult, SnapshotService } from './snapshot.service.ts';
@@ -29,6 +32,8 @@ export class BackupService {
   readonly #keys: TenantKeyService;
   readonly #clock: Clock;
   readonly #restoreWindowMs: number;
+  readonly #database: Database;
+  readonly #controlMigrations: readonly Migration[];
 
   constructor(deps: {
     database: Database;
@@ -41,8 +46,12 @@ export class BackupService {
     restoreWindowMs: number;
     /** The attachment object store (a restore copies the files into the new tenant). */
     objects: ObjectStore;
+    /** Control-plane migrations (a control-plane snapshot records its version); default: the shipped list. */
+    controlMigrations?: readonly Migration[];
   }) {
     this.locations = deps.locations;
+    this.#database = deps.database;
+    this.#controlMigrations = deps.controlMigrations ?? controlMigrations;
     this.#tenants = deps.tenants;
     this.#withTenant = deps.withTenant;
     this.#keys = deps.keys;
@@ -69,6 +78,42 @@ export class BackupService {
 
   snapshotTenant(tenantId: string): Promise<SnapshotResult> {
     return this.#snapshots.snapshotTenant(tenantId);
+  }
+
+  /**
+   * Snapshots the control plane (tenants, wrapped keys, staff, …) into every location, sealed under
+   * the master key: what disaster recovery starts from. Taken after each round of tenant snapshots.
+   */
+  snapshotControlPlane(): Promise<ControlSnapshotResult> {
+    return snapshotControlPlane({
+      database: this.#database,
+      keys: this.#keys,
+      locations: this.locations,
+      controlMigrations: this.#controlMigrations,
+      clock: this.#clock,
+    });
+  }
+
+  /**
+   * Disaster recovery: the control plane and every tenant from one location onto this (empty)
+   * database. See disaster-recovery.ts.
+   */
+  recoverAll(request: {
+    from?: string;
+    onProgress?: (done: number, total: number, label: string) => void;
+  }): Promise<RecoveryResult> {
+    return recoverAll(
+      {
+        database: this.#database,
+        keys: this.#keys,
+        tenants: this.#tenants,
+        restores: this.#restores,
+        snapshots: this.#snapshots,
+        locations: this.locations,
+        controlMigrations: this.#controlMigrations,
+      },
+      request,
+    );
   }
 
   /**

@@ -35,6 +35,7 @@ import {
   setJournalTriggers,
   setObjectKeyVersion,
   setObjectPurged,
+  setSegmentPosition,
 } from './backup.repository.ts';
 import {
   type BackupLocation,
@@ -62,6 +63,9 @@ export interface RestoreRequest {
   from?: string;
   onProgress?: (done: number, total: number, label: string) => void;
 }
+
+/** Where restored data goes: a new tenant, or (disaster recovery) the same tenant on an empty database. */
+type RestoreTarget = { kind: 'new'; slug: string; name: string } | { kind: 'recover'; tenant: Tenant };
 
 export interface RestoreResult {
   tenant: Tenant;
@@ -137,7 +141,13 @@ export class RestoreService {
         let lastError: unknown;
         for (const location of locations) {
           try {
-            return await this.#restoreFrom(location, source.id, request, intoName);
+            return await this.#restoreFrom(
+              location,
+              source.id,
+              request.at,
+              { kind: 'new', slug: request.intoSlug, name: intoName },
+              request.onProgress,
+            );
           } catch (error) {
             // A time outside the window, a shredded key or a taken slug is the same in every location.
             if (!isAppError(error) || error.code !== backupErrors.corrupt.code) throw error;
@@ -172,11 +182,22 @@ export class RestoreService {
     return [location];
   }
 
+  /**
+   * Disaster recovery of one tenant: its newest state in `location` (newest snapshot plus every
+   * journal segment after it) into its own schema, with its own id and key, on a database whose
+   * control plane was recovered already (its tenant row and wrapped keys are there) and which has no
+   * schema for it. One transaction, as a restore: a failure leaves no schema and no files.
+   */
+  async recover(location: BackupLocation, tenant: Tenant, onProgress?: RestoreRequest['onProgress']) {
+    return this.#restoreFrom(location, tenant.id, this.#clock.now(), { kind: 'recover', tenant }, onProgress);
+  }
+
   async #restoreFrom(
     location: BackupLocation,
     tenantId: string,
-    request: RestoreRequest,
-    intoName: string,
+    at: Date,
+    target: RestoreTarget,
+    onProgress: RestoreRequest['onProgress'],
   ): Promise<RestoreResult> {
     const now = this.#clock.now();
     const snapshots = await this.#listManifests<SnapshotManifest>(
@@ -187,7 +208,6 @@ export class RestoreService {
     snapshots.sort((a, b) => a.takenAt.localeCompare(b.takenAt));
     const oldest = snapshots[0] ? new Date(snapshots[0].takenAt) : undefined;
     const windowStart = oldest && new Date(Math.max(oldest.getTime(), now.getTime() - this.#restoreWindowMs));
-    const at = request.at;
     const snapshot = snapshots.filter((s) => new Date(s.takenAt) <= at).at(-1);
     if (!windowStart || !snapshot || at > now || at < windowStart) {
       throw backupErrors.outsideWindow(at, windowStart, now);
@@ -201,10 +221,11 @@ export class RestoreService {
     const sourceKeys = await this.#allDataKeys(tenantId, key);
     const rowsTotal = snapshot.tables.reduce((sum, t) => sum + t.rows, 0);
     const total = rowsTotal + segments.reduce((sum, s) => sum + s.entryCount, 0);
-    const progress = (done: number, label: string) => request.onProgress?.(done, total, label);
+    const progress = (done: number, label: string) => onProgress?.(done, total, label);
+    const isRecovery = target.kind === 'recover';
 
     progress(0, `snapshot of ${snapshot.takenAt} from ${location.name}`);
-    const newTenantId = newId();
+    const newTenantId = isRecovery ? tenantId : newId();
     const schema = tenantSchemaName(newTenantId);
     let entriesReplayed = 0;
     const copied: string[] = [];
@@ -214,18 +235,28 @@ export class RestoreService {
       .transaction()
       .execute(async (trx) => {
         const control = trx.withSchema('control') as unknown as Kysely<ControlTables>;
-        const created = await this.#tenants.insert(control, {
-          id: newTenantId,
-          slug: request.intoSlug,
-          name: intoName,
-          schemaVersion: expectedVersion,
-        });
-        await createTenantSchema(trx, this.#database, newTenantId, this.#migrations);
-        const newKey = await this.#keys.createDataKey(control, newTenantId);
-        const rekeyer = new SealedValueRekeyer(
-          { tenantId, keys: sourceKeys },
-          { tenantId: newTenantId, key: newKey },
-        );
+        let created: Tenant;
+        let newKey: DataKey;
+        // Recovery keeps the tenant's id and keys, so its sealed values and files open as they are.
+        let rekeyer: Pick<SealedValueRekeyer, 'rekeyRow'> = { rekeyRow: (_table, row) => row };
+        if (target.kind === 'recover') {
+          created = target.tenant;
+          newKey = key;
+          await createTenantSchema(trx, this.#database, tenantId, this.#migrations, { adoptRole: true });
+        } else {
+          created = await this.#tenants.insert(control, {
+            id: newTenantId,
+            slug: target.slug,
+            name: target.name,
+            schemaVersion: expectedVersion,
+          });
+          await createTenantSchema(trx, this.#database, newTenantId, this.#migrations);
+          newKey = await this.#keys.createDataKey(control, newTenantId);
+          rekeyer = new SealedValueRekeyer(
+            { tenantId, keys: sourceKeys },
+            { tenantId: newTenantId, key: newKey },
+          );
+        }
         await setJournalTriggers(trx, schema, false);
 
         // 1. The snapshot, streamed: checksum, decryption and decompression as the bytes arrive.
@@ -320,15 +351,26 @@ export class RestoreService {
           copied,
           counts: objectCounts,
           now,
+          reseal: !isRecovery,
         });
+        if (isRecovery) {
+          const lastSegment = Math.max(snapshot.segmentPosition, ...segments.map((s) => s.segmentNo));
+          await setSegmentPosition(
+            trx,
+            schema,
+            lastSegment,
+            this.#locations.map((l) => l.name),
+          );
+        }
         await resetIdentitySequences(trx, schema, shapes);
         await clearJournal(trx, schema);
         await setJournalTriggers(trx, schema, true);
         return created;
       })
       .catch(async (error: unknown) => {
-        // The new tenant never existed: take back the files copied for it.
-        for (const key of copied) await newObjects.delete(key).catch(() => undefined);
+        // The new tenant never existed: take back the files copied for it. (A recovery writes the
+        // tenant's own files back byte for byte, where they may have been already: those stay.)
+        if (!isRecovery) for (const key of copied) await newObjects.delete(key).catch(() => undefined);
         throw error;
       });
     return {
@@ -373,7 +415,13 @@ export class RestoreService {
     sourceKeys: ReadonlyMap<number, DataKey>,
     newTenantId: string,
     newKey: DataKey,
-    progress: { copied: string[]; counts: { restored: number; fromLiveStore: number }; now: Date },
+    progress: {
+      copied: string[];
+      counts: { restored: number; fromLiveStore: number };
+      now: Date;
+      /** false in a recovery: the tenant keeps its id and key, so the file is written back as it is. */
+      reseal: boolean;
+    },
   ): Promise<void> {
     const target = scopeObjectStore(this.#objects, `tenants/${newTenantId}/`);
     const retiredLongAgo = (row: RestoredObjectRow) =>
@@ -398,16 +446,18 @@ export class RestoreService {
       const sealed = new PassThrough();
       // Both settle before going on: a failed read must not leave a write finishing behind our back.
       const [read, write] = await Promise.allSettled([
-        pipeline(
-          source.body,
-          digest,
-          createDecryptStream(key.bytes, { aad: objectAad(sourceTenantId, row.objectKey) }),
-          createEncryptStream(newKey.bytes, {
-            aad: objectAad(newTenantId, row.objectKey),
-            chunkSizeBytes: row.chunkSizeBytes,
-          }),
-          sealed,
-        ),
+        progress.reseal
+          ? pipeline(
+              source.body,
+              digest,
+              createDecryptStream(key.bytes, { aad: objectAad(sourceTenantId, row.objectKey) }),
+              createEncryptStream(newKey.bytes, {
+                aad: objectAad(newTenantId, row.objectKey),
+                chunkSizeBytes: row.chunkSizeBytes,
+              }),
+              sealed,
+            )
+          : pipeline(source.body, digest, sealed),
         target.put(row.objectKey, sealed, { contentType: 'application/octet-stream' }),
       ]);
       if (read.status === 'rejected' || write.status === 'rejected') {
@@ -425,7 +475,7 @@ export class RestoreService {
           'checksum does not match the manifest',
         );
       }
-      await setObjectKeyVersion(trx, schema, row, newKey.version);
+      if (progress.reseal) await setObjectKeyVersion(trx, schema, row, newKey.version);
       progress.counts.restored++;
       if (!source.manifest) progress.counts.fromLiveStore++;
     }
