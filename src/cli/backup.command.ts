@@ -16,6 +16,8 @@ export function registerBackupCommands(program: Command, context: CliContext): v
       'backups in every STRONGROOM_BACKUP_LOCATIONS location: ship the change journal, take snapshots, show status, verify',
     );
 
+  registerDrillCommands(backup, context);
+
   backup
     .command('ship')
     .description(
@@ -165,6 +167,53 @@ export function registerBackupCommands(program: Command, context: CliContext): v
         return results.some((r) => r.problems.length > 0);
       });
       if (hasProblems) throw new CliExit(8);
+    });
+}
+
+/** `backup drill` and `backup drills`: run restore drills now, and list their results. */
+function registerDrillCommands(backup: Command, context: CliContext): void {
+  const print = (
+    results: Array<{
+      id: string;
+      tenantId: string;
+      restoreAt: string;
+      outcome: string;
+      message: string | null;
+      startedAt: string;
+    }>,
+  ) =>
+    formatTable(
+      ['STARTED', 'TENANT', 'RESTORED TO', 'OUTCOME', 'MESSAGE'],
+      results.map((r) => [r.startedAt, r.tenantId, r.restoreAt, r.outcome, r.message ?? '']),
+    );
+  backup
+    .command('drill')
+    .description(
+      'restore a tenant (or a random sample) at a random instant of the window from every location into scratch schemas, compare them and record the result; exit 8 on a failed drill',
+    )
+    .option('--tenant <slug>', 'drill this tenant')
+    .addOption(json)
+    .action(async (options: { tenant?: string; json?: boolean }) => {
+      const failed = await withRuntime(context, async ({ core }, config) => {
+        const results = await core.backups.drill(
+          options.tenant ? { tenant: options.tenant } : { sample: config.backup.drillSample },
+        );
+        if (options.json) context.stdout(`${JSON.stringify(results, null, 2)}\n`);
+        else context.stdout(print(results));
+        return results.some((r) => r.outcome === 'failed');
+      });
+      if (failed) throw new CliExit(8);
+    });
+  backup
+    .command('drills')
+    .description('the newest restore drill results (scheduled and manual), newest first')
+    .addOption(json)
+    .action(async (options: { json?: boolean }) => {
+      await withRuntime(context, async ({ core }) => {
+        const results = await core.backups.drills();
+        if (options.json) context.stdout(`${JSON.stringify(results, null, 2)}\n`);
+        else context.stdout(print(results));
+      });
     });
 }
 

@@ -283,10 +283,32 @@ function scheduleBackups(core: Core, config: Config, log: Logger): Scheduled {
       }, ignoreBusy('snapshots')),
     { everyMs: 10 * 60_000, firstAfterMs: 30_000 },
   );
+  // Restore drills: scheduled on every node, run by whichever takes the lease.
+  const drills = schedule(
+    () =>
+      core.backups.drill({ sample: config.backup.drillSample }).then((results) => {
+        const failed = results.filter((r) => r.outcome === 'failed');
+        if (failed.length > 0)
+          log.error(
+            {
+              drills: failed.map((r) => ({
+                id: r.id,
+                tenantId: r.tenantId,
+                at: r.restoreAt,
+                message: r.message,
+              })),
+            },
+            'restore drill failed: a backup could not be restored, or two locations disagree (see `strongroom backup drills`)',
+          );
+        else if (results.length > 0) log.info({ tenants: results.length }, 'restore drills passed');
+      }, ignoreBusy('restore drills')),
+    { everyMs: config.backup.drillIntervalMs, firstAfterMs: 5 * 60_000 },
+  );
   return {
     async stop() {
       await shipping.stop();
       await snapshots.stop();
+      await drills.stop();
     },
   };
 }

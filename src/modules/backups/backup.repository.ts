@@ -332,6 +332,25 @@ export async function setSegmentPosition(
     values (${segmentNo}, 0, 0, 0, now(), now(), '', ${[...locations]}::text[], now())`.execute(trx);
 }
 
+/**
+ * Per journaled table: its row count and an MD5 over its rows' text in sorted order. Two schemas
+ * with the same rows have the same checksums (the schema name is in no row). Restore drills compare
+ * scratch restores with these; MD5 is fine here: it detects accidents, not an adversary.
+ */
+export async function checksumTables(
+  trx: AnyKysely,
+  schema: string,
+): Promise<Record<string, { rows: number; md5: string }>> {
+  const sums: Record<string, { rows: number; md5: string }> = {};
+  for (const table of await listTablesInLoadOrder(trx, schema)) {
+    const { rows } = await sql<{ n: number; md5: string }>`
+      select count(*)::int as n, coalesce(md5(string_agg(t::text, E'\n' order by t::text)), '') as md5
+      from ${sql.id(schema, table)} t`.execute(trx);
+    sums[table] = { rows: rows[0]?.n ?? 0, md5: rows[0]?.md5 ?? '' };
+  }
+  return sums;
+}
+
 export interface TableShape {
   keys: string[];
   /** Columns an update may set (everything but `generated always` identity columns). */

@@ -3,6 +3,7 @@ import { controlMigrations } from '../../db/migrations/control/index.ts';
 import type { Migration } from '../../db/migrator.ts';
 import type { WithTenant } from '../../db/with-tenant.ts';
 import type { Clock } from '../../platform/clock.ts';
+import type { Mailer } from '../../ports/mail.port.ts';
 import type { ObjectStore } from '../../ports/object-store.port.ts';
 import { type AccessPrincipal, authorize } from '../access/policy.ts';
 import type { TenantKeyService } from '../keys/tenant-keys.service.ts';
@@ -16,6 +17,7 @@ import { type ControlSnapshotResult, snapshotControlPlane } from './control-plan
 import { type RecoveryResult, recoverAll } from './disaster-recovery.ts';
 import { JournalShipper, type ShipSummary } from './journal-shipper.ts';
 import { type RestoreRequest, type RestoreResult, RestoreService } from './restore.service.ts';
+import { type DrillResult, RestoreDrills } from './restore-drills.ts';
 import { type SnapshotResult, SnapshotService } from './snapshot.service.ts';
 
 /**
@@ -27,6 +29,7 @@ export class BackupService {
   readonly #shipper: JournalShipper;
   readonly #snapshots: SnapshotService;
   readonly #restores: RestoreService;
+  readonly #drills: RestoreDrills;
   readonly #tenants: TenantRepository;
   readonly #withTenant: WithTenant;
   readonly #keys: TenantKeyService;
@@ -48,6 +51,8 @@ export class BackupService {
     objects: ObjectStore;
     /** Control-plane migrations (a control-plane snapshot records its version); default: the shipped list. */
     controlMigrations?: readonly Migration[];
+    /** Where a failed restore drill is mailed (STRONGROOM_OPS_EMAIL); none: the caller logs it only. */
+    alerts?: { mailer: Mailer; to: string } | undefined;
   }) {
     this.locations = deps.locations;
     this.#database = deps.database;
@@ -60,6 +65,17 @@ export class BackupService {
     this.#shipper = new JournalShipper(deps);
     this.#snapshots = new SnapshotService(deps);
     this.#restores = new RestoreService(deps);
+    this.#drills = new RestoreDrills({ ...deps, restores: this.#restores });
+  }
+
+  /** Restore drills now: one tenant, or a random sample (see restore-drills.ts). */
+  drill(options: { tenant?: string; sample?: number } = {}): Promise<DrillResult[]> {
+    return this.#drills.run(options);
+  }
+
+  /** The newest drill results, newest first. */
+  drills(limit?: number): Promise<DrillResult[]> {
+    return this.#drills.list(limit);
   }
 
   /** Ships every tenant's journal to every location (once at a time across nodes). */

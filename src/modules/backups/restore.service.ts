@@ -7,7 +7,7 @@ import type { Kysely } from 'kysely';
 import { cryptoErrors } from '../../crypto/crypto.errors.ts';
 import { createDecryptStream, createEncryptStream, decryptBuffer } from '../../crypto/stream-aead.ts';
 import type { ControlTables } from '../../db/control-tables.ts';
-import type { Database } from '../../db/database.ts';
+import type { AnyKysely, Database } from '../../db/database.ts';
 import { newLeaseHolder, withLease } from '../../db/leases.ts';
 import { latestMigrationName, type Migration } from '../../db/migrator.ts';
 import { tenantSchemaName } from '../../db/tenant-schema.ts';
@@ -65,7 +65,20 @@ export interface RestoreRequest {
 }
 
 /** Where restored data goes: a new tenant, or (disaster recovery) the same tenant on an empty database. */
-type RestoreTarget = { kind: 'new'; slug: string; name: string } | { kind: 'recover'; tenant: Tenant };
+type RestoreTarget =
+  | { kind: 'new'; slug: string; name: string }
+  | { kind: 'recover'; tenant: Tenant }
+  /** A drill: into a scratch schema that is inspected, then rolled back (never committed). */
+  | { kind: 'scratch'; tenant: Tenant; inspect: (trx: AnyKysely, schema: string) => Promise<unknown> };
+
+/** Carries a scratch restore's inspection out of its transaction, rolling the transaction back. */
+class ScratchRolledBack extends Error {
+  readonly inspected: unknown;
+  constructor(inspected: unknown) {
+    super('scratch restore rolled back');
+    this.inspected = inspected;
+  }
+}
 
 export interface RestoreResult {
   tenant: Tenant;
@@ -192,6 +205,35 @@ export class RestoreService {
     return this.#restoreFrom(location, tenant.id, this.#clock.now(), { kind: 'recover', tenant }, onProgress);
   }
 
+  /**
+   * A restore drill of one tenant at `at` from one location into a scratch schema: everything a
+   * restore does and checks (files are read and checked against their manifests, not written), then
+   * `inspect` looks at the scratch schema and the transaction is rolled back, so the scratch schema,
+   * and its role, never exist for anyone else and a crash leaves nothing to clean up.
+   */
+  async drill<T>(
+    location: BackupLocation,
+    tenant: Tenant,
+    at: Date,
+    inspect: (trx: AnyKysely, schema: string) => Promise<T>,
+  ): Promise<{ result: RestoreResult; inspected: T }> {
+    let inspected: T | undefined;
+    const result = await this.#restoreFrom(
+      location,
+      tenant.id,
+      at,
+      {
+        kind: 'scratch',
+        tenant,
+        inspect: async (trx, schema) => {
+          inspected = await inspect(trx, schema);
+        },
+      },
+      undefined,
+    );
+    return { result, inspected: inspected as T };
+  }
+
   async #restoreFrom(
     location: BackupLocation,
     tenantId: string,
@@ -223,6 +265,7 @@ export class RestoreService {
     const total = rowsTotal + segments.reduce((sum, s) => sum + s.entryCount, 0);
     const progress = (done: number, label: string) => onProgress?.(done, total, label);
     const isRecovery = target.kind === 'recover';
+    const isScratch = target.kind === 'scratch';
 
     progress(0, `snapshot of ${snapshot.takenAt} from ${location.name}`);
     const newTenantId = isRecovery ? tenantId : newId();
@@ -243,6 +286,11 @@ export class RestoreService {
           created = target.tenant;
           newKey = key;
           await createTenantSchema(trx, this.#database, tenantId, this.#migrations, { adoptRole: true });
+        } else if (target.kind === 'scratch') {
+          created = target.tenant;
+          newKey = key;
+          // A scratch schema named after a random id no tenant has; rolled back with the rest.
+          await createTenantSchema(trx, this.#database, newTenantId, this.#migrations);
         } else {
           created = await this.#tenants.insert(control, {
             id: newTenantId,
@@ -351,7 +399,8 @@ export class RestoreService {
           copied,
           counts: objectCounts,
           now,
-          reseal: !isRecovery,
+          reseal: !isRecovery && !isScratch,
+          write: !isScratch,
         });
         if (isRecovery) {
           const lastSegment = Math.max(snapshot.segmentPosition, ...segments.map((s) => s.segmentNo));
@@ -365,9 +414,11 @@ export class RestoreService {
         await resetIdentitySequences(trx, schema, shapes);
         await clearJournal(trx, schema);
         await setJournalTriggers(trx, schema, true);
+        if (target.kind === 'scratch') throw new ScratchRolledBack(await target.inspect(trx, schema));
         return created;
       })
       .catch(async (error: unknown) => {
+        if (error instanceof ScratchRolledBack && target.kind === 'scratch') return target.tenant;
         // The new tenant never existed: take back the files copied for it. (A recovery writes the
         // tenant's own files back byte for byte, where they may have been already: those stay.)
         if (!isRecovery) for (const key of copied) await newObjects.delete(key).catch(() => undefined);
@@ -421,6 +472,8 @@ export class RestoreService {
       now: Date;
       /** false in a recovery: the tenant keeps its id and key, so the file is written back as it is. */
       reseal: boolean;
+      /** false in a drill: the file is read and checked against its manifest, and not written. */
+      write: boolean;
     },
   ): Promise<void> {
     const target = scopeObjectStore(this.#objects, `tenants/${newTenantId}/`);
@@ -458,7 +511,12 @@ export class RestoreService {
               sealed,
             )
           : pipeline(source.body, digest, sealed),
-        target.put(row.objectKey, sealed, { contentType: 'application/octet-stream' }),
+        progress.write
+          ? target.put(row.objectKey, sealed, { contentType: 'application/octet-stream' })
+          : (async () => {
+              // Read to the end (the digest sees every byte), kept nowhere.
+              for await (const _ of sealed);
+            })(),
       ]);
       if (read.status === 'rejected' || write.status === 'rejected') {
         const error = read.status === 'rejected' ? read.reason : (write as PromiseRejectedResult).reason;
