@@ -16,6 +16,8 @@ export function registerBackupCommands(program: Command, context: CliContext): v
       'backups in every STRONGROOM_BACKUP_LOCATIONS location: ship the change journal, take snapshots, show status, verify',
     );
 
+  registerDrillCommands(backup, context);
+
   backup
     .command('ship')
     .description(
@@ -28,8 +30,10 @@ export function registerBackupCommands(program: Command, context: CliContext): v
         if (options.json) context.stdout(`${JSON.stringify(summary, null, 2)}\n`);
         else {
           context.stdout(
-            `${summary.tenants} tenants: ${summary.segmentsSealed} segments sealed, ${summary.segmentsShipped} copies written, ${summary.segmentsPruned} pruned from the journal\n`,
+            `${summary.tenants} tenants: ${summary.segmentsSealed} segments sealed, ${summary.segmentsShipped} copies written, ${summary.segmentsPruned} pruned from the journal, ${summary.objectsCopied} attachment files copied\n`,
           );
+          for (const m of summary.objectsMissing)
+            context.stdout(`  ${m.tenantId}: attachment ${m.objectKey} is missing from the object store\n`);
           for (const f of summary.failures)
             context.stdout(`  ${f.location} unreachable for ${f.tenantId}: ${f.message}\n`);
         }
@@ -60,16 +64,26 @@ export function registerBackupCommands(program: Command, context: CliContext): v
             bar.stop();
           }
         }
-        if (options.json) context.stdout(`${JSON.stringify(results, null, 2)}\n`);
+        // With every tenant snapshotted, the control plane too: disaster recovery starts from it.
+        const control = options.tenant ? undefined : await core.backups.snapshotControlPlane();
+        if (options.json)
+          context.stdout(`${JSON.stringify(control ? { tenants: results, control } : results, null, 2)}\n`);
         else {
+          if (control)
+            context.stdout(
+              `control plane: snapshot ${control.snapshotId}, ${control.rowCount} rows, in ${control.storedIn.join(', ') || 'no location'}\n`,
+            );
+          for (const f of control?.failures ?? []) context.stdout(`  ${f.location} failed: ${f.message}\n`);
           for (const r of results) {
             context.stdout(
-              `${r.tenantId}: snapshot ${r.snapshotId} at ${r.takenAt.toISOString()}, ${r.rowCount} rows, ${r.sealedBytes} bytes sealed, in ${r.storedIn.join(', ') || 'no location'}\n`,
+              `${r.tenantId}: snapshot ${r.snapshotId} at ${r.takenAt.toISOString()}, ${r.rowCount} rows, ${r.sealedBytes} bytes sealed, ${r.objectsCopied} attachment files copied, in ${r.storedIn.join(', ') || 'no location'}\n`,
             );
+            for (const key of r.objectsMissing)
+              context.stdout(`  attachment ${key} is missing from the object store\n`);
             for (const f of r.failures) context.stdout(`  ${f.location} failed: ${f.message}\n`);
           }
         }
-        return results.some((r) => r.failures.length > 0);
+        return results.some((r) => r.failures.length > 0) || (control?.failures.length ?? 0) > 0;
       });
       if (failed) throw new CliExit(1);
     });
@@ -122,7 +136,7 @@ export function registerBackupCommands(program: Command, context: CliContext): v
         else
           for (const r of results) {
             context.stdout(
-              `${r.location}: ${r.snapshotsDeleted} snapshots and ${r.segmentsDeleted} journal segments deleted\n`,
+              `${r.location}: ${r.snapshotsDeleted} snapshots, ${r.segmentsDeleted} journal segments and ${r.objectsDeleted} attachment copies deleted\n`,
             );
             for (const p of r.problems) context.stdout(`  ${p.key}: ${p.problem}\n`);
           }
@@ -156,27 +170,94 @@ export function registerBackupCommands(program: Command, context: CliContext): v
     });
 }
 
+/** `backup drill` and `backup drills`: run restore drills now, and list their results. */
+function registerDrillCommands(backup: Command, context: CliContext): void {
+  const print = (
+    results: Array<{
+      id: string;
+      tenantId: string;
+      restoreAt: string;
+      outcome: string;
+      message: string | null;
+      startedAt: string;
+    }>,
+  ) =>
+    formatTable(
+      ['STARTED', 'TENANT', 'RESTORED TO', 'OUTCOME', 'MESSAGE'],
+      results.map((r) => [r.startedAt, r.tenantId, r.restoreAt, r.outcome, r.message ?? '']),
+    );
+  backup
+    .command('drill')
+    .description(
+      'restore a tenant (or a random sample) at a random instant of the window from every location into scratch schemas, compare them and record the result; exit 8 on a failed drill',
+    )
+    .option('--tenant <slug>', 'drill this tenant')
+    .addOption(json)
+    .action(async (options: { tenant?: string; json?: boolean }) => {
+      const failed = await withRuntime(context, async ({ core }, config) => {
+        const results = await core.backups.drill(
+          options.tenant ? { tenant: options.tenant } : { sample: config.backup.drillSample },
+        );
+        if (options.json) context.stdout(`${JSON.stringify(results, null, 2)}\n`);
+        else context.stdout(print(results));
+        return results.some((r) => r.outcome === 'failed');
+      });
+      if (failed) throw new CliExit(8);
+    });
+  backup
+    .command('drills')
+    .description('the newest restore drill results (scheduled and manual), newest first')
+    .addOption(json)
+    .action(async (options: { json?: boolean }) => {
+      await withRuntime(context, async ({ core }) => {
+        const results = await core.backups.drills();
+        if (options.json) context.stdout(`${JSON.stringify(results, null, 2)}\n`);
+        else context.stdout(print(results));
+      });
+    });
+}
+
 export function registerRestoreCommand(program: Command, context: CliContext): void {
   program
     .command('restore')
     .description(
-      'restore a tenant as it was at an instant (newest snapshot before it, plus the change journal) into a new tenant; other tenants are not touched',
+      'restore a tenant as it was at an instant (newest snapshot before it, plus the change journal) into a new tenant, other tenants untouched; or, with --all, rebuild the control plane and every tenant onto an empty database from one location (disaster recovery, docs/disaster-recovery.md)',
     )
-    .requiredOption('--tenant <slug>', 'the tenant to restore (its slug, or its id if deleted)')
-    .requiredOption('--at <time>', 'the instant, ISO 8601 with a zone, e.g. 2026-11-20T14:03:12Z')
-    .requiredOption('--into <slug>', 'slug of the new tenant the restored data is published as')
+    .option('--tenant <slug>', 'the tenant to restore (its slug, or its id if deleted)')
+    .option('--at <time>', 'the instant, ISO 8601 with a zone, e.g. 2026-11-20T14:03:12Z')
+    .option('--into <slug>', 'slug of the new tenant the restored data is published as')
     .option('--name <name>', 'display name of the new tenant')
-    .option('--from <location>', 'read only this backup location (default: the first that works)')
+    .option(
+      '--from <location>',
+      'read only this backup location (default: the first that works; required with --all)',
+    )
+    .option(
+      '--all',
+      'disaster recovery: the control plane and every tenant, newest state, onto this empty database',
+    )
     .addOption(json)
     .action(
       async (options: {
-        tenant: string;
-        at: string;
-        into: string;
+        tenant?: string;
+        at?: string;
+        into?: string;
         name?: string;
         from?: string;
+        all?: boolean;
         json?: boolean;
       }) => {
+        const usage = (message: string) => {
+          context.stderr(`error [invalid_arguments]: ${message}\n`);
+          return new CliExit(2);
+        };
+        if (options.all) {
+          if (options.tenant || options.at || options.into || options.name)
+            throw usage('--all restores everything to its newest state: it takes only --from (and --json)');
+          await recoverAll(context, options);
+          return;
+        }
+        if (!options.tenant || !options.at || !options.into)
+          throw usage('a tenant restore needs --tenant, --at and --into (or --all --from <location>)');
         const at = new Date(options.at);
         if (
           !/^\d{4}-\d{2}-\d{2}T[\d:.]+(Z|[+-]\d{2}:\d{2})$/.test(options.at) ||
@@ -187,14 +268,15 @@ export function registerRestoreCommand(program: Command, context: CliContext): v
           );
           throw new CliExit(2);
         }
+        const { tenant, into } = options;
         await withRuntime(context, async ({ core }) => {
           const bar = createProgressBar(context, 'restoring');
           let result: Awaited<ReturnType<typeof core.backups.restore>>;
           try {
             result = await core.backups.restore({
-              tenant: options.tenant,
+              tenant,
               at,
-              intoSlug: options.into,
+              intoSlug: into,
               ...(options.name ? { intoName: options.name } : {}),
               ...(options.from ? { from: options.from } : {}),
               onProgress: (done, total, label) => bar.update(done, total, label),
@@ -208,8 +290,8 @@ export function registerRestoreCommand(program: Command, context: CliContext): v
           }
           context.stdout(
             [
-              `restored ${options.tenant} as of ${at.toISOString()} into new tenant ${result.tenant.slug} (${result.tenant.id})`,
-              `  from ${result.location}: snapshot of ${result.snapshotTakenAt.toISOString()} (${result.rowsLoaded} rows) + ${result.entriesReplayed} journal entries from ${result.segmentsRead} segments`,
+              `restored ${tenant} as of ${at.toISOString()} into new tenant ${result.tenant.slug} (${result.tenant.id})`,
+              `  from ${result.location}: snapshot of ${result.snapshotTakenAt.toISOString()} (${result.rowsLoaded} rows) + ${result.entriesReplayed} journal entries from ${result.segmentsRead} segments, ${result.objectsRestored} attachment files${result.objectsFromLiveStore > 0 ? ` (${result.objectsFromLiveStore} of them from the attachment store: the location had no copy yet)` : ''}`,
               `  the new tenant's first snapshot is in ${result.snapshot.storedIn.join(', ')}`,
               '',
             ].join('\n'),
@@ -217,4 +299,42 @@ export function registerRestoreCommand(program: Command, context: CliContext): v
         });
       },
     );
+}
+
+/** `restore --all --from <location>`: exit 1 when a tenant could not be recovered (the rest were). */
+async function recoverAll(context: CliContext, options: { from?: string; json?: boolean }): Promise<void> {
+  const failed = await withRuntime(context, async ({ core }) => {
+    const bar = createProgressBar(context, 'recovering tenants');
+    let result: Awaited<ReturnType<typeof core.backups.recoverAll>>;
+    try {
+      result = await core.backups.recoverAll({
+        ...(options.from ? { from: options.from } : {}),
+        onProgress: (done, total, label) => bar.update(done, total, label),
+      });
+    } finally {
+      bar.stop();
+    }
+    if (options.json) context.stdout(`${JSON.stringify(result, null, 2)}\n`);
+    else {
+      context.stdout(
+        `recovered from ${result.location}: control plane of ${result.controlSnapshotTakenAt}${result.controlPlaneLoaded ? '' : ' (loaded by an earlier run)'}\n`,
+      );
+      context.stdout(
+        formatTable(
+          ['TENANT', 'ID', 'OUTCOME', 'ROWS', 'JOURNAL', 'FILES', 'MESSAGE'],
+          result.tenants.map((t) => [
+            t.slug ?? '-',
+            t.tenantId,
+            t.outcome,
+            String(t.rowsLoaded ?? '-'),
+            String(t.entriesReplayed ?? '-'),
+            String(t.objectsRestored ?? '-'),
+            t.message ?? '',
+          ]),
+        ),
+      );
+    }
+    return result.tenants.some((t) => t.outcome === 'failed');
+  });
+  if (failed) throw new CliExit(1);
 }

@@ -128,6 +128,15 @@ const envSchema = z.object({
     .min(1)
     .max(24 * 7)
     .default(24),
+  STRONGROOM_BACKUP_DRILL_INTERVAL_HOURS: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(24 * 30)
+    .default(24),
+  STRONGROOM_BACKUP_DRILL_SAMPLE: z.coerce.number().int().min(1).max(100).default(2),
+  // Where operational alerts (a failed restore drill) are mailed; unset: they are only logged.
+  STRONGROOM_OPS_EMAIL: z.email().max(254).optional(),
 
   STRONGROOM_MAIL: mailUrl.default('outbox:'),
   STRONGROOM_MAIL_FROM: z.string().min(1).max(300).default('Strongroom <no-reply@strongroom.localhost>'),
@@ -241,6 +250,11 @@ export interface Config {
     shipIntervalMs: number;
     /** How often each tenant gets a fresh snapshot. */
     snapshotIntervalMs: number;
+    /** How often a restore drill runs, and how many tenants it restores. */
+    drillIntervalMs: number;
+    drillSample: number;
+    /** Where a failed drill is mailed (unset: logged only). */
+    opsEmail: string | undefined;
   };
   migrate: { batchSize: number; concurrency: number; canarySize: number };
 }
@@ -462,6 +476,9 @@ export function loadConfig(env: Record<string, string | undefined>, options: Loa
       isEmbeddedDefault: e.STRONGROOM_BACKUP_LOCATIONS === undefined,
       shipIntervalMs: e.STRONGROOM_BACKUP_SHIP_INTERVAL_MS,
       snapshotIntervalMs: e.STRONGROOM_BACKUP_SNAPSHOT_INTERVAL_HOURS * 3600_000,
+      drillIntervalMs: e.STRONGROOM_BACKUP_DRILL_INTERVAL_HOURS * 3600_000,
+      drillSample: e.STRONGROOM_BACKUP_DRILL_SAMPLE,
+      opsEmail: e.STRONGROOM_OPS_EMAIL,
     },
     migrate: {
       batchSize: e.STRONGROOM_MIGRATE_BATCH_SIZE,

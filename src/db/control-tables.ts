@@ -14,6 +14,19 @@ export interface ControlTables {
   tenant_limits: TenantLimitsTable;
   tenant_api_calls: TenantApiCallsTable;
   access_requests: AccessRequestsTable;
+  backup_drills: BackupDrillsTable;
+}
+
+export interface BackupDrillsTable {
+  id: string;
+  tenant_id: string;
+  restore_at: Timestamp;
+  locations: string[];
+  started_at: Timestamp;
+  finished_at: Timestamp;
+  outcome: 'passed' | 'failed';
+  tables: ColumnType<unknown, string, string>;
+  message: string | null;
 }
 
 type Timestamp = ColumnType<Date, Date | string, Date | string>;

@@ -16,14 +16,26 @@ export async function createTenantSchema(
   roles: RoleSettings,
   tenantId: string,
   migrations: readonly Migration[],
+  options: {
+    /**
+     * Disaster recovery onto a fresh database of a Postgres cluster that still has the tenant's role
+     * (roles are cluster-wide): use it instead of failing. The role is named after the tenant id, so
+     * it can only be this tenant's.
+     */
+    adoptRole?: boolean;
+  } = {},
 ): Promise<string | null> {
   const schema = tenantSchemaName(tenantId);
   // No IF NOT EXISTS: a fresh tenant must get a fresh schema, never adopt a leftover one.
   await sql`create schema ${sql.id(schema)}`.execute(trx);
   if (roles.rolesEnabled) {
     const role = tenantRoleName(tenantId);
+    const { rows } = options.adoptRole
+      ? await sql<{ found: boolean }>`
+          select exists (select 1 from pg_catalog.pg_roles where rolname = ${role}) as found`.execute(trx)
+      : { rows: [{ found: false }] };
     // NOLOGIN: nobody connects as a tenant; the app switches to it with SET LOCAL ROLE.
-    await sql`create role ${sql.id(role)} nologin`.execute(trx);
+    if (!rows[0]?.found) await sql`create role ${sql.id(role)} nologin`.execute(trx);
     // A non-superuser app user must be a member of the role to SET ROLE to it.
     if (!roles.isSuperuser) await sql`grant ${sql.id(role)} to current_user`.execute(trx);
   }

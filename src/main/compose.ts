@@ -111,6 +111,8 @@ export interface CoreOptions {
     enabled?: boolean;
     onError?: (error: unknown, what: string) => void;
   };
+  /** Where operational alerts (a failed restore drill) are mailed, through `mailer`. */
+  opsEmail?: string | undefined;
   /** Where backups go (STRONGROOM_BACKUP_LOCATIONS); default none (backup commands then refuse). */
   backupLocations?: readonly BackupLocation[];
   /** Tenant migrations to use (the bench adds one); default: the shipped list. */
@@ -248,6 +250,8 @@ export function composeCore(options: CoreOptions): Core {
       clock,
       restoreWindowMs: options.restoreWindowMs ?? 7 * 24 * 3600_000,
       objects: options.objects,
+      alerts:
+        options.mailer && options.opsEmail ? { mailer: options.mailer, to: options.opsEmail } : undefined,
     }),
   };
 }

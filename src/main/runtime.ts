@@ -69,6 +69,7 @@ export async function openRuntime(config: Config, log: Logger): Promise<Runtime>
         onError: (error, what) => log.warn({ err: error }, what),
       },
       backupLocations,
+      opsEmail: config.backup.opsEmail,
     });
     await prepareControlPlane(core);
     return { core, objects, cache, mailer, close };

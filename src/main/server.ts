@@ -246,6 +246,11 @@ function scheduleBackups(core: Core, config: Config, log: Logger): Scheduled {
   const shipping = schedule(
     () =>
       core.backups.ship().then((summary) => {
+        if (summary.objectsMissing.length > 0)
+          log.error(
+            { objects: summary.objectsMissing },
+            'attachment files named by new rows are missing from the object store: they cannot be backed up',
+          );
         if (summary.failures.length > 0)
           log.warn(
             { failures: summary.failures },
@@ -257,18 +262,53 @@ function scheduleBackups(core: Core, config: Config, log: Logger): Scheduled {
   const snapshots = schedule(
     () =>
       core.backups.snapshotAll({ dueAfterMs: config.backup.snapshotIntervalMs }).then(async (results) => {
-        if (results.length > 0) log.info({ tenants: results.length }, 'snapshots taken');
+        if (results.length > 0) {
+          log.info({ tenants: results.length }, 'snapshots taken');
+          // After the tenants' snapshots: disaster recovery finds every tenant with a snapshot in it.
+          const control = await core.backups.snapshotControlPlane();
+          if (control.failures.length > 0)
+            log.warn(
+              { failures: control.failures },
+              'the control-plane snapshot could not be written everywhere',
+            );
+        }
         // Only the node that took the snapshot lease gets here: it also applies retention.
         const pruned = await core.backups.prune();
-        if (pruned.some((p) => p.snapshotsDeleted + p.segmentsDeleted > 0 || p.problems.length > 0))
+        if (
+          pruned.some(
+            (p) => p.snapshotsDeleted + p.segmentsDeleted + p.objectsDeleted > 0 || p.problems.length > 0,
+          )
+        )
           log.info({ pruned }, 'backups past the restore window deleted');
       }, ignoreBusy('snapshots')),
     { everyMs: 10 * 60_000, firstAfterMs: 30_000 },
+  );
+  // Restore drills: scheduled on every node, run by whichever takes the lease.
+  const drills = schedule(
+    () =>
+      core.backups.drill({ sample: config.backup.drillSample }).then((results) => {
+        const failed = results.filter((r) => r.outcome === 'failed');
+        if (failed.length > 0)
+          log.error(
+            {
+              drills: failed.map((r) => ({
+                id: r.id,
+                tenantId: r.tenantId,
+                at: r.restoreAt,
+                message: r.message,
+              })),
+            },
+            'restore drill failed: a backup could not be restored, or two locations disagree (see `strongroom backup drills`)',
+          );
+        else if (results.length > 0) log.info({ tenants: results.length }, 'restore drills passed');
+      }, ignoreBusy('restore drills')),
+    { everyMs: config.backup.drillIntervalMs, firstAfterMs: 5 * 60_000 },
   );
   return {
     async stop() {
       await shipping.stop();
       await snapshots.stop();
+      await drills.stop();
     },
   };
 }

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { mkdtempSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -5,8 +6,12 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openTestCore, type TestDatabase, testDatabaseKinds } from '../../../test/support/databases.ts';
 import { FsObjectStore } from '../../adapters/object-store/object-store.fs.ts';
+import { encryptBuffer } from '../../crypto/stream-aead.ts';
 import type { Core } from '../../main/compose.ts';
 import { type Clock, systemClock } from '../../platform/clock.ts';
+import { newId, newTimeOrderedId } from '../../platform/ids.ts';
+import { scopeObjectStore } from '../../ports/object-store.port.ts';
+import { AttachmentService, objectAad } from '../attachments/attachment.service.ts';
 import { BackupService } from './backup.service.ts';
 import type { BackupLocation } from './backup-format.ts';
 
@@ -92,6 +97,109 @@ for (const kind of await testDatabaseKinds()) {
       await expect(
         backups.restore({ tenant: 'kept', at: snapshots[0]!.takenAt, intoSlug: 'kept-early' }),
       ).rejects.toMatchObject({ code: 'restore_time_outside_window' });
+    });
+
+    it('deletes attachment copies once the attachment store purged their version, and a restore in the window still works', async () => {
+      const backups = service(systemClock);
+      const { tenant } = await core.tenants.create({ slug: 'files', name: 'Files', ownerEmail: 'o@f.test' });
+      const key = await core.keys.getDataKey(tenant.id);
+      const store = scopeObjectStore(core.objects, `tenants/${tenant.id}/`);
+      const [uid, pid, aid] = [newId(), newId(), newId()];
+      await core.withTenant(tenant.id, async ({ db }) => {
+        await db
+          .insertInto('users')
+          .values({ id: uid, email: 'u@f.test', display_name: 'U', status: 'active', role: 'owner' })
+          .execute();
+        await db.insertInto('projects').values({ id: pid, name: 'P', created_by: uid }).execute();
+        await db
+          .insertInto('attachments')
+          .values({ id: aid, project_id: pid, created_by: uid, updated_by: uid })
+          .execute();
+      });
+      const upload = async (version: number, text: string) => {
+        const objectKey = `attachments/${newTimeOrderedId()}`;
+        await store.put(
+          objectKey,
+          encryptBuffer(key.bytes, Buffer.from(text), { aad: objectAad(tenant.id, objectKey) }),
+        );
+        await core.withTenant(tenant.id, async ({ db }) => {
+          await db
+            .updateTable('attachment_versions')
+            .set({ retired_at: new Date() })
+            .where('attachment_id', '=', aid)
+            .execute();
+          await db.updateTable('attachments').set({ version }).where('id', '=', aid).execute();
+          await db
+            .insertInto('attachment_versions')
+            .values({
+              attachment_id: aid,
+              version,
+              project_id: pid,
+              object_key: objectKey,
+              filename: 'a.txt',
+              content_type: 'text/plain',
+              size_bytes: text.length,
+              sha256: createHash('sha256').update(text).digest(),
+              chunk_size_bytes: 65_536,
+              key_version: key.version,
+              created_by: uid,
+            })
+            .execute();
+        });
+        return objectKey;
+      };
+      const v1 = await upload(1, 'one');
+      await backups.snapshotTenant(tenant.id);
+      const v2 = await upload(2, 'two');
+      await sleep(20);
+      const windowStart = new Date();
+      await sleep(20);
+      await core.withTenant(tenant.id, ({ db }) =>
+        db.insertInto('settings').values({ key: 'after', value: '1' }).execute(),
+      );
+      await backups.shipTenant(tenant.id);
+      await sleep(10);
+      const at = new Date();
+
+      // One window later (as seen from windowStart), v1 has been retired longer than the window.
+      const later = { now: () => new Date(windowStart.getTime() + windowMs) };
+      const attachments = new AttachmentService({
+        withTenant: core.withTenant,
+        keys: core.keys,
+        objects: core.objects,
+        limitsOf: (id) => core.quotas.limitsOf(id),
+        clock: later,
+        restoreWindowMs: windowMs,
+      });
+      expect((await attachments.maintain(tenant.id)).purged).toBe(1);
+      const summaries = await service(later).prune();
+      expect(summaries.map((s) => [s.objectsDeleted, s.problems])).toEqual([
+        [1, []],
+        [1, []],
+      ]);
+      for (const dir of dirs) {
+        const held = readdirSync(join(dir, 'tenants', tenant.id, 'objects', 'attachments')).sort();
+        expect(held).toEqual([v2.split('/')[1], `${v2.split('/')[1]}.json`].sort());
+      }
+      expect(v1).not.toBe(v2);
+
+      // A restore to an instant in the window finds v1 retired there: recorded purged, v2 comes back.
+      for (const from of ['l0', 'l1']) {
+        const restored = await service(later).restore({
+          tenant: 'files',
+          at,
+          intoSlug: `files-${from}`,
+          from,
+        });
+        expect(restored.objectsRestored).toBe(1);
+        const versions = await core.withTenant(restored.tenant.id, ({ db }) =>
+          db.selectFrom('attachment_versions').select(['version', 'purged_at']).orderBy('version').execute(),
+        );
+        expect(versions.map((v) => [v.version, v.purged_at !== null])).toEqual([
+          [1, true],
+          [2, false],
+        ]);
+      }
     });
   });
 }

@@ -4,17 +4,20 @@ import { createZstdDecompress } from 'node:zlib';
 import { cryptoErrors } from '../../crypto/crypto.errors.ts';
 import { createDecryptStream } from '../../crypto/stream-aead.ts';
 import { isAppError } from '../../platform/errors.ts';
+import { objectAad } from '../attachments/attachment.service.ts';
 import { keyErrors } from '../keys/keys.errors.ts';
 import type { DataKey, TenantKeyService } from '../keys/tenant-keys.service.ts';
+import { backupErrors } from './backup.errors.ts';
 import {
   type BackupLocation,
   backupKeys,
+  manifestKindOf,
   readManifest,
-  type SegmentManifest,
-  type SnapshotManifest,
   segmentAad,
   snapshotAad,
+  type TenantManifest,
 } from './backup-format.ts';
+import { listControlSnapshots, openControlSnapshot } from './control-plane-backup.ts';
 
 export interface LocationVerification {
   location: string;
@@ -28,8 +31,9 @@ export interface LocationVerification {
 /**
  * Checks every file of every location: each manifest parses and names a file of its size and
  * SHA-256; segments are numbered without a gap; and, where the tenant's key still exists, each file
- * decrypts and decompresses whole (which also proves no byte was changed) and holds the number of
- * entries or rows its manifest says. Files of a tenant whose key is gone are reported as shredded.
+ * decrypts (and segments and snapshots decompress) whole, which also proves no byte was changed, and
+ * holds the number of entries or rows its manifest says. Attachment copies are opened with the
+ * attachment's own associated data (tenant and object key) and their plaintext is thrown away. Files of a tenant whose key is gone are reported as shredded.
  */
 export async function verifyBackups(deps: {
   locations: readonly BackupLocation[];
@@ -54,6 +58,7 @@ export async function verifyBackups(deps: {
         result.tenants++;
         await verifyTenant(location, tenantId, new Set(keys), deps.keys, result);
       }
+      await verifyControlSnapshots(location, deps.keys, result);
     } catch (error) {
       result.problems.push({ key: '', problem: `location unreadable: ${(error as Error).message}` });
     }
@@ -84,11 +89,10 @@ async function verifyTenant(
   };
   const segmentNumbers: number[] = [];
   for (const manifestKey of [...keys].filter((k) => k.endsWith('.json')).sort()) {
-    const isSegment = manifestKey.startsWith(backupKeys.segmentsPrefix(tenantId));
-    const manifest = await readManifest<SegmentManifest | SnapshotManifest>(
+    const manifest = await readManifest<TenantManifest>(
       location.store,
       manifestKey,
-      isSegment ? 'segment' : 'snapshot',
+      manifestKindOf(tenantId, manifestKey),
     ).catch(() => undefined);
     if (!manifest || manifest.tenantId !== tenantId) {
       result.problems.push({ key: manifestKey, problem: 'not a valid manifest for this tenant' });
@@ -97,7 +101,14 @@ async function verifyTenant(
     const fileKey =
       manifest.kind === 'segment'
         ? backupKeys.segment(tenantId, manifest.segmentNo)
-        : backupKeys.snapshot(tenantId, manifest.snapshotId);
+        : manifest.kind === 'snapshot'
+          ? backupKeys.snapshot(tenantId, manifest.snapshotId)
+          : backupKeys.object(tenantId, manifest.objectKey);
+    // A manifest names the file next to it, and no other.
+    if (`${fileKey}.json` !== manifestKey && fileKey.replace(/\.(seg|snap)$/, '.json') !== manifestKey) {
+      result.problems.push({ key: manifestKey, problem: 'its manifest names another file' });
+      continue;
+    }
     if (manifest.kind === 'segment') segmentNumbers.push(manifest.segmentNo);
     if (!keys.has(fileKey)) {
       result.problems.push({ key: fileKey, problem: 'missing: its manifest exists' });
@@ -120,11 +131,36 @@ async function verifyTenant(
   }
 }
 
+/**
+ * Control-plane snapshots: each manifest parses, and its file has its checksum and opens with the
+ * master key (which also checks every row count).
+ */
+async function verifyControlSnapshots(
+  location: BackupLocation,
+  keys: TenantKeyService,
+  result: LocationVerification,
+): Promise<void> {
+  const { manifests, unreadable } = await listControlSnapshots(location);
+  for (const key of unreadable) result.problems.push({ key, problem: 'not a valid control-plane manifest' });
+  for (const manifest of manifests) {
+    result.filesChecked++;
+    try {
+      await openControlSnapshot(keys, location, manifest);
+    } catch (error) {
+      if (!isAppError(error)) throw error;
+      result.problems.push({
+        key: backupKeys.controlSnapshot(manifest.snapshotId),
+        problem: error.code === backupErrors.corrupt.code ? String(error.details?.reason) : error.message,
+      });
+    }
+  }
+}
+
 /** Hashes the file as stored and, with the key, decrypts and counts its lines; a problem or undefined. */
 async function checkFile(
   location: BackupLocation,
   fileKey: string,
-  manifest: SegmentManifest | SnapshotManifest,
+  manifest: TenantManifest,
   key: DataKey | undefined,
 ): Promise<string | undefined> {
   const hash = createHash('sha256');
@@ -133,7 +169,9 @@ async function checkFile(
   const aad =
     manifest.kind === 'segment'
       ? segmentAad(manifest.tenantId, manifest.segmentNo)
-      : snapshotAad(manifest.tenantId, manifest.snapshotId);
+      : manifest.kind === 'snapshot'
+        ? snapshotAad(manifest.tenantId, manifest.snapshotId)
+        : objectAad(manifest.tenantId, manifest.objectKey);
   try {
     const stored = await location.store.get(fileKey);
     const hashing = async function* (source: AsyncIterable<Buffer>) {
@@ -146,7 +184,11 @@ async function checkFile(
     const counting = async (source: AsyncIterable<Buffer>) => {
       for await (const chunk of source) for (const byte of chunk) if (byte === 0x0a) lines++;
     };
-    if (key) {
+    if (key && manifest.kind === 'object') {
+      await pipeline(stored, hashing, createDecryptStream(key.bytes, { aad }), async (source) => {
+        for await (const _ of source);
+      });
+    } else if (key) {
       await pipeline(
         stored,
         hashing,
@@ -167,7 +209,7 @@ async function checkFile(
   if (sizeBytes !== manifest.sealedBytes || hash.digest('hex') !== manifest.sealedSha256) {
     return 'checksum does not match its manifest';
   }
-  if (!key) return undefined;
+  if (!key || manifest.kind === 'object') return undefined;
   const expected =
     manifest.kind === 'segment' ? manifest.entryCount : manifest.tables.reduce((sum, t) => sum + t.rows, 0);
   return lines === expected ? undefined : `holds ${lines} lines, its manifest says ${expected}`;

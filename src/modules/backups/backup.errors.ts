@@ -66,4 +66,40 @@ export const backupErrors = {
       details: { found, expected },
     }),
   ),
+  noControlSnapshot: defineError(
+    'backup_control_snapshot_missing',
+    'not_found',
+    'The backup location holds no readable control-plane snapshot to recover from.',
+    (location: string) => ({
+      message: `${location} holds no readable control-plane snapshot (the server takes one after each round of tenant snapshots; \`strongroom backup snapshot\` takes one now)`,
+      details: { location },
+    }),
+  ),
+  controlVersionMismatch: defineError(
+    'restore_control_version_unsupported',
+    'unsupported',
+    'The control-plane snapshot was taken at another control-plane schema version than this Strongroom has.',
+    (found: string, expected: string | null) => ({
+      message: `the control-plane snapshot is at version ${found}, this Strongroom is at ${expected}: recover with the Strongroom version that took it`,
+      details: { found, expected },
+    }),
+  ),
+  targetNotEmpty: defineError(
+    'restore_target_not_empty',
+    'conflict',
+    'Disaster recovery writes only into an empty database (or finishes one it started from the same snapshot).',
+    (tenants: number) => ({
+      message: `this database already holds ${tenants} tenants that are not those of the control-plane snapshot: disaster recovery needs an empty database (point DATABASE_URL at a new one)`,
+      details: { tenants },
+    }),
+  ),
+  fromRequired: defineError(
+    'restore_location_required',
+    'invalid',
+    'Disaster recovery reads one location, named with --from.',
+    (known: string[]) => ({
+      message: `name the location to recover from with --from (configured: ${known.join(', ')})`,
+      details: { known },
+    }),
+  ),
 };

@@ -237,7 +237,11 @@ export async function readSnapshotPosition(
  * The journaled tables of a schema, parents before children (by their foreign keys), so loading
  * them in this order never violates a constraint.
  */
-export async function listTablesInLoadOrder(trx: AnyKysely, schema: string): Promise<string[]> {
+export async function listTablesInLoadOrder(
+  trx: AnyKysely,
+  schema: string,
+  isIncluded: (table: string) => boolean = isJournaledTable,
+): Promise<string[]> {
   const { rows } = await sql<{ table: string; parents: string[] | null }>`
     select c.relname as table,
       (select array_agg(distinct p.relname::text) from pg_catalog.pg_constraint f
@@ -245,9 +249,9 @@ export async function listTablesInLoadOrder(trx: AnyKysely, schema: string): Pro
         where f.conrelid = c.oid and f.contype = 'f' and f.confrelid <> c.oid) as parents
     from pg_catalog.pg_class c join pg_catalog.pg_namespace n on n.oid = c.relnamespace
     where n.nspname = ${schema} and c.relkind = 'r' order by c.relname`.execute(trx);
-  const tables = rows.filter((r) => isJournaledTable(r.table));
+  const tables = rows.filter((r) => isIncluded(r.table));
   const ordered: string[] = [];
-  const pending = new Map(tables.map((t) => [t.table, (t.parents ?? []).filter(isJournaledTable)]));
+  const pending = new Map(tables.map((t) => [t.table, (t.parents ?? []).filter(isIncluded)]));
   while (pending.size > 0) {
     const ready = [...pending].filter(([, parents]) => parents.every((p) => ordered.includes(p)));
     if (ready.length === 0)
@@ -285,6 +289,66 @@ export async function* streamTableRows(
   } finally {
     await sql`close ${cursor}`.execute(scope.trx);
   }
+}
+
+/**
+ * Every row of a control-plane table as JSON text, for a control-plane snapshot (the control plane
+ * is small: tenants, keys, staff, indexes; it is read whole). Session credentials are left out:
+ * sessions are not backed up (a recovered service starts with everyone signed out).
+ */
+export async function readControlRows(trx: AnyKysely, table: string): Promise<string[]> {
+  const { rows } = await sql<{ row: string }>`
+    select row_to_json(t)::text as row from ${sql.id('control', table)} t
+    ${table === 'credentials' ? sql`where t.kind <> 'session'` : sql``}`.execute(trx);
+  return rows.map((r) => r.row);
+}
+
+/** Every tenant id the control plane has (deleted ones too): disaster recovery's check of its target. */
+export async function listControlTenantIds(trx: AnyKysely): Promise<string[]> {
+  const { rows } = await sql<{ id: string }>`select id from control.tenants order by id`.execute(trx);
+  return rows.map((r) => r.id);
+}
+
+/** Which tenant schemas exist (`t_<32 hex>`). */
+export async function listTenantSchemas(trx: AnyKysely): Promise<Set<string>> {
+  const { rows } = await sql<{ name: string }>`
+    select nspname as name from pg_catalog.pg_namespace where nspname ~ '^t_[0-9a-f]{32}$'`.execute(trx);
+  return new Set(rows.map((r) => r.name));
+}
+
+/**
+ * After disaster recovery: the tenant's next journal segment is numbered after the last one the
+ * location it was recovered from holds, so no new segment overwrites an old one there.
+ */
+export async function setSegmentPosition(
+  trx: AnyKysely,
+  schema: string,
+  segmentNo: number,
+  locations: readonly string[],
+): Promise<void> {
+  if (segmentNo === 0) return;
+  await sql`insert into ${sql.id(schema, '_backup_segments')}
+      (segment_no, first_seq, last_seq, entry_count, first_at, last_at, schema_version, shipped_to, pruned_at)
+    values (${segmentNo}, 0, 0, 0, now(), now(), '', ${[...locations]}::text[], now())`.execute(trx);
+}
+
+/**
+ * Per journaled table: its row count and an MD5 over its rows' text in sorted order. Two schemas
+ * with the same rows have the same checksums (the schema name is in no row). Restore drills compare
+ * scratch restores with these; MD5 is fine here: it detects accidents, not an adversary.
+ */
+export async function checksumTables(
+  trx: AnyKysely,
+  schema: string,
+): Promise<Record<string, { rows: number; md5: string }>> {
+  const sums: Record<string, { rows: number; md5: string }> = {};
+  for (const table of await listTablesInLoadOrder(trx, schema)) {
+    const { rows } = await sql<{ n: number; md5: string }>`
+      select count(*)::int as n, coalesce(md5(string_agg(t::text, E'\n' order by t::text)), '') as md5
+      from ${sql.id(schema, table)} t`.execute(trx);
+    sums[table] = { rows: rows[0]?.n ?? 0, md5: rows[0]?.md5 ?? '' };
+  }
+  return sums;
 }
 
 export interface TableShape {
@@ -423,6 +487,7 @@ export interface RestoredObjectRow {
   objectKey: string;
   keyVersion: number;
   chunkSizeBytes: number;
+  retiredAt: Date | null;
 }
 
 /** Attachment versions of a restored schema whose objects were not purged: the files to bring back. */
@@ -433,7 +498,8 @@ export async function listLiveObjectVersions(trx: AnyKysely, schema: string): Pr
     object_key: string;
     key_version: number;
     chunk_size_bytes: number;
-  }>`select attachment_id, version, object_key, key_version, chunk_size_bytes
+    retired_at: Date | null;
+  }>`select attachment_id, version, object_key, key_version, chunk_size_bytes, retired_at
      from ${sql.id(schema, 'attachment_versions')} where purged_at is null order by attachment_id, version`.execute(
     trx,
   );
@@ -443,7 +509,29 @@ export async function listLiveObjectVersions(trx: AnyKysely, schema: string): Pr
     objectKey: r.object_key,
     keyVersion: r.key_version,
     chunkSizeBytes: r.chunk_size_bytes,
+    retiredAt: r.retired_at ? new Date(r.retired_at) : null,
   }));
+}
+
+/**
+ * A restored version whose file no backup holds any more because it was retired longer ago than the
+ * restore window (retention deleted it, as the attachment store purged it): recorded as purged.
+ */
+export async function setObjectPurged(trx: AnyKysely, schema: string, row: RestoredObjectRow): Promise<void> {
+  await sql`update ${sql.id(schema, 'attachment_versions')} set purged_at = now()
+    where attachment_id = ${row.attachmentId} and version = ${row.version}`.execute(trx);
+}
+
+/** Which of `objectKeys` the tenant's attachment store has purged: their backup copies may go too. */
+export async function findPurgedObjectKeys(
+  scope: TenantScope,
+  objectKeys: readonly string[],
+): Promise<Set<string>> {
+  if (objectKeys.length === 0) return new Set();
+  const { rows } = await sql<{ object_key: string }>`
+    select object_key from ${sql.id(scope.schema, 'attachment_versions')}
+    where purged_at is not null and object_key = any(${[...objectKeys]}::text[])`.execute(scope.trx);
+  return new Set(rows.map((r) => r.object_key));
 }
 
 /** The object was re-sealed under the new tenant's key: its version row says which key. */

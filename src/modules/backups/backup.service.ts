@@ -1,17 +1,23 @@
 import type { Database } from '../../db/database.ts';
+import { controlMigrations } from '../../db/migrations/control/index.ts';
 import type { Migration } from '../../db/migrator.ts';
 import type { WithTenant } from '../../db/with-tenant.ts';
 import type { Clock } from '../../platform/clock.ts';
+import type { Mailer } from '../../ports/mail.port.ts';
 import type { ObjectStore } from '../../ports/object-store.port.ts';
 import { type AccessPrincipal, authorize } from '../access/policy.ts';
 import type { TenantKeyService } from '../keys/tenant-keys.service.ts';
 import type { TenantRepository } from '../tenants/tenant.repository.ts';
+import { findPurgedObjectKeys } from './backup.repository.ts';
 import type { BackupLocation } from './backup-format.ts';
 import { pruneBackups, type RetentionSummary } from './backup-retention.ts';
 import { readBackupStatus, type TenantBackupStatus } from './backup-status.ts';
 import { type LocationVerification, verifyBackups } from './backup-verify.ts';
+import { type ControlSnapshotResult, snapshotControlPlane } from './control-plane-backup.ts';
+import { type RecoveryResult, recoverAll } from './disaster-recovery.ts';
 import { JournalShipper, type ShipSummary } from './journal-shipper.ts';
 import { type RestoreRequest, type RestoreResult, RestoreService } from './restore.service.ts';
+import { type DrillResult, RestoreDrills } from './restore-drills.ts';
 import { type SnapshotResult, SnapshotService } from './snapshot.service.ts';
 
 /**
@@ -23,11 +29,14 @@ export class BackupService {
   readonly #shipper: JournalShipper;
   readonly #snapshots: SnapshotService;
   readonly #restores: RestoreService;
+  readonly #drills: RestoreDrills;
   readonly #tenants: TenantRepository;
   readonly #withTenant: WithTenant;
   readonly #keys: TenantKeyService;
   readonly #clock: Clock;
   readonly #restoreWindowMs: number;
+  readonly #database: Database;
+  readonly #controlMigrations: readonly Migration[];
 
   constructor(deps: {
     database: Database;
@@ -40,8 +49,14 @@ export class BackupService {
     restoreWindowMs: number;
     /** The attachment object store (a restore copies the files into the new tenant). */
     objects: ObjectStore;
+    /** Control-plane migrations (a control-plane snapshot records its version); default: the shipped list. */
+    controlMigrations?: readonly Migration[];
+    /** Where a failed restore drill is mailed (STRONGROOM_OPS_EMAIL); none: the caller logs it only. */
+    alerts?: { mailer: Mailer; to: string } | undefined;
   }) {
     this.locations = deps.locations;
+    this.#database = deps.database;
+    this.#controlMigrations = deps.controlMigrations ?? controlMigrations;
     this.#tenants = deps.tenants;
     this.#withTenant = deps.withTenant;
     this.#keys = deps.keys;
@@ -50,6 +65,17 @@ export class BackupService {
     this.#shipper = new JournalShipper(deps);
     this.#snapshots = new SnapshotService(deps);
     this.#restores = new RestoreService(deps);
+    this.#drills = new RestoreDrills({ ...deps, restores: this.#restores });
+  }
+
+  /** Restore drills now: one tenant, or a random sample (see restore-drills.ts). */
+  drill(options: { tenant?: string; sample?: number } = {}): Promise<DrillResult[]> {
+    return this.#drills.run(options);
+  }
+
+  /** The newest drill results, newest first. */
+  drills(limit?: number): Promise<DrillResult[]> {
+    return this.#drills.list(limit);
   }
 
   /** Ships every tenant's journal to every location (once at a time across nodes). */
@@ -68,6 +94,42 @@ export class BackupService {
 
   snapshotTenant(tenantId: string): Promise<SnapshotResult> {
     return this.#snapshots.snapshotTenant(tenantId);
+  }
+
+  /**
+   * Snapshots the control plane (tenants, wrapped keys, staff, …) into every location, sealed under
+   * the master key: what disaster recovery starts from. Taken after each round of tenant snapshots.
+   */
+  snapshotControlPlane(): Promise<ControlSnapshotResult> {
+    return snapshotControlPlane({
+      database: this.#database,
+      keys: this.#keys,
+      locations: this.locations,
+      controlMigrations: this.#controlMigrations,
+      clock: this.#clock,
+    });
+  }
+
+  /**
+   * Disaster recovery: the control plane and every tenant from one location onto this (empty)
+   * database. See disaster-recovery.ts.
+   */
+  recoverAll(request: {
+    from?: string;
+    onProgress?: (done: number, total: number, label: string) => void;
+  }): Promise<RecoveryResult> {
+    return recoverAll(
+      {
+        database: this.#database,
+        keys: this.#keys,
+        tenants: this.#tenants,
+        restores: this.#restores,
+        snapshots: this.#snapshots,
+        locations: this.locations,
+        controlMigrations: this.#controlMigrations,
+      },
+      request,
+    );
   }
 
   /**
@@ -107,6 +169,13 @@ export class BackupService {
       locations: this.locations,
       clock: this.#clock,
       restoreWindowMs: this.#restoreWindowMs,
+      findPurged: async (tenantId, objectKeys) => {
+        const tenant = await this.#tenants.findById(tenantId);
+        if (!tenant || tenant.status === 'deleted') return undefined;
+        return this.#withTenant(tenantId, (scope) => findPurgedObjectKeys(scope, objectKeys), {
+          readOnly: true,
+        });
+      },
     });
   }
 

@@ -76,6 +76,7 @@ for (const kind of await testDatabaseKinds()) {
       let dirs: { primary: string; secondary: string };
       let secondaryStore: ReturnType<typeof unreliable>;
       let tenantId: string;
+      let objectsRoot: string;
       let userId: string;
       let projectId: string;
       /** State of the tenant recorded right after each step, with the instant it was recorded at. */
@@ -100,7 +101,10 @@ for (const kind of await testDatabaseKinds()) {
       });
 
       beforeAll(async () => {
-        ({ core, testDb } = await openTestCore(kind));
+        objectsRoot = mkdtempSync(join(tmpdir(), 'strongroom-objects-'));
+        ({ core, testDb } = await openTestCore(kind, {
+          objects: new FsObjectStore({ rootDir: objectsRoot }),
+        }));
         dirs = {
           primary: mkdtempSync(join(tmpdir(), 'strongroom-backup-a-')),
           secondary: mkdtempSync(join(tmpdir(), 'strongroom-backup-b-')),
@@ -413,7 +417,7 @@ for (const kind of await testDatabaseKinds()) {
         expect(records.map((r) => r.data.lookalike)).toEqual(['enc:v1:1:AAAA', 'enc:v1:1:AAAA']);
       });
 
-      it('brings attachment files back, sealed for the new tenant, as they were at T', async () => {
+      it('copies attachment files to every location; each alone brings them back, sealed for the new tenant, as they were at T', async () => {
         const { tenant } = await core.tenants.create({
           slug: 'files',
           name: 'Files',
@@ -470,48 +474,92 @@ for (const kind of await testDatabaseKinds()) {
             .execute();
           await db.insertInto('projects').values({ id: pid, name: 'P', created_by: uid }).execute();
         });
-        await upload(1, 'first draft '.repeat(200));
-        await backups.snapshotTenant(tenant.id);
+        const first = `first draft ${canary} `.repeat(200);
+        await upload(1, first);
+        const snapshot = await backups.snapshotTenant(tenant.id);
+        expect(snapshot.objectsCopied).toBe(2);
         await sleep(10);
         const between = new Date();
         await sleep(10);
         await upload(2, 'second draft');
-        await backups.shipTenant(tenant.id);
+        const shipped = await backups.shipTenant(tenant.id);
+        // Only the new version's file: the first is in both locations already.
+        expect(shipped.objectsCopied).toBe(2);
+        expect(shipped.objectsMissing).toEqual([]);
 
-        for (const [at, slug, expected] of [
-          [between, 'files-then', ['first draft '.repeat(200)]],
-          [new Date(), 'files-now', ['first draft '.repeat(200), 'second draft']],
-        ] as const) {
-          const result = await backups.restore({ tenant: 'files', at, intoSlug: slug });
-          const newKey = await core.keys.getDataKey(result.tenant.id);
-          const versions = await core.withTenant(result.tenant.id, ({ db }) =>
-            db
-              .selectFrom('attachment_versions')
-              .select(['object_key', 'key_version'])
-              .orderBy('version')
-              .execute(),
-          );
-          const target = scopeObjectStore(core.objects, `tenants/${result.tenant.id}/`);
-          const texts = [];
-          for (const v of versions) {
-            expect(v.key_version).toBe(newKey.version);
-            const sealed = Buffer.concat(await (await target.get(v.object_key)).toArray());
-            texts.push(
-              decryptBuffer(newKey.bytes, sealed, {
-                aad: objectAad(result.tenant.id, v.object_key),
-              }).toString(),
+        // Each location holds every file, byte for byte as the attachment store holds it.
+        const liveKeys: string[] = [];
+        for await (const info of store.list('attachments/')) liveKeys.push(info.key);
+        expect(liveKeys).toHaveLength(2);
+        for (const dir of [dirs.primary, dirs.secondary]) {
+          for (const objectKey of liveKeys) {
+            const copy = readFileSync(join(dir, 'tenants', tenant.id, 'objects', objectKey));
+            expect(copy.equals(Buffer.concat(await (await store.get(objectKey)).toArray()))).toBe(true);
+            expect(copy.includes(canary)).toBe(false);
+            expect(copy.includes('second draft')).toBe(false);
+          }
+        }
+        // A second round copies nothing again.
+        expect((await backups.snapshotTenant(tenant.id)).objectsCopied).toBe(0);
+
+        // The attachment store loses every file of the tenant: each location alone brings them back.
+        for (const objectKey of liveKeys) await store.delete(objectKey);
+        for (const from of ['primary', 'secondary']) {
+          for (const [at, slug, expected] of [
+            [between, `files-then-${from}`, [first]],
+            [new Date(), `files-now-${from}`, [first, 'second draft']],
+          ] as const) {
+            const result = await backups.restore({ tenant: 'files', at, intoSlug: slug, from });
+            expect(result.objectsRestored).toBe(expected.length);
+            expect(result.objectsFromLiveStore).toBe(0);
+            const newKey = await core.keys.getDataKey(result.tenant.id);
+            const versions = await core.withTenant(result.tenant.id, ({ db }) =>
+              db
+                .selectFrom('attachment_versions')
+                .select(['object_key', 'key_version'])
+                .orderBy('version')
+                .execute(),
+            );
+            const target = scopeObjectStore(core.objects, `tenants/${result.tenant.id}/`);
+            const texts = [];
+            for (const v of versions) {
+              expect(v.key_version).toBe(newKey.version);
+              const sealed = Buffer.concat(await (await target.get(v.object_key)).toArray());
+              texts.push(
+                decryptBuffer(newKey.bytes, sealed, {
+                  aad: objectAad(result.tenant.id, v.object_key),
+                }).toString(),
+              );
+            }
+            expect(texts).toEqual(expected);
+            // The usage counters are not backed up: the restored rows count themselves as they load.
+            const usage = await core.quotas.usageOf(result.tenant.id);
+            expect(usage.attachmentBytes).toBe(
+              expected.reduce((sum, text) => sum + Buffer.byteLength(text), 0),
             );
           }
-          expect(texts).toEqual(expected);
-          // The usage counters are not backed up: the restored rows count themselves as they load.
-          const usage = await core.quotas.usageOf(result.tenant.id);
-          const sizes = versions.length;
-          expect(sizes).toBe(expected.length);
-          expect(usage.attachmentBytes).toBe(
-            expected.reduce((sum, text) => sum + Buffer.byteLength(text), 0),
-          );
         }
-      });
+
+        // One flipped byte in a copied file: verify names it; a restore from there refuses, and
+        // nothing of the half-made tenant stays (no row, no file).
+        const copied = join(dirs.secondary, 'tenants', tenant.id, 'objects', liveKeys[0]!);
+        const bytes = readFileSync(copied);
+        bytes[100] = bytes[100]! ^ 0x01;
+        writeFileSync(copied, bytes);
+        const [, secondary] = await backups.verify();
+        expect(secondary?.problems.filter((p) => p.key.includes('/objects/'))).toEqual([
+          {
+            key: `tenants/${tenant.id}/objects/${liveKeys[0]}`,
+            problem: 'decryption failed: the file was altered or truncated',
+          },
+        ]);
+        const objectsBefore = filesUnder(objectsRoot).length;
+        await expect(
+          backups.restore({ tenant: 'files', at: new Date(), intoSlug: 'files-corrupt', from: 'secondary' }),
+        ).rejects.toMatchObject({ code: 'backup_corrupt', message: expect.stringContaining('/objects/') });
+        expect(await core.tenantRepository.findLiveBySlug('files-corrupt')).toBeUndefined();
+        expect(filesUnder(objectsRoot).length).toBe(objectsBefore);
+      }, 60_000);
 
       it('after tenant deletion the backups are shredded: verify says so, restore refuses', async () => {
         const { tenant } = await core.tenants.create({

@@ -4,6 +4,7 @@ import type { Database } from '../../db/database.ts';
 import { newLeaseHolder, withLease } from '../../db/leases.ts';
 import type { WithTenant } from '../../db/with-tenant.ts';
 import type { Clock } from '../../platform/clock.ts';
+import type { ObjectStore } from '../../ports/object-store.port.ts';
 import type { TenantKeyService } from '../keys/tenant-keys.service.ts';
 import type { TenantRepository } from '../tenants/tenant.repository.ts';
 import { backupErrors } from './backup.errors.ts';
@@ -23,6 +24,7 @@ import {
   type SegmentManifest,
   segmentAad,
 } from './backup-format.ts';
+import { copyObjectsToLocation, emptyObjectCopySummary, objectRefsOfEntries } from './object-copies.ts';
 
 export interface ShipSummary {
   tenants: number;
@@ -30,6 +32,11 @@ export interface ShipSummary {
   /** Segment copies written (a segment written to two locations counts twice). */
   segmentsShipped: number;
   segmentsPruned: number;
+  /** Attachment objects copied to locations (one per location), and their bytes. */
+  objectsCopied: number;
+  objectBytesCopied: number;
+  /** Objects new rows name that the attachment object store does not have: they cannot be backed up. */
+  objectsMissing: Array<{ tenantId: string; objectKey: string }>;
   /** Locations (per tenant) that could not be written this round; their backlog ships next time. */
   failures: Array<{ tenantId: string; location: string; message: string }>;
 }
@@ -42,8 +49,10 @@ const leaseName = 'backup-ship';
 const leaseTtlMs = 30_000;
 
 /**
- * Drains each tenant's `_journal` into sealed segments written to every backup location. A segment's
- * entries leave the journal only once every location holds it; a location that cannot be written is
+ * Drains each tenant's `_journal` into sealed segments written to every backup location. Before a
+ * segment is written to a location, the attachment objects its entries add are copied there (as they
+ * are, sealed), so a location holding segment N holds every file the journal up to N names. A
+ * segment's entries leave the journal only once every location holds it; a location that cannot be written is
  * skipped (the others keep receiving) and catches up, in order, when it is back.
  */
 export class JournalShipper {
@@ -53,6 +62,7 @@ export class JournalShipper {
   readonly #keys: TenantKeyService;
   readonly #locations: readonly BackupLocation[];
   readonly #clock: Clock;
+  readonly #objects: ObjectStore;
 
   constructor(deps: {
     database: Database;
@@ -61,6 +71,8 @@ export class JournalShipper {
     keys: TenantKeyService;
     locations: readonly BackupLocation[];
     clock: Clock;
+    /** The attachment object store: files new rows name are copied from it to the locations. */
+    objects: ObjectStore;
   }) {
     this.#database = deps.database;
     this.#tenants = deps.tenants;
@@ -68,6 +80,7 @@ export class JournalShipper {
     this.#keys = deps.keys;
     this.#locations = deps.locations;
     this.#clock = deps.clock;
+    this.#objects = deps.objects;
   }
 
   /** Ships every live tenant, under a lease: scheduled on every node, it runs once at a time. */
@@ -79,13 +92,7 @@ export class JournalShipper {
       holder,
       leaseTtlMs,
       async (_lease, isLost) => {
-        const summary: ShipSummary = {
-          tenants: 0,
-          segmentsSealed: 0,
-          segmentsShipped: 0,
-          segmentsPruned: 0,
-          failures: [],
-        };
+        const summary = emptyShipSummary(0);
         for (const tenantId of await this.#tenants.listLiveIds()) {
           if (isLost()) break;
           await this.#shipTenant(tenantId, summary);
@@ -100,13 +107,7 @@ export class JournalShipper {
 
   /** Ships one tenant now (tests, and a restore's final catch-up). */
   async shipTenant(tenantId: string): Promise<ShipSummary> {
-    const summary: ShipSummary = {
-      tenants: 1,
-      segmentsSealed: 0,
-      segmentsShipped: 0,
-      segmentsPruned: 0,
-      failures: [],
-    };
+    const summary = emptyShipSummary(1);
     await this.#shipTenant(tenantId, summary);
     return summary;
   }
@@ -142,8 +143,22 @@ export class JournalShipper {
         const sealedBytes = encryptBuffer(key.bytes, zstdCompressSync(plaintext), {
           aad: segmentAad(tenantId, segment.segmentNo),
         });
+        const refs = objectRefsOfEntries(entries);
         for (const location of missing) {
           try {
+            const copies = emptyObjectCopySummary();
+            await copyObjectsToLocation(
+              { objects: this.#objects, clock: this.#clock },
+              location,
+              tenantId,
+              refs,
+              copies,
+            );
+            summary.objectsCopied += copies.copied;
+            summary.objectBytesCopied += copies.bytesCopied;
+            for (const objectKey of copies.missing)
+              if (!summary.objectsMissing.some((m) => m.objectKey === objectKey))
+                summary.objectsMissing.push({ tenantId, objectKey });
             await this.#writeSegment(location, tenantId, segment, key.version, sealedBytes);
           } catch (error) {
             // Later segments wait too, so each location receives its segments in order.
@@ -196,4 +211,17 @@ export class JournalShipper {
       { contentType: 'application/json' },
     );
   }
+}
+
+function emptyShipSummary(tenants: number): ShipSummary {
+  return {
+    tenants,
+    segmentsSealed: 0,
+    segmentsShipped: 0,
+    segmentsPruned: 0,
+    objectsCopied: 0,
+    objectBytesCopied: 0,
+    objectsMissing: [],
+    failures: [],
+  };
 }

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { PassThrough, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { StringDecoder } from 'node:string_decoder';
 import { createZstdDecompress, zstdDecompressSync } from 'node:zlib';
@@ -6,7 +7,7 @@ import type { Kysely } from 'kysely';
 import { cryptoErrors } from '../../crypto/crypto.errors.ts';
 import { createDecryptStream, createEncryptStream, decryptBuffer } from '../../crypto/stream-aead.ts';
 import type { ControlTables } from '../../db/control-tables.ts';
-import type { Database } from '../../db/database.ts';
+import type { AnyKysely, Database } from '../../db/database.ts';
 import { newLeaseHolder, withLease } from '../../db/leases.ts';
 import { latestMigrationName, type Migration } from '../../db/migrator.ts';
 import { tenantSchemaName } from '../../db/tenant-schema.ts';
@@ -14,7 +15,7 @@ import { createTenantSchema } from '../../db/tenant-schemas.ts';
 import type { Clock } from '../../platform/clock.ts';
 import { isAppError } from '../../platform/errors.ts';
 import { isUuid, newId } from '../../platform/ids.ts';
-import { type ObjectStore, scopeObjectStore } from '../../ports/object-store.port.ts';
+import { type ObjectStore, objectStoreErrors, scopeObjectStore } from '../../ports/object-store.port.ts';
 import { objectAad } from '../attachments/attachment.service.ts';
 import { keyErrors } from '../keys/keys.errors.ts';
 import type { DataKey, TenantKeyService } from '../keys/tenant-keys.service.ts';
@@ -28,16 +29,20 @@ import {
   countRows,
   insertRows,
   listLiveObjectVersions,
+  type RestoredObjectRow,
   readTableShapes,
   resetIdentitySequences,
   setJournalTriggers,
   setObjectKeyVersion,
+  setObjectPurged,
+  setSegmentPosition,
 } from './backup.repository.ts';
 import {
   type BackupLocation,
   backupKeys,
   createDigestStream,
   type JournalEntry,
+  type ObjectManifest,
   readAll,
   readManifest,
   type SegmentManifest,
@@ -59,6 +64,22 @@ export interface RestoreRequest {
   onProgress?: (done: number, total: number, label: string) => void;
 }
 
+/** Where restored data goes: a new tenant, or (disaster recovery) the same tenant on an empty database. */
+type RestoreTarget =
+  | { kind: 'new'; slug: string; name: string }
+  | { kind: 'recover'; tenant: Tenant }
+  /** A drill: into a scratch schema that is inspected, then rolled back (never committed). */
+  | { kind: 'scratch'; tenant: Tenant; inspect: (trx: AnyKysely, schema: string) => Promise<unknown> };
+
+/** Carries a scratch restore's inspection out of its transaction, rolling the transaction back. */
+class ScratchRolledBack extends Error {
+  readonly inspected: unknown;
+  constructor(inspected: unknown) {
+    super('scratch restore rolled back');
+    this.inspected = inspected;
+  }
+}
+
 export interface RestoreResult {
   tenant: Tenant;
   sourceTenantId: string;
@@ -69,6 +90,9 @@ export interface RestoreResult {
   rowsLoaded: number;
   entriesReplayed: number;
   segmentsRead: number;
+  /** Attachment files brought back: from the location, and (older backups) from the attachment store. */
+  objectsRestored: number;
+  objectsFromLiveStore: number;
 }
 
 const insertBatchRows = 2_000;
@@ -130,7 +154,13 @@ export class RestoreService {
         let lastError: unknown;
         for (const location of locations) {
           try {
-            return await this.#restoreFrom(location, source.id, request, intoName);
+            return await this.#restoreFrom(
+              location,
+              source.id,
+              request.at,
+              { kind: 'new', slug: request.intoSlug, name: intoName },
+              request.onProgress,
+            );
           } catch (error) {
             // A time outside the window, a shredded key or a taken slug is the same in every location.
             if (!isAppError(error) || error.code !== backupErrors.corrupt.code) throw error;
@@ -165,11 +195,51 @@ export class RestoreService {
     return [location];
   }
 
+  /**
+   * Disaster recovery of one tenant: its newest state in `location` (newest snapshot plus every
+   * journal segment after it) into its own schema, with its own id and key, on a database whose
+   * control plane was recovered already (its tenant row and wrapped keys are there) and which has no
+   * schema for it. One transaction, as a restore: a failure leaves no schema and no files.
+   */
+  async recover(location: BackupLocation, tenant: Tenant, onProgress?: RestoreRequest['onProgress']) {
+    return this.#restoreFrom(location, tenant.id, this.#clock.now(), { kind: 'recover', tenant }, onProgress);
+  }
+
+  /**
+   * A restore drill of one tenant at `at` from one location into a scratch schema: everything a
+   * restore does and checks (files are read and checked against their manifests, not written), then
+   * `inspect` looks at the scratch schema and the transaction is rolled back, so the scratch schema,
+   * and its role, never exist for anyone else and a crash leaves nothing to clean up.
+   */
+  async drill<T>(
+    location: BackupLocation,
+    tenant: Tenant,
+    at: Date,
+    inspect: (trx: AnyKysely, schema: string) => Promise<T>,
+  ): Promise<{ result: RestoreResult; inspected: T }> {
+    let inspected: T | undefined;
+    const result = await this.#restoreFrom(
+      location,
+      tenant.id,
+      at,
+      {
+        kind: 'scratch',
+        tenant,
+        inspect: async (trx, schema) => {
+          inspected = await inspect(trx, schema);
+        },
+      },
+      undefined,
+    );
+    return { result, inspected: inspected as T };
+  }
+
   async #restoreFrom(
     location: BackupLocation,
     tenantId: string,
-    request: RestoreRequest,
-    intoName: string,
+    at: Date,
+    target: RestoreTarget,
+    onProgress: RestoreRequest['onProgress'],
   ): Promise<RestoreResult> {
     const now = this.#clock.now();
     const snapshots = await this.#listManifests<SnapshotManifest>(
@@ -180,7 +250,6 @@ export class RestoreService {
     snapshots.sort((a, b) => a.takenAt.localeCompare(b.takenAt));
     const oldest = snapshots[0] ? new Date(snapshots[0].takenAt) : undefined;
     const windowStart = oldest && new Date(Math.max(oldest.getTime(), now.getTime() - this.#restoreWindowMs));
-    const at = request.at;
     const snapshot = snapshots.filter((s) => new Date(s.takenAt) <= at).at(-1);
     if (!windowStart || !snapshot || at > now || at < windowStart) {
       throw backupErrors.outsideWindow(at, windowStart, now);
@@ -194,30 +263,48 @@ export class RestoreService {
     const sourceKeys = await this.#allDataKeys(tenantId, key);
     const rowsTotal = snapshot.tables.reduce((sum, t) => sum + t.rows, 0);
     const total = rowsTotal + segments.reduce((sum, s) => sum + s.entryCount, 0);
-    const progress = (done: number, label: string) => request.onProgress?.(done, total, label);
+    const progress = (done: number, label: string) => onProgress?.(done, total, label);
+    const isRecovery = target.kind === 'recover';
+    const isScratch = target.kind === 'scratch';
 
     progress(0, `snapshot of ${snapshot.takenAt} from ${location.name}`);
-    const newTenantId = newId();
+    const newTenantId = isRecovery ? tenantId : newId();
     const schema = tenantSchemaName(newTenantId);
     let entriesReplayed = 0;
     const copied: string[] = [];
+    const objectCounts = { restored: 0, fromLiveStore: 0 };
     const newObjects = scopeObjectStore(this.#objects, `tenants/${newTenantId}/`);
     const tenant = await this.#database.db
       .transaction()
       .execute(async (trx) => {
         const control = trx.withSchema('control') as unknown as Kysely<ControlTables>;
-        const created = await this.#tenants.insert(control, {
-          id: newTenantId,
-          slug: request.intoSlug,
-          name: intoName,
-          schemaVersion: expectedVersion,
-        });
-        await createTenantSchema(trx, this.#database, newTenantId, this.#migrations);
-        const newKey = await this.#keys.createDataKey(control, newTenantId);
-        const rekeyer = new SealedValueRekeyer(
-          { tenantId, keys: sourceKeys },
-          { tenantId: newTenantId, key: newKey },
-        );
+        let created: Tenant;
+        let newKey: DataKey;
+        // Recovery keeps the tenant's id and keys, so its sealed values and files open as they are.
+        let rekeyer: Pick<SealedValueRekeyer, 'rekeyRow'> = { rekeyRow: (_table, row) => row };
+        if (target.kind === 'recover') {
+          created = target.tenant;
+          newKey = key;
+          await createTenantSchema(trx, this.#database, tenantId, this.#migrations, { adoptRole: true });
+        } else if (target.kind === 'scratch') {
+          created = target.tenant;
+          newKey = key;
+          // A scratch schema named after a random id no tenant has; rolled back with the rest.
+          await createTenantSchema(trx, this.#database, newTenantId, this.#migrations);
+        } else {
+          created = await this.#tenants.insert(control, {
+            id: newTenantId,
+            slug: target.slug,
+            name: target.name,
+            schemaVersion: expectedVersion,
+          });
+          await createTenantSchema(trx, this.#database, newTenantId, this.#migrations);
+          newKey = await this.#keys.createDataKey(control, newTenantId);
+          rekeyer = new SealedValueRekeyer(
+            { tenantId, keys: sourceKeys },
+            { tenantId: newTenantId, key: newKey },
+          );
+        }
         await setJournalTriggers(trx, schema, false);
 
         // 1. The snapshot, streamed: checksum, decryption and decompression as the bytes arrive.
@@ -308,15 +395,33 @@ export class RestoreService {
           progress(done, `journal segment ${manifest.segmentNo}`);
         }
         await flush();
-        await this.#copyObjects(trx, schema, tenantId, sourceKeys, newTenantId, newKey, copied);
+        await this.#copyObjects(trx, schema, location, tenantId, sourceKeys, newTenantId, newKey, {
+          copied,
+          counts: objectCounts,
+          now,
+          reseal: !isRecovery && !isScratch,
+          write: !isScratch,
+        });
+        if (isRecovery) {
+          const lastSegment = Math.max(snapshot.segmentPosition, ...segments.map((s) => s.segmentNo));
+          await setSegmentPosition(
+            trx,
+            schema,
+            lastSegment,
+            this.#locations.map((l) => l.name),
+          );
+        }
         await resetIdentitySequences(trx, schema, shapes);
         await clearJournal(trx, schema);
         await setJournalTriggers(trx, schema, true);
+        if (target.kind === 'scratch') throw new ScratchRolledBack(await target.inspect(trx, schema));
         return created;
       })
       .catch(async (error: unknown) => {
-        // The new tenant never existed: take back the files copied for it.
-        for (const key of copied) await newObjects.delete(key).catch(() => undefined);
+        if (error instanceof ScratchRolledBack && target.kind === 'scratch') return target.tenant;
+        // The new tenant never existed: take back the files copied for it. (A recovery writes the
+        // tenant's own files back byte for byte, where they may have been already: those stay.)
+        if (!isRecovery) for (const key of copied) await newObjects.delete(key).catch(() => undefined);
         throw error;
       });
     return {
@@ -329,6 +434,8 @@ export class RestoreService {
       rowsLoaded: rowsTotal,
       entriesReplayed,
       segmentsRead: segments.length,
+      objectsRestored: objectCounts.restored,
+      objectsFromLiveStore: objectCounts.fromLiveStore,
     };
   }
 
@@ -343,39 +450,127 @@ export class RestoreService {
   }
 
   /**
-   * Brings back the files the restored rows name: each object version not purged is read from the
-   * source tenant's prefix, opened with the source key and sealed again under the new tenant's key
-   * and id at the same relative key (same chunk size, so ranged reads work as before). Versions are
-   * purged only after leaving the restore window, so every file that existed at T is still there.
+   * Brings back the files the restored rows name, from the location being restored from: each copy
+   * is checked against its manifest (size and SHA-256) as it streams, opened with the source key and
+   * sealed again under the new tenant's key and id at the same relative key (same chunk size, so
+   * ranged reads work as before). The attachment object store is read only for a file the location
+   * has no copy of (backups taken before files were copied to locations). A version retired longer
+   * ago than the window may be gone from both (retention deleted it): it is recorded as purged. Any
+   * other file missing, or a copy that fails its checks, fails the restore (`backup_corrupt`).
    */
   async #copyObjects(
     trx: Parameters<typeof listLiveObjectVersions>[0],
     schema: string,
+    location: BackupLocation,
     sourceTenantId: string,
     sourceKeys: ReadonlyMap<number, DataKey>,
     newTenantId: string,
     newKey: DataKey,
-    copied: string[],
+    progress: {
+      copied: string[];
+      counts: { restored: number; fromLiveStore: number };
+      now: Date;
+      /** false in a recovery: the tenant keeps its id and key, so the file is written back as it is. */
+      reseal: boolean;
+      /** false in a drill: the file is read and checked against its manifest, and not written. */
+      write: boolean;
+    },
   ): Promise<void> {
-    const source = scopeObjectStore(this.#objects, `tenants/${sourceTenantId}/`);
     const target = scopeObjectStore(this.#objects, `tenants/${newTenantId}/`);
+    const retiredLongAgo = (row: RestoredObjectRow) =>
+      row.retiredAt !== null && row.retiredAt.getTime() < progress.now.getTime() - this.#restoreWindowMs;
     for (const row of await listLiveObjectVersions(trx, schema)) {
       const key = sourceKeys.get(row.keyVersion);
       if (!key) throw backupErrors.shredded(sourceTenantId);
-      copied.push(row.objectKey);
-      await target.put(
-        row.objectKey,
-        (await source.get(row.objectKey))
-          .pipe(createDecryptStream(key.bytes, { aad: objectAad(sourceTenantId, row.objectKey) }))
-          .pipe(
-            createEncryptStream(newKey.bytes, {
-              aad: objectAad(newTenantId, row.objectKey),
-              chunkSizeBytes: row.chunkSizeBytes,
-            }),
-          ),
-        { contentType: 'application/octet-stream' },
+      const source = await this.#openObject(location, sourceTenantId, row.objectKey);
+      if (!source) {
+        if (retiredLongAgo(row)) {
+          await setObjectPurged(trx, schema, row);
+          continue;
+        }
+        throw backupErrors.corrupt(
+          location.name,
+          backupKeys.object(sourceTenantId, row.objectKey),
+          'the file is missing from this location and from the attachment object store',
+        );
+      }
+      progress.copied.push(row.objectKey);
+      const digest = createDigestStream();
+      const sealed = new PassThrough();
+      // Both settle before going on: a failed read must not leave a write finishing behind our back.
+      const [read, write] = await Promise.allSettled([
+        progress.reseal
+          ? pipeline(
+              source.body,
+              digest,
+              createDecryptStream(key.bytes, { aad: objectAad(sourceTenantId, row.objectKey) }),
+              createEncryptStream(newKey.bytes, {
+                aad: objectAad(newTenantId, row.objectKey),
+                chunkSizeBytes: row.chunkSizeBytes,
+              }),
+              sealed,
+            )
+          : pipeline(source.body, digest, sealed),
+        progress.write
+          ? target.put(row.objectKey, sealed, { contentType: 'application/octet-stream' })
+          : (async () => {
+              // Read to the end (the digest sees every byte), kept nowhere.
+              for await (const _ of sealed);
+            })(),
+      ]);
+      if (read.status === 'rejected' || write.status === 'rejected') {
+        const error = read.status === 'rejected' ? read.reason : (write as PromiseRejectedResult).reason;
+        throw asCorrupt(location, backupKeys.object(sourceTenantId, row.objectKey), error);
+      }
+      const copy = digest.digest();
+      if (
+        source.manifest &&
+        (copy.sha256 !== source.manifest.sealedSha256 || copy.sizeBytes !== source.manifest.sealedBytes)
+      ) {
+        throw backupErrors.corrupt(
+          location.name,
+          backupKeys.object(sourceTenantId, row.objectKey),
+          'checksum does not match the manifest',
+        );
+      }
+      if (progress.reseal) await setObjectKeyVersion(trx, schema, row, newKey.version);
+      progress.counts.restored++;
+      if (!source.manifest) progress.counts.fromLiveStore++;
+    }
+  }
+
+  /**
+   * A tenant's object as a location holds it (with its manifest), else as the attachment object
+   * store holds it (no manifest), else undefined.
+   */
+  async #openObject(
+    location: BackupLocation,
+    tenantId: string,
+    objectKey: string,
+  ): Promise<{ body: Readable; manifest: ObjectManifest | undefined } | undefined> {
+    const manifestKey = backupKeys.objectManifest(tenantId, objectKey);
+    const isMissing = (error: unknown) => isAppError(error) && error.code === objectStoreErrors.notFound.code;
+    let manifest: ObjectManifest | undefined;
+    try {
+      if (await location.store.head(manifestKey)) {
+        manifest = await readManifest<ObjectManifest>(location.store, manifestKey, 'object');
+        if (!manifest || manifest.tenantId !== tenantId || manifest.objectKey !== objectKey)
+          throw backupErrors.corrupt(location.name, manifestKey, 'not a valid manifest for this file');
+        return { body: await location.store.get(backupKeys.object(tenantId, objectKey)), manifest };
+      }
+    } catch (error) {
+      if (isAppError(error) && error.code === backupErrors.corrupt.code) throw error;
+      throw backupErrors.corrupt(
+        location.name,
+        backupKeys.object(tenantId, objectKey),
+        isMissing(error) ? 'missing: its manifest exists' : (error as Error).message,
       );
-      await setObjectKeyVersion(trx, schema, row, newKey.version);
+    }
+    try {
+      return { body: await scopeObjectStore(this.#objects, `tenants/${tenantId}/`).get(objectKey), manifest };
+    } catch (error) {
+      if (isMissing(error)) return undefined;
+      throw error;
     }
   }
 

@@ -11,12 +11,14 @@ import { newLeaseHolder, withLease } from '../../db/leases.ts';
 import type { WithTenant } from '../../db/with-tenant.ts';
 import type { Clock } from '../../platform/clock.ts';
 import { newTimeOrderedId } from '../../platform/ids.ts';
+import type { ObjectStore } from '../../ports/object-store.port.ts';
 import type { TenantKeyService } from '../keys/tenant-keys.service.ts';
 import type { TenantRepository } from '../tenants/tenant.repository.ts';
 import { backupErrors } from './backup.errors.ts';
 import {
   findNewestSnapshot,
   findSchemaVersion,
+  listLiveObjectVersions,
   listTablesInLoadOrder,
   readSnapshotPosition,
   recordSnapshot,
@@ -31,6 +33,7 @@ import {
   type SnapshotManifest,
   snapshotAad,
 } from './backup-format.ts';
+import { copyObjectsToLocation, emptyObjectCopySummary, listHeldObjects } from './object-copies.ts';
 
 export interface SnapshotResult {
   tenantId: string;
@@ -39,6 +42,10 @@ export interface SnapshotResult {
   rowCount: number;
   sealedBytes: number;
   storedIn: string[];
+  /** Attachment objects copied to the locations by this snapshot (those they did not hold yet). */
+  objectsCopied: number;
+  /** Objects the snapshot's rows name that the attachment object store does not have. */
+  objectsMissing: string[];
   failures: Array<{ location: string; message: string }>;
 }
 
@@ -49,7 +56,9 @@ const leaseTtlMs = 60_000;
 /**
  * Per-tenant snapshots: every journaled table read in one REPEATABLE READ transaction, streamed row by
  * row through zstd and the streaming AEAD into a temporary file (ciphertext only; memory holds one
- * fetch batch), then copied to every location, each copy followed by its manifest.
+ * fetch batch), then copied to every location, each copy followed by its manifest. Before that, the
+ * attachment objects the snapshot's rows name that a location does not hold yet are copied there (as
+ * they are, sealed): a location holding a snapshot holds every file a restore from it needs.
  */
 export class SnapshotService {
   readonly #database: Database;
@@ -58,6 +67,7 @@ export class SnapshotService {
   readonly #keys: TenantKeyService;
   readonly #locations: readonly BackupLocation[];
   readonly #clock: Clock;
+  readonly #objects: ObjectStore;
 
   constructor(deps: {
     database: Database;
@@ -66,6 +76,8 @@ export class SnapshotService {
     keys: TenantKeyService;
     locations: readonly BackupLocation[];
     clock: Clock;
+    /** The attachment object store the snapshot's files are copied from. */
+    objects: ObjectStore;
   }) {
     this.#database = deps.database;
     this.#tenants = deps.tenants;
@@ -73,6 +85,7 @@ export class SnapshotService {
     this.#keys = deps.keys;
     this.#locations = deps.locations;
     this.#clock = deps.clock;
+    this.#objects = deps.objects;
   }
 
   /**
@@ -148,7 +161,12 @@ export class SnapshotService {
             digest,
             createWriteStream(sealedPath, { mode: 0o600 }),
           );
-          return { ...position, schemaVersion, tables };
+          // Read in the same snapshot as the rows: exactly the files they name.
+          const objects = (await listLiveObjectVersions(scope.trx, scope.schema)).map((v) => ({
+            objectKey: v.objectKey,
+            keyVersion: v.keyVersion,
+          }));
+          return { ...position, schemaVersion, tables, objects };
         },
         { readOnly: true, isolation: 'repeatable read' },
       );
@@ -171,8 +189,17 @@ export class SnapshotService {
       };
       const storedIn: string[] = [];
       const failures: SnapshotResult['failures'] = [];
+      const copies = emptyObjectCopySummary();
       for (const location of this.#locations) {
         try {
+          await copyObjectsToLocation(
+            { objects: this.#objects, clock: this.#clock },
+            location,
+            tenantId,
+            taken.objects,
+            copies,
+            await listHeldObjects(location, tenantId),
+          );
           const stored = await location.store.put(
             backupKeys.snapshot(tenantId, snapshotId),
             createReadStream(sealedPath),
@@ -201,6 +228,8 @@ export class SnapshotService {
         rowCount,
         sealedBytes: sealed.sizeBytes,
         storedIn,
+        objectsCopied: copies.copied,
+        objectsMissing: copies.missing,
         failures,
       };
     } finally {

@@ -96,6 +96,33 @@ export class TenantKeyService {
    * Checks at start-up that the configured master key is the one the database was set up with, by
    * opening the canary; seals a canary on first start. A wrong key is refused before anything runs.
    */
+  /**
+   * Wraps a key of the platform's own (a control-plane backup's file key) with the master key, bound
+   * to `aad`: only the master key opens what it seals, as with tenant data keys.
+   */
+  async wrapWithMasterKey(
+    plaintext: Uint8Array,
+    aad: Uint8Array,
+  ): Promise<{ kekId: string; ciphertext: Buffer }> {
+    const wrapped = await this.#provider.wrap(plaintext, aad);
+    return { kekId: wrapped.kekId, ciphertext: Buffer.from(wrapped.ciphertext) };
+  }
+
+  /** Opens what `wrapWithMasterKey` sealed; `master_key_mismatch` when the configured key cannot. */
+  async unwrapWithMasterKey(
+    wrapped: { kekId: string; ciphertext: Uint8Array },
+    aad: Uint8Array,
+  ): Promise<Buffer> {
+    if (!this.#provider.canUnwrap(wrapped.kekId))
+      throw keyErrors.masterKeyMismatch(wrapped.kekId, this.#provider.currentKekId);
+    try {
+      return await this.#provider.unwrap(wrapped, aad);
+    } catch (error) {
+      if (isAppError(error)) throw keyErrors.masterKeyMismatch(wrapped.kekId, this.#provider.currentKekId);
+      throw error;
+    }
+  }
+
   async verifyMasterKey(): Promise<void> {
     const check = await this.#repository.findKeyCheck();
     if (!check) {

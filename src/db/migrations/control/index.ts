@@ -7,6 +7,7 @@ import { addStaffMfa } from './20261122040000-add-staff-mfa.ts';
 import { createTenantLimits } from './20261123030000-create-tenant-limits.ts';
 import { createAccessRequests } from './20261123040000-create-access-requests.ts';
 import { createPlatformAuditLog } from './20261123100000-create-platform-audit-log.ts';
+import { createBackupDrills } from './20261124000000-create-backup-drills.ts';
 
 /** Control-plane migrations, oldest first. Append only; see the expand/contract note in migrator.ts. */
 export const controlMigrations: readonly Migration[] = [
@@ -18,4 +19,5 @@ export const controlMigrations: readonly Migration[] = [
   createTenantLimits,
   createAccessRequests,
   createPlatformAuditLog,
+  createBackupDrills,
 ];
