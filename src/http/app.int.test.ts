@@ -105,6 +105,24 @@ for (const kind of await testDatabaseKinds()) {
       expect(
         doc.paths['/api/v1/ops/tenants'].post.requestBody.content['application/json'].schema.required,
       ).toEqual(['slug', 'name', 'ownerEmail']);
+      // Every route of the tenant scope documents the tenant's limits (429) and the cache being down (503).
+      const tenantOperations = Object.entries(doc.paths as Record<string, Record<string, unknown>>)
+        .filter(
+          ([path]) =>
+            path.startsWith('/api/v1/') &&
+            !path.startsWith('/api/v1/ops') &&
+            !path.startsWith('/api/v1/auth'),
+        )
+        .flatMap(([path, operations]) =>
+          Object.entries(operations).map(([method, operation]) => ({
+            name: `${method} ${path}`,
+            statuses: Object.keys((operation as { responses: object }).responses),
+          })),
+        );
+      expect(tenantOperations.length).toBeGreaterThan(30);
+      for (const operation of tenantOperations) {
+        expect(operation.statuses, operation.name).toEqual(expect.arrayContaining(['429', '503']));
+      }
     });
 
     it('refuses the operator API without a valid staff key', async () => {

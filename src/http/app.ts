@@ -38,6 +38,7 @@ import { securityHeaders } from './plugins/security-headers.ts';
 import { registerSessionAuth } from './plugins/session-auth.ts';
 import { registerStaffAuth, requireStaff } from './plugins/staff-auth.ts';
 import { registerTenantLimits } from './plugins/tenant-limits.ts';
+import { errorResponses } from './presenters.ts';
 import { accessRequestRoutes, opsAccessRequestRoutes } from './routes/access-requests.route.ts';
 import { attachmentRoutes } from './routes/attachments.route.ts';
 import { auditRoutes } from './routes/audit.route.ts';
@@ -226,6 +227,12 @@ export async function buildApp(deps: AppDeps, options: AppOptions): Promise<App>
       });
       registerSessionAuth(tenantScope, deps.identity, { staff: deps.staff, support: deps.support });
       registerTenantLimits(tenantScope, { limiter: deps.limiter, meter: deps.meter, metrics });
+      // Any route here may answer 429 (the tenant's rate or concurrency limit, with Retry-After) or
+      // 503 (the shared cache, which authorization needs, is unreachable): every route documents both.
+      tenantScope.addHook('onRoute', (route) => {
+        const schema = (route.schema ??= {});
+        schema.response = { ...errorResponses(429, 503), ...(schema.response as object | undefined) };
+      });
       await tenantScope.register(sessionRoutes({ identity: deps.identity, mfa: deps.mfa }));
       await tenantScope.register(projectRoutes({ projects: deps.projects }));
       await tenantScope.register(recordRoutes({ records: deps.records }));
