@@ -56,7 +56,7 @@ export function preparedStatementsSupported(client: pg.ClientBase): boolean {
 
 /**
  * Runs `text` on `client`, as a named prepared statement where that is safe. Falls back to plain
- * statements when the driver does not expose what this needs (checked once per connection).
+ * statements when the driver does not expose what this needs.
  */
 export async function queryPrepared(
   client: pg.ClientBase,
@@ -64,13 +64,16 @@ export async function queryPrepared(
   values: readonly unknown[],
   capacity = defaultCapacity,
 ): Promise<pg.QueryResult> {
-  if (values.length === 0 || starColumns.test(text) || !preparedStatementsSupported(client)) {
-    return client.query(text, values as unknown[]);
-  }
   let statements = statementsOf.get(client);
-  if (!statements) {
-    statements = { names: new Map(), next: 0 };
-    statementsOf.set(client, statements);
+  // A statement this connection prepared before was eligible then and still is.
+  if (!statements?.names.has(text)) {
+    if (values.length === 0 || starColumns.test(text) || !preparedStatementsSupported(client)) {
+      return client.query(text, values as unknown[]);
+    }
+    if (!statements) {
+      statements = { names: new Map(), next: 0 };
+      statementsOf.set(client, statements);
+    }
   }
   const idle = client.getTransactionStatus() === 'I';
   const name = await nameFor(client, statements, text, capacity);
