@@ -1,3 +1,4 @@
+import { isUtf8 } from 'node:buffer';
 import { randomUUID } from 'node:crypto';
 import type { SecureContextOptions } from 'node:tls';
 import swagger from '@fastify/swagger';
@@ -114,14 +115,17 @@ export async function buildApp(deps: AppDeps, options: AppOptions): Promise<App>
   app.setSerializerCompiler(serializerCompiler);
   registerErrorHandling(app, { bodyLimitBytes: options.bodyLimitBytes });
 
+  // Bytes that are not UTF-8 are refused (decoding would silently replace them with U+FFFD); then
   // Fastify's JSON parser (which refuses __proto__ and constructor.prototype), then a refusal of any
   // object with a repeated key: JSON.parse would silently keep the last one.
   const parseJson = app.getDefaultJsonParser('error', 'error');
   app.removeContentTypeParser('application/json');
-  app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
-    parseJson(request, body as string, (error, value) => {
+  app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (request, raw, done) => {
+    if (!isUtf8(raw as Buffer)) return done(httpErrors.invalidUtf8(), undefined);
+    const body = (raw as Buffer).toString('utf8');
+    parseJson(request, body, (error, value) => {
       if (error) return done(error, undefined);
-      const duplicate = findDuplicateKey(body as string);
+      const duplicate = findDuplicateKey(body);
       if (duplicate !== undefined) return done(httpErrors.duplicateJsonKey(duplicate), undefined);
       return done(null, value);
     });

@@ -35,6 +35,11 @@ export const httpErrors = {
     }),
   ),
   malformedJson: defineError('malformed_json', 'invalid', 'The request body is not valid JSON.'),
+  invalidUtf8: defineError(
+    'invalid_utf8',
+    'invalid',
+    'The request body is not valid UTF-8 (JSON must be); nothing in it was taken.',
+  ),
   duplicateJsonKey: defineError(
     'duplicate_json_key',
     'invalid',

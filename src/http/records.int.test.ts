@@ -421,6 +421,20 @@ for (const kind of await testDatabaseKinds()) {
       expect(proto.statusCode).toBe(400);
       const notJson = await send('POST', records(), owner, { raw: '{"collection":' });
       expect(notJson.json().error.code).toBe('malformed_json');
+      // Bytes that are not UTF-8 (a lone continuation byte, an overlong form) are refused, not replaced.
+      for (const bad of [[0x80], [0xc0, 0xaf], [0xed, 0xa0, 0x80]]) {
+        const res = await app.inject({
+          method: 'POST',
+          url: records(),
+          headers: { authorization: `Bearer ${owner}`, 'content-type': 'application/json' },
+          payload: Buffer.concat([
+            Buffer.from('{"collection":"c","data":{"s":"'),
+            Buffer.from(bad),
+            Buffer.from('"}}'),
+          ]),
+        });
+        expect([res.statusCode, res.json().error.code]).toEqual([400, 'invalid_utf8']);
+      }
       // A repeated key, in the envelope or anywhere in the data, is refused rather than last-one-wins.
       for (const raw of [
         '{"collection":"c","collection":"d","data":{}}',
