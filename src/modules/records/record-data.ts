@@ -29,12 +29,12 @@ export const recordErrors = {
   preconditionRequired: defineError(
     'precondition_required',
     'precondition_required',
-    'Changing or deleting a record (or changing an existing collection policy) needs an If-Match header with its ETag (as read), so concurrent edits are not lost.',
+    'Changing or deleting a record or an attachment (or changing an existing collection policy) needs an If-Match header with its ETag (as read), so concurrent edits are not lost.',
   ),
   preconditionFailed: defineError(
     'precondition_failed',
     'precondition_failed',
-    'The record or policy changed since the ETag in If-Match was read (or, for If-Match: *, does not exist yet): read it again and retry.',
+    'The record, attachment or policy changed since the ETag in If-Match was read (or, for If-Match: *, does not exist yet): read it again and retry.',
   ),
   invalidIfMatch: defineError('invalid_if_match', 'invalid', 'If-Match must be an ETag like "3", or *.'),
   integrityError: defineError(
