@@ -22,6 +22,9 @@ export const errorKinds = [
 
 export type ErrorKind = (typeof errorKinds)[number];
 
+/** Kinds that mean something went wrong on our side rather than with the request. */
+const faultKinds: ReadonlySet<ErrorKind> = new Set(['unavailable', 'integrity', 'internal']);
+
 export type ErrorDetails = Record<string, unknown>;
 
 export interface AppErrorInit {
@@ -38,7 +41,15 @@ export class AppError extends Error {
   readonly details: ErrorDetails | undefined;
 
   constructor(init: AppErrorInit) {
-    super(init.message, init.cause === undefined ? undefined : { cause: init.cause });
+    // A refusal of the caller's request is an answer, not a fault: capturing its stack trace would
+    // cost more than the rest of a 429 under a flood. Faults (unavailable, integrity, internal) keep theirs.
+    const stackTraceLimit = Error.stackTraceLimit;
+    if (!faultKinds.has(init.kind)) Error.stackTraceLimit = 0;
+    try {
+      super(init.message, init.cause === undefined ? undefined : { cause: init.cause });
+    } finally {
+      Error.stackTraceLimit = stackTraceLimit;
+    }
     this.name = 'AppError';
     this.code = init.code;
     this.kind = init.kind;
