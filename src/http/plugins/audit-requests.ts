@@ -100,26 +100,51 @@ export function describeRoute(
   url: string,
   params: unknown,
 ): { action: string; resourceType: string | null; resourceId: string | null } {
+  const key = `${method} ${url}`;
+  let shape = routeShapes.get(key);
+  if (!shape) {
+    shape = routeShape(method, url);
+    // Route patterns are few; raw URLs (of unknown routes) are not, so the memo is bounded.
+    if (routeShapes.size >= 1_000) routeShapes.clear();
+    routeShapes.set(key, shape);
+  }
+  const value =
+    shape.idParam === null ? undefined : (params as Record<string, unknown> | undefined)?.[shape.idParam];
+  return {
+    action: shape.action,
+    resourceType: shape.resourceType,
+    resourceId: typeof value === 'string' ? value.slice(0, 200) : null,
+  };
+}
+
+interface RouteShape {
+  action: string;
+  resourceType: string | null;
+  /** The URL parameter naming the resource (the last one in the pattern), if any. */
+  idParam: string | null;
+}
+
+const routeShapes = new Map<string, RouteShape>();
+
+function routeShape(method: string, url: string): RouteShape {
   const path = url.replace(/^\/api\/v1/, '').split('?')[0] ?? '';
   const named = namedActions[`${method} ${path}`];
   const segments = path.split('/').filter(Boolean);
-  const values = (params ?? {}) as Record<string, unknown>;
   let resourceType: string | null = null;
-  let resourceId: string | null = null;
+  let idParam: string | null = null;
   let collection: string | null = null;
   let item = false;
   for (const segment of segments) {
     if (segment.startsWith(':')) {
-      const value = values[segment.slice(1)];
       resourceType = collection;
-      resourceId = typeof value === 'string' ? value.slice(0, 200) : null;
+      idParam = segment.slice(1);
       item = true;
     } else {
       collection = segment.replaceAll('-', '_');
       item = false;
     }
   }
-  if (named) return { action: named, resourceType, resourceId };
+  if (named) return { action: named, resourceType, idParam };
   const verb =
     method === 'GET' || method === 'HEAD'
       ? item
@@ -131,7 +156,7 @@ export function describeRoute(
           ? 'delete'
           : 'update';
   if (!item && resourceType === null) resourceType = collection;
-  return { action: `${collection ?? 'api'}.${verb}`, resourceType, resourceId };
+  return { action: `${collection ?? 'api'}.${verb}`, resourceType, idParam };
 }
 
 const namedActions: Record<string, string> = {
