@@ -15,7 +15,7 @@ import { type StrongroomServer, startStrongroom } from './strongroom-server.ts';
 
 /** Targets from the identity issue (req/s on the 2-core bench machine, load generator included). */
 export const identityTargets = { meRps: 5_000, projectReadRps: 3_000 };
-/** Issue 4's targets for records, measured here beside the identity routes (no peer in this run). */
+/** Issue 4's targets for records, measured here beside the identity routes (and the peer, unless BENCH_PEER=0). */
 export const recordTargets = { readRps: 3_000, createRps: 2_000 };
 
 export interface CpuTarget {
@@ -47,6 +47,15 @@ export interface IdentityContext {
   warmupS: number;
   connections: number;
   load: LoadFn;
+  /**
+   * The peer's single-item GET and create (Directus, started by the caller), measured interleaved
+   * with ours; absent with BENCH_PEER=0.
+   */
+  peer?: {
+    describe: string;
+    getOne(): Promise<Measured>;
+    create(): Promise<Measured>;
+  };
   log(message: string): void;
   cleanups: Array<() => Promise<void>>;
 }
@@ -62,6 +71,9 @@ export interface IdentityResults {
   projectRead: Measured[];
   recordRead: Measured[];
   recordCreate: Measured[];
+  /** The trivial Node + Postgres one-row read (bare-server.ts `/row`), the records read's yardstick. */
+  nodePgRow: Measured[];
+  peer?: { describe: string; getOne: Measured[]; create: Measured[] };
   bare: Measured[];
   login: Measured[];
   loginConnections: number;
@@ -133,6 +145,7 @@ async function startBare(
       String(port),
       join(certDir, 'localhost.crt'),
       join(certDir, 'localhost.key'),
+      ctx.databaseUrl,
     ],
     { cwd: ctx.packageDir, env: process.env, logFile: join(ctx.outDir, 'bare-server.log'), maxSeconds: 3600 },
   );
@@ -208,6 +221,12 @@ export async function runIdentityScenarios(ctx: IdentityContext): Promise<Identi
     body: { collection: 'contacts', data: { name: 'Grace Hopper', email: 'grace@example.test', visits: 1 } },
     connections: ctx.connections,
   };
+  const rowSpec = {
+    label: 'trivial Node + Postgres GET /row',
+    origin: bare.origin,
+    path: '/row',
+    connections: ctx.connections,
+  };
   const bareSpec = {
     label: 'bare Fastify GET /bare',
     origin: bare.origin,
@@ -232,8 +251,10 @@ export async function runIdentityScenarios(ctx: IdentityContext): Promise<Identi
     const res = await fetchOnce(`${spec.origin}${spec.path}`, { authorization: `Bearer ${token}` });
     if (res.status !== 200) throw new Error(`${spec.label} answered ${res.status}: ${res.body}`);
   }
-  const bareCheck = await fetchOnce(`${bare.origin}/bare`);
-  if (bareCheck.status !== 200) throw new Error(`bare answered ${bareCheck.status}`);
+  for (const path of ['/bare', '/row']) {
+    const check = await fetchOnce(`${bare.origin}${path}`);
+    if (check.status !== 200) throw new Error(`bare ${path} answered ${check.status}`);
+  }
   const loginCheck = await postJson(`${server.origin}/api/v1/auth/login`, loginBody);
   if (loginCheck.status !== 200) throw new Error(`login answered ${loginCheck.status}: ${loginCheck.body}`);
 
@@ -255,6 +276,8 @@ export async function runIdentityScenarios(ctx: IdentityContext): Promise<Identi
     projectRead: [],
     recordRead: [],
     recordCreate: [],
+    nodePgRow: [],
+    ...(ctx.peer ? { peer: { describe: ctx.peer.describe, getOne: [], create: [] } } : {}),
     bare: [],
     login: [],
     loginConnections,
@@ -275,8 +298,25 @@ export async function runIdentityScenarios(ctx: IdentityContext): Promise<Identi
     async () => {
       results.bare.push(await ctx.load(bareCpu, bareSpec, timing));
     },
+    async () => {
+      results.nodePgRow.push(await ctx.load(bareCpu, rowSpec, timing));
+    },
   ];
-  log('identity: /me, project read, record read and create, bare Fastify (interleaved, order rotated)');
+  const { peer } = ctx;
+  if (peer && results.peer) {
+    const peerResults = results.peer;
+    steps.push(
+      async () => {
+        peerResults.getOne.push(await peer.getOne());
+      },
+      async () => {
+        peerResults.create.push(await peer.create());
+      },
+    );
+  }
+  log(
+    `identity: /me, project read, record read and create, bare Fastify, Node + Postgres row${peer ? ', peer get-one and create' : ''} (interleaved, order rotated)`,
+  );
   for (let run = 0; run < ctx.runs; run++) {
     for (let i = 0; i < steps.length; i++) await steps[(run + i) % steps.length]!();
   }
@@ -372,6 +412,10 @@ export function renderIdentity(
   const loginRps = medianOf(r.login, 'rps_avg');
   const recordReadRps = medianOf(r.recordRead ?? [], 'rps_avg');
   const recordCreateRps = medianOf(r.recordCreate ?? [], 'rps_avg');
+  const rowRps = medianOf(r.nodePgRow ?? [], 'rps_avg');
+  const peerGetRps = r.peer ? medianOf(r.peer.getOne, 'rps_avg') : undefined;
+  const peerCreateRps = r.peer ? medianOf(r.peer.create, 'rps_avg') : undefined;
+  const recordReadP99 = medianOf(r.recordRead ?? [], 'p99_ms');
   const cpuPerReq = (runs: readonly Measured[]) =>
     medianOf(runs, 'server_cpu_ms_per_req') + medianOf(runs, 'db_cpu_ms_per_req');
   const verdict = (ok: boolean) => (ok ? '**PASS**' : '**FAIL**');
@@ -412,7 +456,8 @@ export function renderIdentity(
     `| machine load | 1-minute load average ${meta.loadavg ?? 'n/a'} (start → end of the identity runs; 2 cores, other work was running) |`,
     `| load | autocannon in its own process, TLS, pipelining 1, ${s.warmupS} s warm-up + ${s.durationS} s measured per run, ${s.runs} runs each, median reported |`,
     `| server | \`strongroom serve\` (TLS, self-signed localhost certificate, \`STRONGROOM_CACHE=${s.cache}\` (the shared cache several nodes would use; it holds the principal cache), default pool of 10) on its own bench database, one tenant set up through the product: owner via setup token, one project, one \`read\` API key of the owner |`,
-    '| ceiling | a bare Fastify 5 server (`bench/bare-server.ts`: `GET /bare` → `{"ok":true}`, no plugins) over the same certificate, in its own process |',
+    '| ceiling | a bare Fastify 5 server (`bench/bare-server.ts`: `GET /bare` → `{"ok":true}`, no plugins) over the same certificate, in its own process; in the same process, `GET /row`: the trivial Node + Postgres one-row read (one prepared primary-key lookup through a pg pool of 10, no authentication) |',
+    ...(r.peer ? [`| peer | ${r.peer.describe} |`] : ['| peer | not run (`BENCH_PEER=0`) |']),
     '',
     '## Targets',
     '',
@@ -421,11 +466,18 @@ export function renderIdentity(
     `| \`GET /api/v1/me\` with a session token ≥ ${fmt(identityTargets.meRps)} req/s (c=${s.connections}) | ${fmt(meRps)} req/s | ${(meRps / bareRps).toFixed(3)} of ${fmt(bareRps)} | ${verdict(meRps >= identityTargets.meRps)} |`,
     `| \`GET /api/v1/projects/{id}\` with a read API key ≥ ${fmt(identityTargets.projectReadRps)} req/s (c=${s.connections}) | ${fmt(projectRps)} req/s | ${(projectRps / bareRps).toFixed(3)} of ${fmt(bareRps)} | ${verdict(projectRps >= identityTargets.projectReadRps)} |`,
     `| records (issue 4): \`GET\` one record by id with a read API key ≥ ${fmt(recordTargets.readRps)} req/s (c=${s.connections}) | ${fmt(recordReadRps)} req/s, p99 ${fmt(medianOf(r.recordRead ?? [], 'p99_ms'))} ms | ${(recordReadRps / bareRps).toFixed(3)} of ${fmt(bareRps)} | ${verdict(recordReadRps >= recordTargets.readRps)} |`,
+    `| records (issue 4): the same read ≥ 40 % of the trivial Node + Postgres one-row read, p99 ≤ 50 ms | ${rowRps > 0 ? `${((recordReadRps / rowRps) * 100).toFixed(0)} % of ${fmt(rowRps)} req/s` : 'n/a'}, p99 ${fmt(recordReadP99)} ms | — | ${verdict(rowRps > 0 && recordReadRps >= 0.4 * rowRps && recordReadP99 <= 50)} |`,
+    ...(r.peer && peerGetRps !== undefined && peerCreateRps !== undefined
+      ? [
+          `| records vs the peer (reported): single-item GET | ours ${fmt(recordReadRps)} (TLS) vs peer ${fmt(peerGetRps)} req/s (plain HTTP) = ${(recordReadRps / peerGetRps).toFixed(1)}× | — | — |`,
+          `| records vs the peer (reported): create | ours ${fmt(recordCreateRps)} (TLS) vs peer ${fmt(peerCreateRps)} req/s (plain HTTP) = ${(recordCreateRps / peerCreateRps).toFixed(1)}× | — | — |`,
+        ]
+      : []),
     `| records (issue 4): \`POST\` create a record with a write API key ≥ ${fmt(recordTargets.createRps)} req/s (c=${s.connections}) | ${fmt(recordCreateRps)} req/s, p99 ${fmt(medianOf(r.recordCreate ?? [], 'p99_ms'))} ms | ${(recordCreateRps / bareRps).toFixed(3)} of ${fmt(bareRps)} | ${verdict(recordCreateRps >= recordTargets.createRps)} |`,
     `| login throughput (reported, no target), c=${r.loginConnections} | ${fmt(loginRps)} logins/s, p99 ${fmt(medianOf(r.login, 'p99_ms'))} ms | — | — |`,
     `| peak server RSS during ${burst.size} concurrent logins (reported, no target) | VmHWM ${mib(burst.after.vmHwmKiB)} (${mib(burst.before.vmRssKiB)} before the burst) | — | — |`,
     '',
-    `Non-2xx answers and errors in the measured load runs: ${failures([...r.me, ...r.projectRead, ...(r.recordRead ?? []), ...(r.recordCreate ?? []), ...r.bare, ...r.login])}.`,
+    `Non-2xx answers and errors in the measured load runs: ${failures([...r.me, ...r.projectRead, ...(r.recordRead ?? []), ...(r.recordCreate ?? []), ...(r.nodePgRow ?? []), ...r.bare, ...r.login, ...(r.peer ? [...r.peer.getOne, ...r.peer.create] : [])])}.`,
     '',
     '## Throughput',
     '',
@@ -434,6 +486,7 @@ export function renderIdentity(
     '| scenario | connections | req/s per run | median req/s | p50 ms | p99 ms | server CPU ms/req | Postgres CPU ms/req | server CPU | Postgres CPU | load generator CPU | non-2xx + errors |',
     '|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
     row('bare Fastify `GET /bare` (ceiling)', r.bare),
+    row('trivial Node + Postgres `GET /row` (one prepared primary-key read, no auth)', r.nodePgRow ?? []),
     row('`GET /api/v1/me` (session `srt_…`)', r.me),
     row('`GET /api/v1/projects/{id}` (API key `srk_…`, read)', r.projectRead),
     row('`GET /api/v1/projects/{id}/records/{rid}` (API key, read)', r.recordRead ?? []),
@@ -442,6 +495,12 @@ export function renderIdentity(
       r.recordCreate ?? [],
     ),
     row('`POST /api/v1/auth/login` (argon2id m=19456, t=2, p=1)', r.login),
+    ...(r.peer
+      ? [
+          row('peer: `GET /items/records/{id}` (static token, plain HTTP)', r.peer.getOne),
+          row('peer: `POST /items/records` (static token, plain HTTP)', r.peer.create),
+        ]
+      : []),
     '',
     `## ${burst.size} concurrent logins`,
     '',

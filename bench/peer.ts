@@ -184,7 +184,7 @@ export async function loadPeer(
   options: { peersDir: string; packageDir: string },
   peer: RunningPeer,
   run: {
-    mode: 'plain' | 'get-one';
+    mode: 'plain' | 'get-one' | 'post';
     label: string;
     connections: number;
     durationS: number;
@@ -208,7 +208,7 @@ export async function loadPeer(
     String(run.ids),
   ];
   // The ping is anonymous like our /healthz: a token would make Directus look the user up on every request.
-  if (run.mode === 'get-one') common.push('--token', peer.token);
+  if (run.mode !== 'plain') common.push('--token', peer.token);
   const env = { ...process.env, PERF_TOOLS: options.packageDir };
   if (run.warmupS > 0) {
     await runForOutput(process.execPath, [...common, '--duration', String(run.warmupS)], {

@@ -319,7 +319,7 @@ async function main(): Promise<void> {
           ? `; ${settings.tenants} tenants, ${settings.runs} runs x ${settings.durationS} s at c=${settings.connections}`
           : ''),
     );
-    if (settings.peer && settings.scenarios.has('tenants')) {
+    if (settings.peer && (settings.scenarios.has('tenants') || settings.scenarios.has('identity'))) {
       // Before any measurement, so the (minutes-long, CPU-heavy) npm install never overlaps one.
       log(
         `peer: installing directus@${settings.peerVersion} into ${settings.peerInstallDir} (skipped if present)`,
@@ -567,7 +567,42 @@ async function main(): Promise<void> {
       );
       const identityStartedAt = new Date();
       const load0 = loadavg()[0]!;
+      let peer: Parameters<typeof runIdentityScenarios>[0]['peer'];
+      if (settings.peer) {
+        log('identity: peer (directus) bootstrap on a fresh `directus` database, setup and seed');
+        cleanups.push(() => dropDirectusDatabase(settings.adminUrl));
+        const directus: RunningPeer = await startDirectus(peerOptions);
+        cleanups.push(() => directus.stop());
+        const peerCpu: CpuTarget = { serverPid: directus.nodePid, database: directus.database };
+        const loadDirectus = async (mode: 'get-one' | 'post', label: string) => {
+          let measured: Measured | undefined;
+          await loadPeer(
+            { peersDir: settings.peersDir, packageDir },
+            directus,
+            {
+              mode,
+              label,
+              connections: settings.connections,
+              durationS: settings.identityDurationS,
+              warmupS: settings.warmupS,
+              ids: settings.peerSeed,
+            },
+            async (measure) => {
+              measured = await probe.around(peerCpu, measure);
+              return measured;
+            },
+          );
+          logResult(measured!);
+          return measured!;
+        };
+        peer = {
+          describe: `Directus ${directus.version} on Node ${directus.nodeVersion}, same Postgres server, plain HTTP (it has no TLS of its own), a non-admin role with a static token; \`records\` collection seeded with ${settings.peerSeed} items, random ids`,
+          getOne: () => loadDirectus('get-one', 'directus-get-one'),
+          create: () => loadDirectus('post', 'directus-create'),
+        };
+      }
       const identity = await runIdentityScenarios({
+        peer,
         core,
         databaseUrl: benchDb.url,
         cacheUrl: process.env.BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379',
