@@ -1,7 +1,7 @@
 // Audit log bench: what auditing costs a single-record GET (audit on vs off, same process, same
 // database, alternating runs), and how long `audit verify` takes over a long chain.
 // Run: node bench/audit.ts   (needs the Postgres server of bench/README.md). Writes bench/RESULTS-audit.md.
-// Knobs: BENCH_POSTGRES_URL, BENCH_AUDIT_ENTRIES (default 1,000,000), BENCH_AUDIT_RUNS (3),
+// Knobs: BENCH_POSTGRES_URL, BENCH_AUDIT_ENTRIES (default 1,000,000), BENCH_AUDIT_RUNS (5),
 // BENCH_AUDIT_DURATION_S (5), BENCH_AUDIT_CONCURRENCY (16).
 
 import { randomBytes } from 'node:crypto';
@@ -18,7 +18,8 @@ import type { AuditEntry } from '../src/modules/audit/audit-chain.ts';
 import { defaultVerifyThreads } from '../src/modules/audit/audit-hash-pool.ts';
 import { Secret } from '../src/platform/secret.ts';
 import { benchTenant } from './fixtures.ts';
-import { createBenchDatabase } from './postgres.ts';
+import { adminKysely, clientBackendPids, createBenchDatabase } from './postgres.ts';
+import { cpuMs } from './processes.ts';
 import { fmt, median } from './stats.ts';
 
 const benchDir = dirname(fileURLToPath(import.meta.url));
@@ -30,7 +31,7 @@ const number = (name: string, fallback: number) => {
 const settings = {
   adminUrl: process.env.BENCH_POSTGRES_URL || 'postgres://postgres@127.0.0.1:5432/postgres',
   entries: number('BENCH_AUDIT_ENTRIES', 1_000_000),
-  runs: number('BENCH_AUDIT_RUNS', 3),
+  runs: number('BENCH_AUDIT_RUNS', 5),
   durationS: number('BENCH_AUDIT_DURATION_S', 5),
   concurrency: number('BENCH_AUDIT_CONCURRENCY', 16),
 };
@@ -72,8 +73,17 @@ try {
     );
   const apps = { on: await appOf(on), off: await appOf(off) };
   on.audit.start();
+  const admin = adminKysely(settings.adminUrl);
+  /** This process's CPU (server and client, the same in both modes) plus its Postgres backends'. */
+  const cpuNowMs = async () => {
+    const own = process.cpuUsage();
+    const backends = await clientBackendPids(admin, bench.name);
+    return (own.user + own.system) / 1000 + backends.reduce((sum, pid) => sum + cpuMs(pid), 0);
+  };
+  const cpuPerRequestMs: Record<'on' | 'off', number[]> = { on: [], off: [] };
   const measure = async (mode: 'on' | 'off'): Promise<number> => {
     const app = apps[mode];
+    const cpuStart = await cpuNowMs();
     const until = performance.now() + settings.durationS * 1000;
     let done = 0;
     const worker = async () => {
@@ -88,22 +98,33 @@ try {
       }
     };
     await Promise.all(Array.from({ length: settings.concurrency }, worker));
+    // What this run queued is written now, and counted here, not in the next run.
+    if (mode === 'on') await on.audit.flush();
+    cpuPerRequestMs[mode].push(((await cpuNowMs()) - cpuStart) / done);
     return done / settings.durationS;
   };
   await measure('on');
   await measure('off'); // warm-up
+  cpuPerRequestMs.on.length = 0;
+  cpuPerRequestMs.off.length = 0;
   const rates: Record<'on' | 'off', number[]> = { on: [], off: [] };
   for (let run = 0; run < settings.runs; run++) {
     // Alternate which goes first, so neither always gets the warmer slot.
     for (const mode of run % 2 ? (['off', 'on'] as const) : (['on', 'off'] as const)) {
       rates[mode].push(await measure(mode));
-      log(`GET audit ${mode}: ${fmt(rates[mode].at(-1)!)} req/s`);
+      log(
+        `GET audit ${mode}: ${fmt(rates[mode].at(-1)!)} req/s, ${fmt(cpuPerRequestMs[mode].at(-1)!, 3)} ms CPU/req`,
+      );
     }
   }
   await on.audit.stop();
   const onRps = median(rates.on);
   const offRps = median(rates.off);
   const costPercent = ((offRps - onRps) / offRps) * 100;
+  const onCpu = median(cpuPerRequestMs.on);
+  const offCpu = median(cpuPerRequestMs.off);
+  const cpuCostPercent = ((onCpu - offCpu) / offCpu) * 100;
+  await admin.destroy();
 
   // --- verify over a long chain ---
   const chainTenant = await on.tenants.create({
@@ -177,12 +198,15 @@ queues its entry; the batch writer writes every 250 ms), once with it off. Reque
 ${settings.runs} runs each, alternating which mode goes first; median shown. Without the network and
 TLS, fixed costs are smaller than on a real server, so the relative cost here is an upper bound.
 
-| | req/s (median) | runs |
-| --- | --- | --- |
-| audit off | ${fmt(offRps)} | ${rates.off.map(fmt).join(', ')} |
-| audit on | ${fmt(onRps)} | ${rates.on.map(fmt).join(', ')} |
+| | req/s (median) | runs | CPU ms per request (median) | runs |
+| --- | --- | --- | --- | --- |
+| audit off | ${fmt(offRps)} | ${rates.off.map(fmt).join(', ')} | ${fmt(offCpu, 3)} | ${cpuPerRequestMs.off.map((v) => fmt(v, 3)).join(', ')} |
+| audit on | ${fmt(onRps)} | ${rates.on.map(fmt).join(', ')} | ${fmt(onCpu, 3)} | ${cpuPerRequestMs.on.map((v) => fmt(v, 3)).join(', ')} |
 
-Audit cost: **${costPercent.toFixed(1)} %** of read throughput (target ≤ 15 %).
+Audit cost: **${costPercent.toFixed(1)} %** of read throughput (target ≤ 15 %); by CPU per request
+(this process, client and server alike in both modes, plus its Postgres backends; the "on" runs
+include writing their entries), **${cpuCostPercent.toFixed(1)} %**. On a machine shared with other
+work req/s moves a lot between runs; CPU per request much less.
 
 ## \`audit verify\` over a long chain
 
