@@ -187,6 +187,11 @@ describe('strongroom commands on the platform audit chain', () => {
     await run(['backup', 'ship'], { action: 'backups.ship' });
     await run(['backup', 'verify'], { action: 'backups.verify' });
     await run(['backup', 'prune'], { action: 'backups.prune' });
+    await run(['backup', 'drill', '--tenant', 'acme'], {
+      action: 'backups.drill',
+      tenantId,
+      changes: ['tenant'],
+    });
     const restored = await run(
       ['restore', '--tenant', 'acme', '--at', new Date().toISOString(), '--into', 'acme-copy'],
       { action: 'tenants.restore', resourceType: 'tenants', changes: ['at', 'into', 'tenant'] },
@@ -209,6 +214,7 @@ describe('strongroom commands on the platform audit chain', () => {
       ['tenant', 'list'],
       ['staff', 'list'],
       ['backup', 'status'],
+      ['backup', 'drills'],
       ['audit', 'verify'],
     ])
       outputs.push((await runCli(args, env)).stdout);
