@@ -53,22 +53,28 @@ export function canonicalAuditEntry(entry: AuditEntry): string {
  * that), written out by hand: verify makes one per entry, and building an object for
  * `JSON.stringify` was a third of its time.
  */
-export function canonicalAuditFields(f: CanonicalAuditFields): string {
+export function canonicalAuditFields(f: CanonicalAuditFields, isPlain = false): string {
+  // `isPlain`: the caller knows no string holds anything JSON escapes, so none is looked at.
+  const q = isPlain ? plainString : jsonString;
   return (
-    `strongroom/audit/v1\n{"action":${jsonString(f.action)},"actorId":${jsonString(f.actorId)}` +
-    `,"actorKind":${jsonString(f.actorKind)},"apiKeyId":${jsonString(f.apiKeyId)},"at":${jsonString(f.at)}` +
-    `,"changes":${f.changes === null ? 'null' : `[${f.changes.map(jsonString).join(',')}]`}` +
-    `,"errorCode":${jsonString(f.errorCode)},"grantId":${jsonString(f.grantId)},"ip":${jsonString(f.ip)}` +
-    `,"outcome":${jsonString(f.outcome)},"requestId":${jsonString(f.requestId)}` +
-    `,"resourceId":${jsonString(f.resourceId)},"resourceType":${jsonString(f.resourceType)}` +
+    `strongroom/audit/v1\n{"action":${q(f.action)},"actorId":${q(f.actorId)}` +
+    `,"actorKind":${q(f.actorKind)},"apiKeyId":${q(f.apiKeyId)},"at":${q(f.at)}` +
+    `,"changes":${f.changes === null ? 'null' : `[${f.changes.map(q).join(',')}]`}` +
+    `,"errorCode":${q(f.errorCode)},"grantId":${q(f.grantId)},"ip":${q(f.ip)}` +
+    `,"outcome":${q(f.outcome)},"requestId":${q(f.requestId)}` +
+    `,"resourceId":${q(f.resourceId)},"resourceType":${q(f.resourceType)}` +
     `,"statusCode":${f.statusCode === null ? 'null' : JSON.stringify(f.statusCode)}` +
-    `,"tenantId":${jsonString(f.tenantId)},"userAgent":${jsonString(f.userAgent)}}`
+    `,"tenantId":${q(f.tenantId)},"userAgent":${q(f.userAgent)}}`
   );
 }
 
 /** What JSON.stringify would escape in a string: quote, backslash, control characters, lone surrogates. */
 // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what JSON escapes.
 const needsEscape = /["\\\u0000-\u001f\ud800-\udfff]/;
+
+function plainString(value: string | null): string {
+  return value === null ? 'null' : `"${value}"`;
+}
 
 function jsonString(value: string | null): string {
   if (value === null) return 'null';

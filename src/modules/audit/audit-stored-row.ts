@@ -21,15 +21,22 @@ export interface RecordPage {
 export function checkRecordHashes(page: RecordPage): Uint8Array {
   const consistent = new Uint8Array(page.records.length);
   for (let i = 0; i < page.records.length; i++) {
-    const fields = parseStoredRecord(page.records[i]!, page.tenantId);
+    const record = page.records[i]!;
+    const fields = parseStoredRecord(record, page.tenantId);
+    const canonical = fields && canonicalAuditFields(fields, !needsEscapeInRecord.test(record));
     consistent[i] =
-      fields !== undefined &&
-      hashCanonical(page.prevHashes[i]!, canonicalAuditFields(fields)) === page.hashes[i]
-        ? 1
-        : 0;
+      canonical !== undefined && hashCanonical(page.prevHashes[i]!, canonical) === page.hashes[i] ? 1 : 0;
   }
   return consistent;
 }
+
+/**
+ * A value holding `"` is written `""` in a record literal (so is an empty one), a `\` as `\\`;
+ * control characters are written as they are. A record with none of these has no value that JSON
+ * escapes, so its canonical form needs no look at each value.
+ */
+// biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what JSON escapes.
+const needsEscapeInRecord = /[\\\u0000-\u001f\ud800-\udfff]|""/;
 
 /**
  * The canonical fields of one record literal, in the column order `recordRange` selects: at,
@@ -157,9 +164,18 @@ const timestamptzPattern =
 /**
  * `timestamptz_out` (DateStyle ISO, any TimeZone) as the ISO 8601 UTC text an entry was hashed
  * with: milliseconds, extra digits dropped (as `to_char(…, 'MS')` does). Undefined for other forms
- * (BC, infinity, years before 100 or after 9999).
+ * (BC, infinity, years after 9999, years before 100 outside UTC).
  */
 export function isoFromTimestamptz(text: string): string | undefined {
+  // The usual form, UTC with milliseconds: "2026-11-23 10:00:00.123+00".
+  if (
+    text.length === 26 &&
+    text[10] === ' ' &&
+    text[19] === '.' &&
+    text.endsWith('+00') &&
+    hasUtcMillisecondShape(text)
+  )
+    return `${text.slice(0, 10)}T${text.slice(11, 23)}Z`;
   const m = timestamptzPattern.exec(text);
   if (!m) return undefined;
   const ms = (m[7] ?? '').padEnd(3, '0').slice(0, 3);
@@ -173,3 +189,14 @@ export function isoFromTimestamptz(text: string): string | undefined {
   const iso = new Date(utc).toISOString();
   return iso.length === 24 ? iso : undefined;
 }
+
+/** Digits and separators where "YYYY-MM-DD HH:MM:SS.mmm+00" has them. */
+function hasUtcMillisecondShape(text: string): boolean {
+  for (const i of digitPositions) {
+    const code = text.charCodeAt(i);
+    if (code < 48 || code > 57) return false;
+  }
+  return text[4] === '-' && text[7] === '-' && text[13] === ':' && text[16] === ':';
+}
+
+const digitPositions = [0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18, 20, 21, 22, 24, 25];
