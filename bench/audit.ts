@@ -214,7 +214,7 @@ ${report!.entries.toLocaleString('en')} entries (appended in transactions of ${b
 one checkpoint at the head, verified (every hash recomputed, every link and checkpoint checked)
 ${settings.runs} times: median **${verifyS.toFixed(1)} s** (target ≤ 10 s for 1,000,000); runs
 ${verifyRuns.map((r) => `${r.wallS.toFixed(1)} s`).join(', ')}. CPU of this process (main thread and
-${defaultVerifyThreads()} hash worker threads): median ${verifyCpuS.toFixed(1)} s.
+${defaultVerifyThreads()} hash worker threads, on ${cpus().length} CPUs): median ${verifyCpuS.toFixed(1)} s.
 `;
   writeFileSync(join(benchDir, 'RESULTS-audit.md'), text);
   log('wrote bench/RESULTS-audit.md');

@@ -23,7 +23,8 @@ export function checkRecordHashes(page: RecordPage): Uint8Array {
   for (let i = 0; i < page.records.length; i++) {
     const record = page.records[i]!;
     const fields = parseStoredRecord(record, page.tenantId);
-    const canonical = fields && canonicalAuditFields(fields, !needsEscapeInRecord.test(record));
+    const isPlain = !record.includes('""') && !escapedInRecord.test(record);
+    const canonical = fields && canonicalAuditFields(fields, isPlain);
     consistent[i] =
       canonical !== undefined && hashCanonical(page.prevHashes[i]!, canonical) === page.hashes[i] ? 1 : 0;
   }
@@ -33,10 +34,11 @@ export function checkRecordHashes(page: RecordPage): Uint8Array {
 /**
  * A value holding `"` is written `""` in a record literal (so is an empty one), a `\` as `\\`;
  * control characters are written as they are. A record with none of these has no value that JSON
- * escapes, so its canonical form needs no look at each value.
+ * escapes, so its canonical form needs no look at each value. (One class and one `includes` are
+ * twice as fast as the same test as one regular expression with an alternative.)
  */
 // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what JSON escapes.
-const needsEscapeInRecord = /[\\\u0000-\u001f\ud800-\udfff]|""/;
+const escapedInRecord = /[\\\u0000-\u001f\ud800-\udfff]/;
 
 /**
  * The canonical fields of one record literal, in the column order `recordRange` selects: at,
