@@ -12,7 +12,7 @@ export interface EntryHashChecker {
  * Worker threads by default: one per core, 1 to 4 (the main thread mostly waits for rows). Handing
  * pages to workers costs CPU (on the bench's 2 cores, 1,000,000 entries took about 12 s of CPU with
  * two workers, 8.5 s on the calling thread) but spreads it: with two workers the bench's medians were
- * 8.9-13.9 s, on the calling thread alone 16.3 s, the machine being shared with other work.
+ * 8.9-13.9 s at load averages of 5 to 7, on the calling thread alone 16.3 s at about 5.
  */
 export function defaultVerifyThreads(): number {
   return Math.min(4, Math.max(1, availableParallelism()));
