@@ -1,7 +1,7 @@
 // Audit log bench: what auditing costs a single-record GET (audit on vs off, same process, same
 // database, alternating runs), and how long `audit verify` takes over a long chain.
 // Run: node bench/audit.ts   (needs the Postgres server of bench/README.md). Writes bench/RESULTS-audit.md.
-// Knobs: BENCH_POSTGRES_URL, BENCH_AUDIT_ENTRIES (default 1,000,000), BENCH_AUDIT_RUNS (3),
+// Knobs: BENCH_POSTGRES_URL, BENCH_AUDIT_ENTRIES (default 1,000,000), BENCH_AUDIT_RUNS (5),
 // BENCH_AUDIT_DURATION_S (5), BENCH_AUDIT_CONCURRENCY (16).
 
 import { randomBytes } from 'node:crypto';
@@ -15,9 +15,11 @@ import { openDatabase } from '../src/db/database.ts';
 import { buildApp } from '../src/http/app.ts';
 import { appServices, type Core, composeCore, prepareControlPlane } from '../src/main/compose.ts';
 import type { AuditEntry } from '../src/modules/audit/audit-chain.ts';
+import { defaultVerifyThreads } from '../src/modules/audit/audit-hash-pool.ts';
 import { Secret } from '../src/platform/secret.ts';
 import { benchTenant } from './fixtures.ts';
-import { createBenchDatabase } from './postgres.ts';
+import { adminKysely, clientBackendPids, createBenchDatabase } from './postgres.ts';
+import { cpuMs } from './processes.ts';
 import { fmt, median } from './stats.ts';
 
 const benchDir = dirname(fileURLToPath(import.meta.url));
@@ -29,7 +31,7 @@ const number = (name: string, fallback: number) => {
 const settings = {
   adminUrl: process.env.BENCH_POSTGRES_URL || 'postgres://postgres@127.0.0.1:5432/postgres',
   entries: number('BENCH_AUDIT_ENTRIES', 1_000_000),
-  runs: number('BENCH_AUDIT_RUNS', 3),
+  runs: number('BENCH_AUDIT_RUNS', 5),
   durationS: number('BENCH_AUDIT_DURATION_S', 5),
   concurrency: number('BENCH_AUDIT_CONCURRENCY', 16),
 };
@@ -71,8 +73,17 @@ try {
     );
   const apps = { on: await appOf(on), off: await appOf(off) };
   on.audit.start();
+  const admin = adminKysely(settings.adminUrl);
+  /** This process's CPU (server and client, the same in both modes) plus its Postgres backends'. */
+  const cpuNowMs = async () => {
+    const own = process.cpuUsage();
+    const backends = await clientBackendPids(admin, bench.name);
+    return (own.user + own.system) / 1000 + backends.reduce((sum, pid) => sum + cpuMs(pid), 0);
+  };
+  const cpuPerRequestMs: Record<'on' | 'off', number[]> = { on: [], off: [] };
   const measure = async (mode: 'on' | 'off'): Promise<number> => {
     const app = apps[mode];
+    const cpuStart = await cpuNowMs();
     const until = performance.now() + settings.durationS * 1000;
     let done = 0;
     const worker = async () => {
@@ -87,22 +98,33 @@ try {
       }
     };
     await Promise.all(Array.from({ length: settings.concurrency }, worker));
+    // What this run queued is written now, and counted here, not in the next run.
+    if (mode === 'on') await on.audit.flush();
+    cpuPerRequestMs[mode].push(((await cpuNowMs()) - cpuStart) / done);
     return done / settings.durationS;
   };
   await measure('on');
   await measure('off'); // warm-up
+  cpuPerRequestMs.on.length = 0;
+  cpuPerRequestMs.off.length = 0;
   const rates: Record<'on' | 'off', number[]> = { on: [], off: [] };
   for (let run = 0; run < settings.runs; run++) {
     // Alternate which goes first, so neither always gets the warmer slot.
     for (const mode of run % 2 ? (['off', 'on'] as const) : (['on', 'off'] as const)) {
       rates[mode].push(await measure(mode));
-      log(`GET audit ${mode}: ${fmt(rates[mode].at(-1)!)} req/s`);
+      log(
+        `GET audit ${mode}: ${fmt(rates[mode].at(-1)!)} req/s, ${fmt(cpuPerRequestMs[mode].at(-1)!, 3)} ms CPU/req`,
+      );
     }
   }
   await on.audit.stop();
   const onRps = median(rates.on);
   const offRps = median(rates.off);
   const costPercent = ((offRps - onRps) / offRps) * 100;
+  const onCpu = median(cpuPerRequestMs.on);
+  const offCpu = median(cpuPerRequestMs.off);
+  const cpuCostPercent = ((onCpu - offCpu) / offCpu) * 100;
+  await admin.destroy();
 
   // --- verify over a long chain ---
   const chainTenant = await on.tenants.create({
@@ -126,7 +148,9 @@ try {
     errorCode: null,
     requestId: 'c1b9a4c2-7c1e-4f58-9d9a-4c8e2f7a1b22',
     ip: '192.0.2.10',
-    userAgent: 'bench/1.0',
+    // A real browser's: spaces and parentheses, so it is quoted in the record literal verify reads.
+    userAgent:
+      'Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36',
     changes: i % 5 ? null : ['data.name'],
   });
   const batch = 2_000;
@@ -143,11 +167,20 @@ try {
   }
   const appendS = (performance.now() - appendStart) / 1000;
   await on.audit.checkpoint(tenantId, { force: true });
-  const verifyStart = performance.now();
-  const report = await on.audit.verify(tenantId);
-  const verifyS = (performance.now() - verifyStart) / 1000;
-  if (!report.ok) throw new Error(`the bench chain does not verify: ${JSON.stringify(report.problem)}`);
-  log(`verify: ${report.entries} entries in ${verifyS.toFixed(1)} s`);
+  // Median of the runs; CPU is this process's, every thread (the hash workers too), not Postgres's.
+  const verifyRuns: Array<{ wallS: number; cpuS: number }> = [];
+  let report: Awaited<ReturnType<typeof on.audit.verify>> | undefined;
+  for (let run = 0; run < settings.runs; run++) {
+    const cpuStart = process.cpuUsage();
+    const verifyStart = performance.now();
+    report = await on.audit.verify(tenantId);
+    const cpu = process.cpuUsage(cpuStart);
+    verifyRuns.push({ wallS: (performance.now() - verifyStart) / 1000, cpuS: (cpu.user + cpu.system) / 1e6 });
+    if (!report.ok) throw new Error(`the bench chain does not verify: ${JSON.stringify(report.problem)}`);
+    log(`verify: ${report.entries} entries in ${verifyRuns.at(-1)!.wallS.toFixed(1)} s`);
+  }
+  const verifyS = median(verifyRuns.map((r) => r.wallS));
+  const verifyCpuS = median(verifyRuns.map((r) => r.cpuS));
 
   const text = `# Audit log bench
 
@@ -165,18 +198,23 @@ queues its entry; the batch writer writes every 250 ms), once with it off. Reque
 ${settings.runs} runs each, alternating which mode goes first; median shown. Without the network and
 TLS, fixed costs are smaller than on a real server, so the relative cost here is an upper bound.
 
-| | req/s (median) | runs |
-| --- | --- | --- |
-| audit off | ${fmt(offRps)} | ${rates.off.map(fmt).join(', ')} |
-| audit on | ${fmt(onRps)} | ${rates.on.map(fmt).join(', ')} |
+| | req/s (median) | runs | CPU ms per request (median) | runs |
+| --- | --- | --- | --- | --- |
+| audit off | ${fmt(offRps)} | ${rates.off.map(fmt).join(', ')} | ${fmt(offCpu, 3)} | ${cpuPerRequestMs.off.map((v) => fmt(v, 3)).join(', ')} |
+| audit on | ${fmt(onRps)} | ${rates.on.map(fmt).join(', ')} | ${fmt(onCpu, 3)} | ${cpuPerRequestMs.on.map((v) => fmt(v, 3)).join(', ')} |
 
-Audit cost: **${costPercent.toFixed(1)} %** of read throughput (target ≤ 15 %).
+Audit cost: **${costPercent.toFixed(1)} %** of read throughput (target ≤ 15 %); by CPU per request
+(this process, client and server alike in both modes, plus its Postgres backends; the "on" runs
+include writing their entries), **${cpuCostPercent.toFixed(1)} %**. On a machine shared with other
+work req/s moves a lot between runs; CPU per request much less.
 
 ## \`audit verify\` over a long chain
 
-${report.entries.toLocaleString('en')} entries (appended in transactions of ${batch} in ${appendS.toFixed(1)} s),
-one checkpoint at the head, verified (every hash recomputed, every link and checkpoint checked) in
-**${verifyS.toFixed(1)} s** (target ≤ 10 s for 1,000,000).
+${report!.entries.toLocaleString('en')} entries (appended in transactions of ${batch} in ${appendS.toFixed(1)} s),
+one checkpoint at the head, verified (every hash recomputed, every link and checkpoint checked)
+${settings.runs} times: median **${verifyS.toFixed(1)} s** (target ≤ 10 s for 1,000,000); runs
+${verifyRuns.map((r) => `${r.wallS.toFixed(1)} s`).join(', ')}. CPU of this process (main thread and
+${defaultVerifyThreads()} hash worker threads, on ${cpus().length} CPUs): median ${verifyCpuS.toFixed(1)} s.
 `;
   writeFileSync(join(benchDir, 'RESULTS-audit.md'), text);
   log('wrote bench/RESULTS-audit.md');

@@ -56,6 +56,17 @@ export async function createBenchDatabase(adminUrl: string): Promise<BenchDataba
   };
 }
 
+/** Client backends connected to `database`: whose CPU a run costs the server (read from /proc). */
+export async function clientBackendPids(
+  admin: Kysely<Record<string, never>>,
+  database: string,
+): Promise<number[]> {
+  const { rows } = await sql<{ pid: number }>`
+    select pid from pg_catalog.pg_stat_activity
+    where datname = ${database} and backend_type = 'client backend'`.execute(admin);
+  return rows.map((r) => r.pid);
+}
+
 /** Server facts for the report: version and the durability settings that dominate DDL commits. */
 export async function postgresFacts(adminUrl: string): Promise<Record<string, string>> {
   const admin = adminKysely(adminUrl);

@@ -27,7 +27,13 @@ import {
   type RunningPeer,
   startDirectus,
 } from './peer.ts';
-import { adminKysely, type BenchDatabase, createBenchDatabase, postgresFacts } from './postgres.ts';
+import {
+  adminKysely,
+  type BenchDatabase,
+  clientBackendPids,
+  createBenchDatabase,
+  postgresFacts,
+} from './postgres.ts';
 import { cpuMs, fetchOnce, killStarted, runLoadProcess } from './processes.ts';
 import { type BenchResults, type HttpPhase, type Measured, machineFacts, renderResults } from './report.ts';
 import { SqlTimer } from './sql-timing.ts';
@@ -112,11 +118,8 @@ class CpuProbe {
   readonly #admin = adminKysely(settings.adminUrl);
 
   /** Client backends connected to `database` (the probe's own connection is to another database). */
-  async #backends(database: string): Promise<number[]> {
-    const { rows } = await sql<{ pid: number }>`
-      select pid from pg_catalog.pg_stat_activity
-      where datname = ${database} and backend_type = 'client backend'`.execute(this.#admin);
-    return rows.map((r) => r.pid);
+  #backends(database: string): Promise<number[]> {
+    return clientBackendPids(this.#admin, database);
   }
 
   async around(target: CpuTarget, measure: () => Promise<LoadResult>): Promise<Measured> {

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { runAttachmentMaintenance } from '../modules/attachments/attachment-maintenance.ts';
-import { type CliContext, CliExit, withRuntime } from './cli-context.ts';
+import { type CliContext, CliExit, withAuditedRuntime } from './cli-context.ts';
 import { createProgressBar } from './progress.ts';
 
 export function registerAttachmentCommands(program: Command, context: CliContext): void {
@@ -13,7 +13,8 @@ export function registerAttachmentCommands(program: Command, context: CliContext
     )
     .option('--json', 'print the summary as JSON')
     .action(async (options: { json?: boolean }) => {
-      const exitCode = await withRuntime(context, async ({ core }) => {
+      const what = { action: 'attachments.maintain', resourceType: 'attachments' };
+      const exitCode = await withAuditedRuntime(context, what, async ({ core }, _config, _log, audit) => {
         const bar = createProgressBar(context, 'maintaining attachments');
         let summary: Awaited<ReturnType<typeof runAttachmentMaintenance>>;
         try {
@@ -38,6 +39,7 @@ export function registerAttachmentCommands(program: Command, context: CliContext
           for (const failure of summary.failures)
             context.stdout(`  failed ${failure.tenantId}: ${failure.message}\n`);
         }
+        if (summary.failures.length > 0) audit.failed('maintenance_incomplete');
         return summary.failures.length > 0 ? 1 : 0;
       });
       if (exitCode !== 0) throw new CliExit(exitCode);

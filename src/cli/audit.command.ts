@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import type { AuditVerification } from '../modules/audit/audit.service.ts';
-import { type CliContext, CliExit, withRuntime } from './cli-context.ts';
+import { type CliContext, CliExit, withAuditedRuntime, withRuntime } from './cli-context.ts';
 import { createProgressBar } from './progress.ts';
 
 export function registerAuditCommands(program: Command, context: CliContext): void {
@@ -19,8 +19,10 @@ export function registerAuditCommands(program: Command, context: CliContext): vo
         context.stderr('error: give exactly one of --tenant <slug> or --platform\n');
         throw new CliExit(64);
       }
-      const exitCode = await withRuntime(context, async ({ core }) => {
+      const what = { action: 'audit.verify', resourceType: 'audit_log' };
+      const exitCode = await withAuditedRuntime(context, what, async ({ core }, _config, _log, audit) => {
         const tenantId = options.tenant ? (await core.tenants.get(options.tenant)).id : null;
+        audit.resource('audit_log', tenantId, tenantId);
         const bar = createProgressBar(context, 'verifying the audit chain');
         let report: AuditVerification;
         try {
@@ -54,8 +56,10 @@ export function registerAuditCommands(program: Command, context: CliContext): vo
         context.stderr('error: give exactly one of --tenant <slug> or --platform\n');
         throw new CliExit(64);
       }
-      await withRuntime(context, async ({ core }) => {
+      const what = { action: 'audit.checkpoint', resourceType: 'audit_log' };
+      await withAuditedRuntime(context, what, async ({ core }, _config, _log, audit) => {
         const tenantId = options.tenant ? (await core.tenants.get(options.tenant)).id : null;
+        audit.resource('audit_log', tenantId, tenantId);
         const sealed = await core.audit.checkpoint(tenantId, { force: true });
         context.stdout(
           sealed ? `sealed position ${sealed.position} (${sealed.headHash})\n` : 'nothing new to seal\n',
@@ -71,8 +75,10 @@ export function registerAuditCommands(program: Command, context: CliContext): vo
     .requiredOption('--tenant <tenant>', 'the tenant (slug or id)')
     .requiredOption('--days <days>', 'how long entries are kept')
     .action(async (options: { tenant: string; days: string }) => {
-      await withRuntime(context, async ({ core }) => {
+      const what = { action: 'audit.retention.update', resourceType: 'audit_log', options };
+      await withAuditedRuntime(context, what, async ({ core }, _config, _log, audit) => {
         const tenant = await core.tenants.get(options.tenant);
+        audit.resource('audit_log', tenant.id, tenant.id);
         await core.audit.setRetentionDays(tenant.id, Number(options.days));
         context.stdout(`${tenant.slug} keeps audit entries for ${Number(options.days)} days\n`);
       });

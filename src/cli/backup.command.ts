@@ -1,6 +1,6 @@
 import { type Command, Option } from 'commander';
 import { tenantErrors } from '../modules/tenants/tenant.errors.ts';
-import { type CliContext, CliExit, formatTable, withRuntime } from './cli-context.ts';
+import { type CliContext, CliExit, formatTable, withAuditedRuntime, withRuntime } from './cli-context.ts';
 import { createProgressBar } from './progress.ts';
 
 const json = new Option('--json', 'print JSON instead of text');
@@ -25,8 +25,10 @@ export function registerBackupCommands(program: Command, context: CliContext): v
     )
     .addOption(json)
     .action(async (options: { json?: boolean }) => {
-      const failed = await withRuntime(context, async ({ core }) => {
+      const what = { action: 'backups.ship', resourceType: 'backups' };
+      const failed = await withAuditedRuntime(context, what, async ({ core }, _config, _log, audit) => {
         const summary = await core.backups.ship();
+        if (summary.failures.length > 0) audit.failed('backup_location_failed');
         if (options.json) context.stdout(`${JSON.stringify(summary, null, 2)}\n`);
         else {
           context.stdout(
@@ -48,11 +50,13 @@ export function registerBackupCommands(program: Command, context: CliContext): v
     .option('--tenant <slug>', 'only this tenant')
     .addOption(json)
     .action(async (options: { tenant?: string; json?: boolean }) => {
-      const failed = await withRuntime(context, async ({ core }) => {
+      const what = { action: 'backups.snapshot', resourceType: 'backups', options };
+      const failed = await withAuditedRuntime(context, what, async ({ core }, _config, _log, audit) => {
         let results: Awaited<ReturnType<typeof core.backups.snapshotAll>>;
         if (options.tenant) {
           const tenant = await core.tenants.get(options.tenant);
           if (tenant.status === 'deleted') throw tenantErrors.notFound();
+          audit.resource('backups', null, tenant.id);
           results = [await core.backups.snapshotTenant(tenant.id)];
         } else {
           const bar = createProgressBar(context, 'snapshotting tenants');
@@ -83,7 +87,9 @@ export function registerBackupCommands(program: Command, context: CliContext): v
             for (const f of r.failures) context.stdout(`  ${f.location} failed: ${f.message}\n`);
           }
         }
-        return results.some((r) => r.failures.length > 0) || (control?.failures.length ?? 0) > 0;
+        const someFailed = results.some((r) => r.failures.length > 0) || (control?.failures.length ?? 0) > 0;
+        if (someFailed) audit.failed('backup_location_failed');
+        return someFailed;
       });
       if (failed) throw new CliExit(1);
     });
@@ -130,7 +136,8 @@ export function registerBackupCommands(program: Command, context: CliContext): v
     )
     .addOption(json)
     .action(async (options: { json?: boolean }) => {
-      const hasProblems = await withRuntime(context, async ({ core }) => {
+      const what = { action: 'backups.prune', resourceType: 'backups' };
+      const hasProblems = await withAuditedRuntime(context, what, async ({ core }, _config, _log, audit) => {
         const results = await core.backups.prune();
         if (options.json) context.stdout(`${JSON.stringify(results, null, 2)}\n`);
         else
@@ -140,7 +147,9 @@ export function registerBackupCommands(program: Command, context: CliContext): v
             );
             for (const p of r.problems) context.stdout(`  ${p.key}: ${p.problem}\n`);
           }
-        return results.some((r) => r.problems.length > 0);
+        const problems = results.some((r) => r.problems.length > 0);
+        if (problems) audit.failed('backup_prune_incomplete');
+        return problems;
       });
       if (hasProblems) throw new CliExit(1);
     });
@@ -152,7 +161,9 @@ export function registerBackupCommands(program: Command, context: CliContext): v
     )
     .addOption(json)
     .action(async (options: { json?: boolean }) => {
-      const hasProblems = await withRuntime(context, async ({ core }) => {
+      // It decrypts every tenant's backups to check them: on the record like a change.
+      const what = { action: 'backups.verify', resourceType: 'backups' };
+      const hasProblems = await withAuditedRuntime(context, what, async ({ core }, _config, _log, audit) => {
         const results = await core.backups.verify();
         if (options.json) context.stdout(`${JSON.stringify(results, null, 2)}\n`);
         else {
@@ -164,7 +175,9 @@ export function registerBackupCommands(program: Command, context: CliContext): v
             for (const t of r.shreddedTenants) context.stdout(`  shredded: ${t}\n`);
           }
         }
-        return results.some((r) => r.problems.length > 0);
+        const problems = results.some((r) => r.problems.length > 0);
+        if (problems) audit.failed('backup_verification_failed');
+        return problems;
       });
       if (hasProblems) throw new CliExit(8);
     });
@@ -194,10 +207,14 @@ function registerDrillCommands(backup: Command, context: CliContext): void {
     .option('--tenant <slug>', 'drill this tenant')
     .addOption(json)
     .action(async (options: { tenant?: string; json?: boolean }) => {
-      const failed = await withRuntime(context, async ({ core }, config) => {
+      // A drill restores tenants' data into scratch schemas: on the record like a restore.
+      const what = { action: 'backups.drill', resourceType: 'backups', options };
+      const failed = await withAuditedRuntime(context, what, async ({ core }, config, _log, audit) => {
         const results = await core.backups.drill(
           options.tenant ? { tenant: options.tenant } : { sample: config.backup.drillSample },
         );
+        if (options.tenant) audit.resource('backups', null, results[0]?.tenantId ?? null);
+        if (results.some((r) => r.outcome === 'failed')) audit.failed('backup_drill_failed');
         if (options.json) context.stdout(`${JSON.stringify(results, null, 2)}\n`);
         else context.stdout(print(results));
         return results.some((r) => r.outcome === 'failed');
@@ -269,7 +286,8 @@ export function registerRestoreCommand(program: Command, context: CliContext): v
           throw new CliExit(2);
         }
         const { tenant, into } = options;
-        await withRuntime(context, async ({ core }) => {
+        const what = { action: 'tenants.restore', resourceType: 'tenants', options };
+        await withAuditedRuntime(context, what, async ({ core }, _config, _log, audit) => {
           const bar = createProgressBar(context, 'restoring');
           let result: Awaited<ReturnType<typeof core.backups.restore>>;
           try {
@@ -284,6 +302,7 @@ export function registerRestoreCommand(program: Command, context: CliContext): v
           } finally {
             bar.stop();
           }
+          audit.resource('tenants', result.tenant.id, result.tenant.id);
           if (options.json) {
             context.stdout(`${JSON.stringify(result, null, 2)}\n`);
             return;
@@ -303,7 +322,8 @@ export function registerRestoreCommand(program: Command, context: CliContext): v
 
 /** `restore --all --from <location>`: exit 1 when a tenant could not be recovered (the rest were). */
 async function recoverAll(context: CliContext, options: { from?: string; json?: boolean }): Promise<void> {
-  const failed = await withRuntime(context, async ({ core }) => {
+  const what = { action: 'platform.recover', resourceType: 'tenants', options };
+  const failed = await withAuditedRuntime(context, what, async ({ core }, _config, _log, audit) => {
     const bar = createProgressBar(context, 'recovering tenants');
     let result: Awaited<ReturnType<typeof core.backups.recoverAll>>;
     try {
@@ -334,7 +354,9 @@ async function recoverAll(context: CliContext, options: { from?: string; json?: 
         ),
       );
     }
-    return result.tenants.some((t) => t.outcome === 'failed');
+    const someFailed = result.tenants.some((t) => t.outcome === 'failed');
+    if (someFailed) audit.failed('recovery_incomplete');
+    return someFailed;
   });
   if (failed) throw new CliExit(1);
 }

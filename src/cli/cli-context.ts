@@ -1,8 +1,11 @@
+import { userInfo } from 'node:os';
 import { Writable } from 'node:stream';
 import pino from 'pino';
 import { type Config, ConfigError, loadConfig } from '../config/config.ts';
 import { openRuntime, type Runtime } from '../main/runtime.ts';
+import type { AuditEntry } from '../modules/audit/audit-chain.ts';
 import { type ErrorKind, isAppError } from '../platform/errors.ts';
+import { newId } from '../platform/ids.ts';
 import type { Logger } from '../platform/logger.ts';
 
 /** What every command gets: its environment and where to write. Tests pass their own. */
@@ -111,6 +114,98 @@ export async function withRuntime<T>(
     await runtime.close();
   }
 }
+
+/** What a command's platform audit entry says it did, and how to refine it once the command knows more. */
+export interface CliAudit {
+  /** The resource acted on, once known (a created tenant's id, a staff member's id). */
+  resource(type: string | null, id: string | null, tenantId?: string | null): void;
+  /** The command ended without throwing but did not fully succeed (a tenant or location failed). */
+  failed(errorCode: string): void;
+}
+
+/**
+ * Who ran a command, as the operating system says: `cli:<user>`, the user who ran sudo when run
+ * through it. Not an authentication (whoever can run the CLI holds the database credentials and the
+ * master key already): it names the person for the record, as a shell history would.
+ */
+export function cliActor(env: Record<string, string | undefined>): string {
+  let osUser: string;
+  try {
+    osUser = userInfo().username;
+  } catch {
+    // A uid with no passwd entry (some containers): the number is all the system knows.
+    osUser = `uid ${process.getuid?.() ?? 'unknown'}`;
+  }
+  const sudoUser = osUser === 'root' ? env.SUDO_USER : undefined;
+  return `cli:${sudoUser || osUser}`.slice(0, 200);
+}
+
+/**
+ * `withRuntime` for a command that acts on the platform: one entry on the platform chain whatever
+ * happens once the runtime is open, with actor `cli:<user>` (kind `system`), the action, the
+ * resource, the outcome (`allow`; `deny` or `error` with the error code, mapped as the API maps
+ * statuses) and the names of the options given, never their values. The entry is written after the
+ * command's own work, so it says how it ended; if it cannot be written the command fails.
+ */
+export async function withAuditedRuntime<T>(
+  context: CliContext,
+  what: { action: string; resourceType?: string | null; options?: Record<string, unknown> },
+  fn: (runtime: Runtime, config: Config, log: Logger, audit: CliAudit) => Promise<T>,
+): Promise<T> {
+  return withRuntime(context, async (runtime, config, log) => {
+    const given = Object.entries(what.options ?? {})
+      .filter(([name, value]) => value !== undefined && value !== false && name !== 'json')
+      .map(([name]) => name)
+      .sort();
+    const entry: AuditEntry = {
+      at: new Date(),
+      tenantId: null,
+      actorKind: 'system',
+      actorId: cliActor(context.env),
+      apiKeyId: null,
+      grantId: null,
+      action: what.action,
+      resourceType: what.resourceType ?? null,
+      resourceId: null,
+      outcome: 'allow',
+      statusCode: null,
+      errorCode: null,
+      requestId: newId(),
+      ip: null,
+      userAgent: 'strongroom-cli',
+      changes: given.length > 0 ? given : null,
+    };
+    const audit: CliAudit = {
+      resource(type, id, tenantId) {
+        entry.resourceType = type;
+        entry.resourceId = id;
+        if (tenantId !== undefined) entry.tenantId = tenantId;
+      },
+      failed(errorCode) {
+        entry.outcome = 'error';
+        entry.errorCode = errorCode;
+      },
+    };
+    const write = () => runtime.core.audit.appendPlatform([{ ...entry, at: new Date() }]);
+    let result: T;
+    try {
+      result = await fn(runtime, config, log, audit);
+    } catch (error) {
+      const code = isAppError(error) ? error.code : error instanceof CliExit ? null : 'internal_error';
+      const refused = isAppError(error) && deniedKinds.has(error.kind);
+      entry.outcome = refused ? 'deny' : 'error';
+      entry.errorCode = code;
+      // The command's own error is what the operator needs to see; a failed entry is logged.
+      await write().catch((writeError) => log.error({ err: writeError }, 'audit entry not written'));
+      throw error;
+    }
+    await write();
+    return result;
+  });
+}
+
+/** Refusals, as the API counts 401, 403, 404 and 429. */
+const deniedKinds = new Set<ErrorKind>(['unauthenticated', 'forbidden', 'not_found', 'rate_limited']);
 
 /** A plain aligned table for people; `--json` gives machines the real thing. */
 export function formatTable(headers: string[], rows: string[][]): string {

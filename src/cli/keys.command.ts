@@ -3,7 +3,7 @@ import { writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { commonErrors } from '../platform/errors.ts';
-import { type CliContext, withRuntime } from './cli-context.ts';
+import { type CliContext, withAuditedRuntime } from './cli-context.ts';
 import { createProgressBar } from './progress.ts';
 
 export function registerKeysCommands(program: Command, context: CliContext): void {
@@ -34,7 +34,9 @@ export function registerKeysCommands(program: Command, context: CliContext): voi
       "rewrap every tenant data key (and every staff member's TOTP secret) with the current master key (STRONGROOM_MASTER_KEY[_FILE]); keys still wrapped by STRONGROOM_PREVIOUS_MASTER_KEY[_FILE] are moved over. Online and resumable.",
     )
     .action(async () => {
-      await withRuntime(context, async ({ core }) => {
+      // The entry names no key, not even its id: the action and its outcome are what matter.
+      const what = { action: 'keys.rotate_master', resourceType: 'master_key' };
+      await withAuditedRuntime(context, what, async ({ core }) => {
         const bar = createProgressBar(context, 'rewrapping data keys');
         let result: { done: number; total: number };
         try {

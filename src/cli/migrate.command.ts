@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { commonErrors } from '../platform/errors.ts';
-import { type CliContext, CliExit, withRuntime } from './cli-context.ts';
+import { type CliContext, CliExit, withAuditedRuntime } from './cli-context.ts';
 import { createProgressBar } from './progress.ts';
 
 export function registerMigrateCommand(program: Command, context: CliContext): void {
@@ -15,7 +15,8 @@ export function registerMigrateCommand(program: Command, context: CliContext): v
     .option('--json', 'print the summary as JSON')
     .action(
       async (options: { batchSize?: string; concurrency?: string; canary?: string; json?: boolean }) => {
-        const exitCode = await withRuntime(context, async ({ core }, config) => {
+        const what = { action: 'platform.migrate', resourceType: 'tenants', options };
+        const exitCode = await withAuditedRuntime(context, what, async ({ core }, config, _log, audit) => {
           // Opening the runtime already brought the control plane up to date.
           const bar = createProgressBar(context, 'migrating tenants');
           let summary: Awaited<ReturnType<typeof core.fleet.run>>;
@@ -50,6 +51,7 @@ export function registerMigrateCommand(program: Command, context: CliContext): v
             }
             context.stdout(`${lines.join('\n')}\n`);
           }
+          if (summary.status !== 'succeeded') audit.failed('migration_incomplete');
           return summary.status === 'succeeded' ? 0 : 1;
         });
         if (exitCode !== 0) throw new CliExit(exitCode);

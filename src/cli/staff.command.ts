@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { type CreatedStaff, staffRoles } from '../modules/staff/staff.service.ts';
-import { type CliContext, formatTable, withRuntime } from './cli-context.ts';
+import { type CliContext, formatTable, withAuditedRuntime, withRuntime } from './cli-context.ts';
 
 export function registerStaffCommands(program: Command, context: CliContext): void {
   const staff = program
@@ -17,12 +17,14 @@ export function registerStaffCommands(program: Command, context: CliContext): vo
     .requiredOption('--role <role>', `one of: ${staffRoles.join(', ')}`)
     .option('--json', 'print JSON instead of text')
     .action(async (options: { email: string; name: string; role: string; json?: boolean }) => {
-      await withRuntime(context, async ({ core }) => {
+      const what = { action: 'staff.create', resourceType: 'staff', options };
+      await withAuditedRuntime(context, what, async ({ core }, _config, _log, audit) => {
         const created = await core.staff.create({
           email: options.email,
           displayName: options.name,
           role: options.role,
         });
+        audit.resource('staff', created.staff.id);
         printSetup(context, created, 'created', options.json);
       });
     });
@@ -34,8 +36,11 @@ export function registerStaffCommands(program: Command, context: CliContext): vo
     )
     .option('--json', 'print JSON instead of text')
     .action(async (email: string, options: { json?: boolean }) => {
-      await withRuntime(context, async ({ core }) => {
-        printSetup(context, await core.staff.resetMfa(email), 'reset', options.json);
+      const what = { action: 'staff.reset_mfa', resourceType: 'staff' };
+      await withAuditedRuntime(context, what, async ({ core }, _config, _log, audit) => {
+        const reset = await core.staff.resetMfa(email);
+        audit.resource('staff', reset.staff.id);
+        printSetup(context, reset, 'reset', options.json);
       });
     });
 
@@ -43,8 +48,9 @@ export function registerStaffCommands(program: Command, context: CliContext): vo
     .command('disable <email>')
     .description('disable a staff member: every key of theirs stops working at once')
     .action(async (email: string) => {
-      await withRuntime(context, async ({ core }) => {
-        await core.staff.disable(email);
+      const what = { action: 'staff.disable', resourceType: 'staff' };
+      await withAuditedRuntime(context, what, async ({ core }, _config, _log, audit) => {
+        audit.resource('staff', await core.staff.disable(email));
         context.stdout(`disabled ${email.toLowerCase()}\n`);
       });
     });

@@ -1,6 +1,6 @@
 import { type Command, Option } from 'commander';
 import type { Tenant } from '../modules/tenants/tenant.repository.ts';
-import { type CliContext, formatTable, withRuntime } from './cli-context.ts';
+import { type CliContext, formatTable, withAuditedRuntime, withRuntime } from './cli-context.ts';
 
 function describeTenant(t: Tenant): string[] {
   return [t.slug, t.id, t.status, t.name ?? '', t.schemaVersion ?? '-', t.migrationStatus];
@@ -23,8 +23,10 @@ export function registerTenantCommands(program: Command, context: CliContext): v
     .requiredOption('--owner-email <email>', "the primary account holder's email")
     .addOption(json)
     .action(async (options: { slug: string; name: string; ownerEmail: string; json?: boolean }) => {
-      await withRuntime(context, async ({ core }) => {
+      const what = { action: 'tenants.create', resourceType: 'tenants', options };
+      await withAuditedRuntime(context, what, async ({ core }, _config, _log, audit) => {
         const created = await core.tenants.create(options);
+        audit.resource('tenants', created.tenant.id, created.tenant.id);
         if (options.json) {
           context.stdout(`${JSON.stringify(created, null, 2)}\n`);
           return;
@@ -86,9 +88,11 @@ export function registerTenantCommands(program: Command, context: CliContext): v
           : 'resume a suspended tenant',
       )
       .action(async (idOrSlug: string) => {
-        await withRuntime(context, async ({ core }) => {
+        const what = { action: `tenants.${action}`, resourceType: 'tenants' };
+        await withAuditedRuntime(context, what, async ({ core }, _config, _log, audit) => {
           const changed =
             action === 'suspend' ? await core.tenants.suspend(idOrSlug) : await core.tenants.resume(idOrSlug);
+          audit.resource('tenants', changed.id, changed.id);
           context.stdout(`${changed.slug} is now ${changed.status}\n`);
         });
       });
@@ -99,8 +103,10 @@ export function registerTenantCommands(program: Command, context: CliContext): v
     .description('delete a tenant for good: drops its schema and role and destroys its data key')
     .option('--confirm <slug>', "the tenant's slug, to confirm")
     .action(async (idOrSlug: string, options: { confirm?: string }) => {
-      await withRuntime(context, async ({ core }) => {
+      const what = { action: 'tenants.delete', resourceType: 'tenants', options };
+      await withAuditedRuntime(context, what, async ({ core }, _config, _log, audit) => {
         const deleted = await core.tenants.delete(idOrSlug, options.confirm);
+        audit.resource('tenants', deleted.id, deleted.id);
         context.stdout(`deleted tenant ${deleted.slug} (${deleted.id}); its data key is destroyed\n`);
       });
     });

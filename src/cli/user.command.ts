@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { type CliContext, formatTable, withRuntime } from './cli-context.ts';
+import { type CliContext, formatTable, withAuditedRuntime } from './cli-context.ts';
 
 export function registerUserCommands(program: Command, context: CliContext): void {
   const user = program
@@ -12,8 +12,12 @@ export function registerUserCommands(program: Command, context: CliContext): voi
     .requiredOption('--tenant <tenant>', 'the tenant, by slug or id')
     .option('--json', 'print JSON instead of text')
     .action(async (options: { tenant: string; json?: boolean }) => {
-      await withRuntime(context, async ({ core }) => {
-        const users = await core.identity.listUsersForOperator(options.tenant);
+      // A read of a tenant's personal data by an operator: on the record like a change.
+      const what = { action: 'users.list', resourceType: 'users' };
+      await withAuditedRuntime(context, what, async ({ core }, _config, _log, audit) => {
+        const tenant = await core.tenants.get(options.tenant);
+        audit.resource('users', null, tenant.id);
+        const users = await core.identity.listUsersForOperator(tenant.id);
         if (options.json) context.stdout(`${JSON.stringify(users, null, 2)}\n`);
         else if (users.length === 0)
           context.stdout('no accounts yet: the owner signs up with the setup token\n');

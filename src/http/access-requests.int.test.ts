@@ -398,6 +398,88 @@ for (const kind of await testDatabaseKinds()) {
           for (const id of Object.values(grants)) await decide(id, 'revoke', owner.a).catch(() => undefined);
         });
 
+        it('opens nothing of a suspended or deleted tenant, refuses new requests for it, and audits each attempt', async () => {
+          const created = await core.tenants.create({
+            slug: 'lockbox-c',
+            name: 'Tenant C',
+            ownerEmail: 'owner@c.test',
+          });
+          const tenantC = created.tenant.id;
+          const ownerC = (
+            await core.identity.setupOwner({ token: created.ownerSetupToken, displayName: 'O', password })
+          ).session.token;
+          const cProject = (await callAs(app, 'POST', '/api/v1/projects', ownerC, { name: 'C data' })).json()
+            .id;
+          const cRecord = (
+            await callAs(app, 'POST', `/api/v1/projects/${cProject}/records`, ownerC, {
+              collection: 'invoices',
+              data: { canary: 'suspended-canary' },
+            })
+          ).json().id;
+          const cUrl = `/api/v1/projects/${cProject}/records/${cRecord}`;
+          const askC = () =>
+            ask({ tenant: 'lockbox-c', scope: { kind: 'projects', projectIds: [cProject] } });
+          const approved = (await askC()).json().id as string;
+          expect((await decide(approved, 'approve', ownerC)).statusCode).toBe(200);
+          const pending = (await askC()).json().id as string;
+          expect((await asStaff('GET', cUrl, staff.support, approved)).statusCode).toBe(200);
+          const requestsOfC = async () =>
+            (
+              await sql<{
+                n: number;
+              }>`select count(*)::int as n from control.access_requests where tenant_id = ${tenantC}`.execute(
+                testDb.database.db,
+              )
+            ).rows[0]?.n;
+          const before = await requestsOfC();
+
+          await core.tenants.suspend('lockbox-c');
+          const refused: string[] = [];
+          for (const [role, key] of Object.entries(staff)) {
+            const res = await asStaff('GET', cUrl, key, approved);
+            expect(res.statusCode, role).toBe(403);
+            expect(res.body).not.toContain('suspended-canary');
+            refused.push(res.headers['x-request-id'] as string);
+          }
+          const holder = await asStaff('GET', cUrl, staff.support, approved);
+          expect([holder.statusCode, holder.json().error.code]).toEqual([403, 'tenant_suspended']);
+          refused.push(holder.headers['x-request-id'] as string);
+          // No new request, and the owners (who cannot sign in) cannot approve the one pending.
+          const asked = await askC();
+          expect([asked.statusCode, asked.json().error.code]).toEqual([403, 'tenant_suspended']);
+          expect(await requestsOfC()).toBe(before);
+          expect((await decide(pending, 'approve', ownerC)).json().error.code).toBe('tenant_suspended');
+          const { rows: pendingRow } = await sql<{
+            status: string;
+          }>`select status from control.access_requests where id = ${pending}`.execute(testDb.database.db);
+          expect(pendingRow[0]?.status).toBe('pending');
+
+          // Each refused attempt is one denial on the platform chain, as that staff member's.
+          await core.audit.flush();
+          const { rows } = await sql<{
+            request_id: string;
+            actor_kind: string;
+            outcome: string;
+            error_code: string;
+          }>`
+            select request_id, actor_kind, outcome, error_code from control.audit_log
+            where request_id = any(${refused}::text[])`.execute(testDb.database.db);
+          expect(rows).toHaveLength(refused.length);
+          expect(rows.every((r) => r.actor_kind === 'staff' && r.outcome === 'deny')).toBe(true);
+          expect(rows.find((r) => r.request_id === holder.headers['x-request-id'])?.error_code).toBe(
+            'tenant_suspended',
+          );
+
+          // Resumed: the grant opens again until its own end (suspension does not stop its clock).
+          await core.tenants.resume('lockbox-c');
+          expect((await asStaff('GET', cUrl, staff.support, approved)).statusCode).toBe(200);
+          await core.tenants.delete('lockbox-c', 'lockbox-c');
+          const gone = await asStaff('GET', cUrl, staff.support, approved);
+          expect([gone.statusCode, gone.json().error.code]).toEqual([404, 'tenant_not_found']);
+          expect((await askC()).json().error.code).toBe('tenant_not_found');
+          expect(await requestsOfC()).toBe(before);
+        });
+
         it('ends a grant at its end: refused one second after', async () => {
           const grant = await grantFor('approve', { durationMinutes: 1 });
           expect((await asStaff('GET', recordUrl(), staff.support, grant)).statusCode).toBe(200);
@@ -579,6 +661,23 @@ for (const kind of await testDatabaseKinds()) {
       const through = await callAs(app, 'POST', `/api/v1/ops/break-glass/${consent.id}/confirm`, second);
       expect(through.statusCode).toBe(404);
       expect((await callAs(app, 'GET', `/api/v1/access-requests/${consent.id}`, owner)).json().status).toBe(
+        'pending',
+      );
+    });
+
+    it('opens no emergency access to a suspended tenant: neither asked for nor confirmed', async () => {
+      const { id } = (await callAs(app, 'POST', '/api/v1/ops/break-glass', requester, body)).json();
+      await core.tenants.suspend('glass-a');
+      try {
+        const asked = await callAs(app, 'POST', '/api/v1/ops/break-glass', requester, body);
+        expect([asked.statusCode, asked.json().error.code]).toEqual([403, 'tenant_suspended']);
+        const confirmed = await callAs(app, 'POST', `/api/v1/ops/break-glass/${id}/confirm`, second);
+        expect([confirmed.statusCode, confirmed.json().error.code]).toEqual([403, 'tenant_suspended']);
+      } finally {
+        await core.tenants.resume('glass-a');
+      }
+      // Still waiting for its second person: nothing was decided while the tenant was suspended.
+      expect((await callAs(app, 'GET', `/api/v1/access-requests/${id}`, owner)).json().status).toBe(
         'pending',
       );
     });

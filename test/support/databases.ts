@@ -10,6 +10,7 @@ import { FsObjectStore } from '../../src/adapters/object-store/object-store.fs.t
 import { type AnyKysely, type Database, openDatabase } from '../../src/db/database.ts';
 import type { Migration } from '../../src/db/migrator.ts';
 import { type Core, composeCore, prepareControlPlane } from '../../src/main/compose.ts';
+import type { AuditSigner } from '../../src/modules/audit/audit-signer.ts';
 import type { BackupLocation } from '../../src/modules/backups/backup-format.ts';
 import type { SupportAccessSettings } from '../../src/modules/support/support-access.service.ts';
 import type { Clock } from '../../src/platform/clock.ts';
@@ -114,6 +115,8 @@ export async function openTestCore(
     supportAccess?: SupportAccessSettings;
     /** Backup locations; default none (backup and restore then refuse). */
     backupLocations?: readonly BackupLocation[];
+    /** Signs audit checkpoints; default a fresh random key. */
+    auditSigner?: AuditSigner;
   } = {},
 ): Promise<{ core: Core; testDb: TestDatabase; masterKey: Buffer; outboxDir: string; objects: ObjectStore }> {
   const testDb = await kind.open();
@@ -128,6 +131,7 @@ export async function openTestCore(
     ...(options.clock ? { clock: options.clock } : {}),
     ...(options.supportAccess ? { supportAccess: options.supportAccess } : {}),
     ...(options.backupLocations ? { backupLocations: options.backupLocations } : {}),
+    ...(options.auditSigner ? { auditSigner: options.auditSigner } : {}),
     mailer: new OutboxMailer({ dir: outboxDir, from: 'Strongroom <no-reply@strongroom.localhost>' }),
     database: testDb.database,
     keyProvider: new LocalKeyProvider({ current: masterKey }),

@@ -1,13 +1,18 @@
-import { randomInt } from 'node:crypto';
+import { randomBytes, randomInt } from 'node:crypto';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openTestCore, type TestDatabase, testDatabaseKinds } from '../../../test/support/databases.ts';
 import type { AnyKysely } from '../../db/database.ts';
 import { tenantSchemaName } from '../../db/tenant-schema.ts';
-import type { TenantScope } from '../../db/with-tenant.ts';
+import { createWithTenant, type TenantScope } from '../../db/with-tenant.ts';
 import type { Core } from '../../main/compose.ts';
+import type { ObjectStore } from '../../ports/object-store.port.ts';
+import { auditRepository } from './audit.repository.ts';
+import { AuditService, type AuditVerification } from './audit.service.ts';
 import { type AuditEntry, hashAuditEntry } from './audit-chain.ts';
 import { type AuditRequestContext, runWithAuditContext } from './audit-context.ts';
+import { AuditSigner } from './audit-signer.ts';
+import { checkRecordHashes, parseStoredRecord } from './audit-stored-row.ts';
 
 function entry(i: number): AuditEntry {
   return {
@@ -37,13 +42,33 @@ for (const kind of await testDatabaseKinds()) {
     let root: AnyKysely;
     let tenantCount = 0;
 
+    /** The same chains read in pages of 5 positions, checked on two worker threads. */
+    let paged: AuditService;
+
     beforeAll(async () => {
-      ({ core, testDb } = await openTestCore(kind));
+      const auditSigner = new AuditSigner(randomBytes(32));
+      let objects: ObjectStore;
+      ({ core, testDb, objects } = await openTestCore(kind, { auditSigner }));
       root = testDb.database.db;
+      paged = new AuditService({
+        database: testDb.database,
+        withTenant: createWithTenant(testDb.database),
+        tenants: core.tenantRepository,
+        objects,
+        signer: auditSigner,
+        verify: { pageSize: 5, threads: 2 },
+      });
     });
     afterAll(async () => {
       await testDb?.close();
     });
+
+    /** Verifies a chain both ways (one page on the calling thread; pages of 5 on workers): same report. */
+    async function verify(tenantId: string | null): Promise<AuditVerification> {
+      const report = await core.audit.verify(tenantId);
+      expect(await paged.verify(tenantId)).toEqual(report);
+      return report;
+    }
 
     /** A fresh tenant whose chain holds `count` entries, sealed by a checkpoint at `sealAt` (default: the head). */
     async function seededTenant(count: number, sealAt = count) {
@@ -79,7 +104,7 @@ for (const kind of await testDatabaseKinds()) {
 
     it('verifies an intact chain and stores its checkpoint in the database and the object store', async () => {
       const { tenantId } = await seededTenant(30);
-      const report = await core.audit.verify(tenantId);
+      const report = await verify(tenantId);
       expect(report).toMatchObject({
         ok: true,
         entries: 30,
@@ -88,6 +113,80 @@ for (const kind of await testDatabaseKinds()) {
       const stored: string[] = [];
       for await (const object of core.objects.list(`audit/${tenantId}/checkpoints/`)) stored.push(object.key);
       expect(stored).toEqual([`audit/${tenantId}/checkpoints/${'30'.padStart(20, '0')}.json`]);
+    });
+
+    it('reads back every kind of value exactly as it was hashed, in any session time zone, on both chains', async () => {
+      const hostile = [
+        '',
+        ' ',
+        'a,b',
+        '(x)',
+        '"q"',
+        'back\\slash',
+        'line\nbreak',
+        'tab\t',
+        '\u0001',
+        'NULL',
+        '{b}',
+        'ünï',
+        '😀',
+        '\u2028',
+        'x'.repeat(99),
+      ];
+      const entries = hostile.map(
+        (value, i): AuditEntry => ({
+          ...entry(i),
+          // 0, 100 and 123 ms: the server writes the fraction without its trailing zeros.
+          at: new Date(Date.UTC(2026, 10, 23, 10, 0, i, [0, 100, 123][i % 3])),
+          actorId: value,
+          apiKeyId: i % 2 ? null : '6b1d0c8e-5d8a-4c1e-9a53-2c3f1f0d9a11',
+          action: value || 'x',
+          resourceType: value,
+          resourceId: value,
+          outcome: (['allow', 'deny', 'error'] as const)[i % 3]!,
+          statusCode: i % 4 ? 200 + i : null,
+          errorCode: value,
+          requestId: value,
+          ip: value,
+          userAgent: value.repeat(3),
+          changes: [null, [], hostile, [value, 'data.ü']][i % 4] as string[] | null,
+        }),
+      );
+      const { tenantId } = await seededTenant(1);
+      await core.withTenant(tenantId, (scope) => core.audit.append(scope, entries));
+      await core.audit.appendPlatform(entries.map((e, i) => ({ ...e, tenantId: i % 2 ? null : tenantId })));
+      for (const chain of [tenantId, null]) {
+        expect((await verify(chain)).ok).toBe(true);
+        // The fast path itself (not only its plain-column fallback) reads every entry right.
+        for (const timeZone of ['UTC', 'Asia/Kolkata', 'America/St_Johns']) {
+          const read = async (db: AnyKysely) => {
+            await sql`select set_config('timezone', ${timeZone}, true)`.execute(db);
+            const handle = { db, tenantId: chain };
+            return {
+              records: await auditRepository.recordRange(handle, 0, 1e9),
+              plain: await auditRepository.storedRange(handle, 0, 1e9),
+            };
+          };
+          const { records, plain } =
+            chain === null
+              ? await testDb.database.db.transaction().execute((trx) => read(trx.withSchema('control')))
+              : await core.withTenant(tenantId, (scope) => read(scope.db));
+          expect(
+            records.map((r) => parseStoredRecord(r.record, chain)),
+            timeZone,
+          ).toEqual(plain.map(({ position: _p, prevHash: _v, hash: _h, ...fields }) => fields));
+          const page = {
+            tenantId: chain,
+            prevHashes: records.map((r) => r.prevHash),
+            hashes: records.map((r) => r.hash),
+            records: records.map((r) => r.record),
+          };
+          expect(
+            [...checkRecordHashes(page)].every((ok) => ok === 1),
+            timeZone,
+          ).toBe(true);
+        }
+      }
     });
 
     it("refuses UPDATE, DELETE and TRUNCATE of audit tables to the app's tenant role, and to the owner through the triggers", async () => {
@@ -115,7 +214,7 @@ for (const kind of await testDatabaseKinds()) {
         n: number;
       }>`select count(*)::int as n from ${sql.id(schema, 'audit_log')}`.execute(root);
       expect(rows[0]?.n).toBe(3);
-      expect((await core.audit.verify(tenantId)).ok).toBe(true);
+      expect((await verify(tenantId)).ok).toBe(true);
     });
 
     it('keeps positions gapless under concurrent appends', async () => {
@@ -125,7 +224,7 @@ for (const kind of await testDatabaseKinds()) {
           core.withTenant(tenantId, (scope) => core.audit.append(scope, [entry(100 + i), entry(200 + i)])),
         ),
       );
-      const report = await core.audit.verify(tenantId);
+      const report = await verify(tenantId);
       expect(report).toMatchObject({ ok: true, entries: 49, head: { position: 49 } });
     });
 
@@ -244,7 +343,7 @@ for (const kind of await testDatabaseKinds()) {
       expect(rows[0]?.n).toBe(21);
       const left = await sql`select 1 from ${sql.id(schema, 'audit_pending')}`.execute(root);
       expect(left.rows).toHaveLength(0);
-      expect((await core.audit.verify(tenantId)).problem).toBeUndefined();
+      expect((await verify(tenantId)).problem).toBeUndefined();
     });
 
     // Each class at both ends of its range and at a random position (a new one every run); every one
@@ -256,7 +355,7 @@ for (const kind of await testDatabaseKinds()) {
       await tamper(schema, async (log) => {
         await sql`update ${log} set outcome = 'deny' where position = ${p}`.execute(root);
       });
-      expect((await core.audit.verify(tenantId)).problem).toMatchObject({ position: p, class: 'modified' });
+      expect((await verify(tenantId)).problem).toMatchObject({ position: p, class: 'modified' });
     });
 
     it.each(positions(1, size - 1))('detects deletion at position %i', async (p) => {
@@ -270,7 +369,7 @@ for (const kind of await testDatabaseKinds()) {
           await sql`update ${log} set position = position - 1001 where position > 1000`.execute(root);
         }
       });
-      expect((await core.audit.verify(tenantId)).problem).toMatchObject({ position: p, class: 'deleted' });
+      expect((await verify(tenantId)).problem).toMatchObject({ position: p, class: 'deleted' });
     });
 
     it.each(positions(2, size))('detects insertion at position %i', async (p) => {
@@ -291,7 +390,7 @@ for (const kind of await testDatabaseKinds()) {
           root,
         );
       });
-      expect((await core.audit.verify(tenantId)).problem).toMatchObject({ position: p, class: 'inserted' });
+      expect((await verify(tenantId)).problem).toMatchObject({ position: p, class: 'inserted' });
     });
 
     it.each(positions(1, size - 1))('detects reordering at position %i', async (p) => {
@@ -301,7 +400,7 @@ for (const kind of await testDatabaseKinds()) {
         await sql`update ${log} set position = ${p} where position = ${p + 1}`.execute(root);
         await sql`update ${log} set position = ${p + 1} where position = 100000`.execute(root);
       });
-      expect((await core.audit.verify(tenantId)).problem).toMatchObject({
+      expect((await verify(tenantId)).problem).toMatchObject({
         position: p,
         class: 'reordered',
       });
@@ -312,7 +411,7 @@ for (const kind of await testDatabaseKinds()) {
       await tamper(schema, async (log) => {
         await sql`delete from ${log} where position >= ${p}`.execute(root);
       });
-      expect((await core.audit.verify(tenantId)).problem).toMatchObject({
+      expect((await verify(tenantId)).problem).toMatchObject({
         position: p,
         class: 'truncated',
       });
@@ -331,7 +430,7 @@ for (const kind of await testDatabaseKinds()) {
             root,
           );
         });
-        expect((await core.audit.verify(tenantId)).problem).toMatchObject({
+        expect((await verify(tenantId)).problem).toMatchObject({
           position: sealAt + 1,
           class: 'rolled_back',
         });
@@ -368,9 +467,9 @@ for (const kind of await testDatabaseKinds()) {
         root,
       );
       expect(rows[0]?.first).toBe('11');
-      expect(await core.audit.verify(tenantId)).toMatchObject({ ok: true, firstPosition: 11, entries: 5 });
+      expect(await verify(tenantId)).toMatchObject({ ok: true, firstPosition: 11, entries: 5 });
       await core.withTenant(tenantId, (scope) => core.audit.append(scope, [entry(16)]));
-      expect(await core.audit.verify(tenantId)).toMatchObject({
+      expect(await verify(tenantId)).toMatchObject({
         ok: true,
         entries: 6,
         head: { position: 16 },
@@ -379,7 +478,7 @@ for (const kind of await testDatabaseKinds()) {
       await tamper(schema, async () => {
         await sql`delete from ${log} where position <= 12`.execute(root);
       });
-      expect((await core.audit.verify(tenantId)).problem).toMatchObject({ position: 1, class: 'deleted' });
+      expect((await verify(tenantId)).problem).toMatchObject({ position: 1, class: 'deleted' });
     });
 
     it('detects a consistently rewritten chain through its checkpoints', async () => {
@@ -404,7 +503,7 @@ for (const kind of await testDatabaseKinds()) {
           prev = hash;
         }
       });
-      expect((await core.audit.verify(tenantId)).problem).toMatchObject({ position: 1, class: 'modified' });
+      expect((await verify(tenantId)).problem).toMatchObject({ position: 1, class: 'modified' });
     });
   });
 }

@@ -1,7 +1,13 @@
 import { type ColumnType, type Kysely, type Selectable, sql } from 'kysely';
 import type { AnyKysely } from '../../db/database.ts';
 import type { TenantTables } from '../../db/tenant-tables.ts';
-import type { ActorKind, AuditEntry, AuditOutcome, ChainedAuditEntry } from './audit-chain.ts';
+import type {
+  ActorKind,
+  AuditEntry,
+  AuditOutcome,
+  CanonicalAuditFields,
+  ChainedAuditEntry,
+} from './audit-chain.ts';
 import { genesisHash } from './audit-chain.ts';
 
 /** The audit tables, the same in a tenant schema and in `control` (db/migrations/audit-log-ddl.ts). */
@@ -41,6 +47,9 @@ interface AuditCheckpointsTable {
   key_id: string;
   signature: string;
 }
+
+/** An entry as verify reads it: its canonical fields (time as text), position and links. */
+export type StoredAuditEntry = CanonicalAuditFields & { position: number; prevHash: string; hash: string };
 
 export interface StoredCheckpoint {
   position: number;
@@ -114,6 +123,18 @@ export const auditRepository = {
       : { position: 0, hash: genesisHash };
   },
 
+  /** The first position after `afterPosition` that holds an entry, if any. */
+  async nextPosition(chain: ChainHandle, afterPosition: number): Promise<number | undefined> {
+    const row = await tables(chain.db)
+      .selectFrom('audit_log')
+      .select('position')
+      .where('position', '>', afterPosition)
+      .orderBy('position')
+      .limit(1)
+      .executeTakeFirst();
+    return row ? Number(row.position) : undefined;
+  },
+
   async insert(chain: ChainHandle, entries: readonly ChainedAuditEntry[]): Promise<void> {
     if (entries.length === 0) return;
     await tables(chain.db)
@@ -157,6 +178,78 @@ export const auditRepository = {
       .limit(limit)
       .execute();
     return rows.map((row) => toEntry({ ...row, at: new Date(row.at_iso) }, chain.tenantId));
+  },
+
+  /**
+   * The same entries as `storedRange`, each as its position, links and one record literal of the
+   * other columns (audit-stored-row.ts reads it): what verify reads first, being far cheaper to
+   * receive. `at` comes in the server's own text form, which costs Postgres least.
+   */
+  async recordRange(
+    chain: ChainHandle,
+    afterPosition: number,
+    throughPosition: number,
+  ): Promise<Array<{ position: number; prevHash: string; hash: string; record: string }>> {
+    const record =
+      chain.tenantId === null
+        ? sql<string>`row(at, actor_kind, actor_id, api_key_id, grant_id, action, resource_type, resource_id, outcome, status_code, error_code, request_id, ip, user_agent, changes, tenant_id)::text`
+        : sql<string>`row(at, actor_kind, actor_id, api_key_id, grant_id, action, resource_type, resource_id, outcome, status_code, error_code, request_id, ip, user_agent, changes)::text`;
+    return tables(chain.db)
+      .selectFrom('audit_log')
+      .select([
+        sql<number>`position::float8`.as('position'),
+        'prev_hash as prevHash',
+        'hash',
+        record.as('record'),
+      ])
+      .where('position', '>', afterPosition)
+      .where('position', '<=', throughPosition)
+      .orderBy('position')
+      .execute();
+  },
+
+  /**
+   * The entries with positions in (`afterPosition`, `throughPosition`], in chain order, with every
+   * field under its canonical name and the time already as ISO 8601 text: what verify falls back
+   * to for a page whose record literals did not all check out. A bounded
+   * range rather than a LIMIT, so the planner reads only those rows by the primary key even when
+   * its statistics are stale (with `position > x … limit n` it sorted the whole rest of the chain).
+   */
+  async storedRange(
+    chain: ChainHandle,
+    afterPosition: number,
+    throughPosition: number,
+  ): Promise<StoredAuditEntry[]> {
+    const rows = (await tables(chain.db)
+      .selectFrom('audit_log')
+      .select([
+        sql<number>`position::float8`.as('position'),
+        ...(chain.tenantId === null ? (['tenant_id as tenantId'] as const) : []),
+        sql<string>`to_char(at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`.as('at'),
+        'actor_kind as actorKind',
+        'actor_id as actorId',
+        'api_key_id as apiKeyId',
+        'grant_id as grantId',
+        'action',
+        'resource_type as resourceType',
+        'resource_id as resourceId',
+        'outcome',
+        'status_code as statusCode',
+        'error_code as errorCode',
+        'request_id as requestId',
+        'ip',
+        'user_agent as userAgent',
+        'changes',
+        'prev_hash as prevHash',
+        'hash',
+      ])
+      .where('position', '>', afterPosition)
+      .where('position', '<=', throughPosition)
+      .orderBy('position')
+      .execute()) as StoredAuditEntry[];
+    // A tenant's chain names its tenant in every entry: added here rather than sent a million times.
+    if (chain.tenantId !== null) for (const row of rows) row.tenantId = chain.tenantId;
+    return rows;
   },
 
   /** A write's entry, committed with the write; `sealPending` moves it into the chain. No lock. */

@@ -16,11 +16,13 @@ import {
   type AuditEntry,
   type ChainedAuditEntry,
   chainAuditEntries,
+  checkEntryHashes,
   genesisHash,
-  hashAuditEntry,
 } from './audit-chain.ts';
 import { type AuditRequestContext, currentAuditContext } from './audit-context.ts';
+import { defaultVerifyThreads, openEntryHashChecker } from './audit-hash-pool.ts';
 import { type AuditSigner, checkpointMessage } from './audit-signer.ts';
+import type { RecordPage } from './audit-stored-row.ts';
 
 /** The kinds of damage `verify` names; the first bad position comes with one of them. */
 export type TamperClass =
@@ -69,14 +71,24 @@ export interface AuditServiceOptions {
    * configuration turns it off.
    */
   enabled?: boolean;
+  /**
+   * How verify reads and checks a chain: positions per page (default 10,000) and worker threads
+   * that recompute entry hashes (default one per core, 1 to 4; 0: on the calling thread).
+   */
+  verify?: { pageSize?: number; threads?: number };
   /** Where background failures go (the batch writer, checkpointing); never thrown at a request. */
   onError?: (error: unknown, what: string) => void;
 }
 
+/** What the walk of `verify` looks at in each entry (its own hash is checked before, per page). */
+type ChainLinks = { position: number; prevHash: string; hash: string };
+
 /** An entry waiting for the batch writer, and which chain it belongs to. */
 type QueuedEntry = AuditEntry & { tenantSlug?: string | null; platform?: boolean };
 
-const verifyPageSize = 5_000;
+const exportPageSize = 5_000;
+/** How often verify reports progress, in entries. */
+const verifyProgressEvery = 10_000;
 /** Entries waiting in memory beyond this are dropped (and reported) rather than exhaust the heap. */
 const maxPendingEntries = 100_000;
 export const maxAuditPageSize = 500;
@@ -104,6 +116,7 @@ export class AuditService {
   readonly #minRetentionDays: number;
   readonly #onError: (error: unknown, what: string) => void;
   readonly #enabled: boolean;
+  readonly #verify: { pageSize: number; threads: number };
   /** Keyed by tenant id, '' for the platform chain. */
   #pending = new Map<string, QueuedEntry[]>();
   #pendingCount = 0;
@@ -126,6 +139,10 @@ export class AuditService {
     this.#enabled = options.enabled ?? true;
     this.#retentionDays = Math.max(options.retentionDays ?? 365, this.#minRetentionDays);
     this.#onError = options.onError ?? (() => undefined);
+    this.#verify = {
+      pageSize: Math.max(1, options.verify?.pageSize ?? 10_000),
+      threads: Math.max(0, options.verify?.threads ?? defaultVerifyThreads()),
+    };
   }
 
   get signingKey(): { keyId: string; publicKeyPem: string } {
@@ -421,15 +438,18 @@ export class AuditService {
     tenantId: string | null,
     onProgress?: (done: number, total: number) => void,
   ): Promise<AuditVerification> {
-    const { dbCheckpoints, head } = await this.#onChain(
+    // The copies outside the database first: each was written after its entries committed, so the
+    // head read next covers every one of them (entries appended meanwhile are left for next time).
+    const storeCheckpoints = await this.#readStoredCheckpoints(tenantId);
+    const { dbCheckpoints, head, first } = await this.#onChain(
       tenantId,
       async (chain) => ({
         dbCheckpoints: await auditRepository.checkpoints(chain),
         head: await auditRepository.head(chain),
+        first: await auditRepository.nextPosition(chain, 0),
       }),
       true,
     );
-    const storeCheckpoints = await this.#readStoredCheckpoints(tenantId);
     const problems: Array<{ position: number; class: TamperClass; message: string }> = [];
     const claims = new Map<number, Array<StoredCheckpoint & { source: 'database' | 'object store' }>>();
     for (const [source, list] of [
@@ -458,20 +478,20 @@ export class AuditService {
       }
     }
 
-    // Walk the chain with one entry of look-ahead, which tells the kinds of damage apart.
-    const entries = this.#scan(tenantId);
-    let previous: ChainedAuditEntry | undefined;
-    let current = await entries.next();
+    // Walk the chain with one entry of look-ahead, which tells the kinds of damage apart. Each
+    // entry's own hash is recomputed a page at a time ahead of the walk (`consistent`); the walk
+    // itself only compares positions and links.
     let expectedPosition: number | undefined;
     let expectedPrevHash = genesisHash;
     let count = 0;
     let lastGood: { position: number; hash: string } | null = null;
     let firstPosition: number | null = null;
+    /** The chain's hash at each claimed (checkpointed) position reached. */
     const hashAt = new Map<number, string>();
-    while (!current.done) {
-      const entry = current.value;
-      const next = await entries.next();
-      const following = next.done ? undefined : next.value;
+    let previous: ChainLinks | undefined;
+    let held: { entry: ChainLinks; consistent: boolean } | undefined;
+    /** Checks `entry` (with `following` after it); false once the walk must stop. */
+    const step = (entry: ChainLinks, consistent: boolean, following: ChainLinks | undefined) => {
       if (expectedPosition === undefined) {
         firstPosition = entry.position;
         // The first retained entry: position 1, or right after a pruned segment's checkpoint.
@@ -484,26 +504,38 @@ export class AuditService {
               class: 'deleted',
               message: `the chain starts at ${entry.position}, with no checkpoint sealing what came before`,
             });
-            break;
+            return false;
           }
           expectedPrevHash = boundary.headHash;
           hashAt.set(boundary.position, boundary.headHash);
         }
       }
-      const problem = classify(entry, expectedPosition, expectedPrevHash, previous, following);
+      const problem = classify(entry, consistent, expectedPosition, expectedPrevHash, previous, following);
       if (problem) {
         problems.push(problem);
-        break;
+        return false;
       }
-      hashAt.set(entry.position, entry.hash);
-      lastGood = { position: entry.position, hash: entry.hash };
+      if (claims.has(entry.position)) hashAt.set(entry.position, entry.hash);
       expectedPrevHash = entry.hash;
       expectedPosition++;
       count++;
-      if (count % verifyPageSize === 0) onProgress?.(count, head.position);
+      if (count % verifyProgressEvery === 0) onProgress?.(count, head.position);
       previous = entry;
-      current = next;
+      return true;
+    };
+    let stopped = false;
+    walk: for await (const { entries, consistent } of this.#scanStored(tenantId, first, head.position)) {
+      for (let i = 0; i < entries.length; i++) {
+        const entry = entries[i]!;
+        if (held && !step(held.entry, held.consistent, entry)) {
+          stopped = true;
+          break walk;
+        }
+        held = { entry, consistent: consistent[i] === 1 };
+      }
     }
+    if (held && !stopped) step(held.entry, held.consistent, undefined);
+    if (previous) lastGood = { position: previous.position, hash: previous.hash };
     onProgress?.(count, Math.max(count, head.position));
 
     const chainIntact = problems.every((p) => p.class === 'checkpoint_invalid');
@@ -557,17 +589,98 @@ export class AuditService {
     };
   }
 
-  /** The chain in order, a page at a time; the next page is fetched while this one is checked. */
+  /** The chain in order (an export), a page at a time; the next page is fetched while this one is sent. */
   async *#scan(tenantId: string | null): AsyncGenerator<ChainedAuditEntry> {
     const fetchAfter = (after: number) =>
-      this.#onChain(tenantId, (chain) => auditRepository.page(chain, after, verifyPageSize), true);
+      this.#onChain(tenantId, (chain) => auditRepository.page(chain, after, exportPageSize), true);
     let pending = fetchAfter(0);
     for (;;) {
       const page = await pending;
       const last = page.at(-1);
-      if (page.length === verifyPageSize && last) pending = fetchAfter(last.position);
+      if (page.length === exportPageSize && last) pending = fetchAfter(last.position);
       yield* page;
-      if (page.length < verifyPageSize) return;
+      if (page.length < exportPageSize) return;
+    }
+  }
+
+  /**
+   * The chain from `first` through `through` in pages of `verify.pageSize` positions, each with the
+   * result of recomputing every entry's own hash (1: matches its stored hash), on worker threads
+   * when there is more than one page. Pages are read ahead (on a Postgres server, on several
+   * connections at once) and checked as they arrive, while the walk goes through earlier ones.
+   */
+  async *#scanStored(
+    tenantId: string | null,
+    first: number | undefined,
+    through: number,
+  ): AsyncGenerator<{ entries: ChainLinks[]; consistent: Uint8Array }> {
+    if (first === undefined) return;
+    const { pageSize } = this.#verify;
+    const threads = through - first >= pageSize ? this.#verify.threads : 0;
+    const checker = openEntryHashChecker(threads);
+    const readPage = async (after: number) => {
+      const rows = await this.#onChain(
+        tenantId,
+        (chain) => auditRepository.recordRange(chain, after, after + pageSize),
+        true,
+      );
+      const page: RecordPage = { tenantId, prevHashes: [], hashes: [], records: [] };
+      for (const row of rows) {
+        page.prevHashes.push(row.prevHash);
+        page.hashes.push(row.hash);
+        page.records.push(row.record);
+      }
+      const consistent = await checker.check(page);
+      // Not a verdict yet: any entry whose record did not check out is judged from plain columns.
+      if (consistent.includes(0)) {
+        const entries = await this.#onChain(
+          tenantId,
+          (chain) => auditRepository.storedRange(chain, after, after + pageSize),
+          true,
+        );
+        return { entries, consistent: checkEntryHashes(entries) };
+      }
+      return { entries: rows, consistent };
+    };
+    const ahead: Array<{
+      after: number;
+      page: Promise<{ entries: ChainLinks[]; consistent: Uint8Array }>;
+    }> = [];
+    let next = first - 1;
+    const fill = () => {
+      while (ahead.length < 2 + threads && next < through) {
+        const page = readPage(next);
+        // Awaited below in order; a page abandoned when the walk stops early must not go unhandled.
+        page.catch(() => undefined);
+        ahead.push({ after: next, page });
+        next += pageSize;
+      }
+    };
+    try {
+      fill();
+      while (ahead.length > 0) {
+        const { after, page } = ahead.shift()!;
+        const checked = await page;
+        if (checked.entries.length === 0) {
+          // A gap of a whole page (deleted entries): go on from the next entry that exists.
+          const skipTo = await this.#onChain(
+            tenantId,
+            (chain) => auditRepository.nextPosition(chain, after),
+            true,
+          );
+          if (skipTo === undefined || skipTo > through) return;
+          if (skipTo > next) {
+            ahead.length = 0;
+            next = skipTo - 1;
+          }
+          fill();
+          continue;
+        }
+        fill();
+        yield checked;
+      }
+    } finally {
+      await checker.close();
     }
   }
 
@@ -664,11 +777,12 @@ async function appendToChain(
  * one when it links to what that one links to, and otherwise lost its predecessor (deleted).
  */
 function classify(
-  entry: ChainedAuditEntry,
+  entry: ChainLinks,
+  selfConsistent: boolean,
   expectedPosition: number,
   expectedPrevHash: string,
-  previous: ChainedAuditEntry | undefined,
-  next: ChainedAuditEntry | undefined,
+  previous: ChainLinks | undefined,
+  next: ChainLinks | undefined,
 ): { position: number; class: TamperClass; message: string } | undefined {
   if (entry.position !== expectedPosition)
     return {
@@ -676,7 +790,6 @@ function classify(
       class: 'deleted',
       message: `position ${expectedPosition} is missing`,
     };
-  const selfConsistent = hashAuditEntry(entry.prevHash, entry) === entry.hash;
   if (!selfConsistent) {
     if (next && next.prevHash === entry.prevHash)
       return { position: entry.position, class: 'inserted', message: `entry ${entry.position} was inserted` };

@@ -212,13 +212,15 @@ export class StaffRepository {
   }
 
   /** Disables the person; their keys stop working on the next request. False if unknown. */
-  async disable(email: string): Promise<boolean> {
-    const result = await this.#control
+  /** The disabled member's id; undefined if nobody has that email. */
+  async disable(email: string): Promise<string | undefined> {
+    const row = await this.#control
       .updateTable('staff')
       .set({ status: 'disabled' })
       .where('email', '=', email)
+      .returning('id')
       .executeTakeFirst();
-    return result.numUpdatedRows > 0n;
+    return row?.id;
   }
 
   async list(): Promise<StaffMember[]> {

@@ -192,8 +192,11 @@ export class StaffService {
     );
   }
 
-  async disable(email: string): Promise<void> {
-    if (!(await this.#staff.disable(normalizeEmail(email, 'email')))) throw staffErrors.notFound();
+  /** Returns the disabled member's id. */
+  async disable(email: string): Promise<string> {
+    const id = await this.#staff.disable(normalizeEmail(email, 'email'));
+    if (!id) throw staffErrors.notFound();
+    return id;
   }
 
   async list(): Promise<StaffMember[]> {

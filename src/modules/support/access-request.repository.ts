@@ -8,6 +8,8 @@ export type AccessRequestRow = Selectable<AccessRequestsTable> & {
   staff_name: string;
   staff_role: string;
   staff_status: string;
+  /** The tenant's status now: a grant opens nothing while it is not active. */
+  tenant_status: 'active' | 'suspended' | 'deleted' | null;
 };
 
 /** Access requests and grants, in the control plane (they outlive any one session or node). */
@@ -40,12 +42,14 @@ export class AccessRequestRepository {
     return this.#control
       .selectFrom('access_requests as r')
       .innerJoin('staff as s', 's.id', 'r.staff_id')
+      .leftJoin('tenants as t', 't.id', 'r.tenant_id')
       .selectAll('r')
       .select([
         's.email as staff_email',
         's.display_name as staff_name',
         's.role as staff_role',
         's.status as staff_status',
+        't.status as tenant_status',
       ]);
   }
 

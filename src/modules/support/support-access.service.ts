@@ -141,6 +141,7 @@ export class SupportAccessService {
     if (row?.kind !== 'break_glass') throw accessErrors.notFound();
     if (row.staff_id === staff.staffId) throw supportErrors.secondPersonRequired();
     if (row.staff_role === 'developer' || row.staff_status !== 'active') throw supportErrors.ineligible();
+    assertTenantLive(row);
     const now = this.#clock.now();
     const actingUserId = await this.#withTenant(row.tenant_id, (scope) =>
       ensureStandInUser(scope.db, { id: row.staff_id, name: row.staff_name }, newId()),
@@ -192,6 +193,8 @@ export class SupportAccessService {
       ? await this.#tenants.findById(input.tenant)
       : await this.#tenants.findLiveBySlug(input.tenant);
     if (!tenant || tenant.status === 'deleted') throw tenantErrors.notFound();
+    // A suspended tenant's owners cannot sign in to decide, and no grant would open it anyway.
+    if (tenant.status === 'suspended') throw tenantErrors.suspended();
 
     const now = this.#clock.now();
     const id = newId();
@@ -324,6 +327,9 @@ export class SupportAccessService {
     const now = this.#clock.now();
     const { status } = present(row, now);
     if (status !== 'approved') throw supportErrors.grantUnusable(status);
+    // Checked on every request, like the grant itself: a suspension closes every grant of the
+    // tenant at once (its clock keeps running; after a resume it opens again until it ends).
+    assertTenantLive(row);
     if (row.staff_role === 'developer' || row.staff_status !== 'active' || !row.acting_user_id) {
       throw supportErrors.grantUnusable('ineligible');
     }
@@ -360,6 +366,7 @@ export class SupportAccessService {
     if (status === 'approved' && (row.staff_role === 'developer' || row.staff_status !== 'active')) {
       throw supportErrors.ineligible();
     }
+    if (status === 'approved') assertTenantLive(row);
     // The stand-in is made before the decision; if the decision then loses a race, it is harmless.
     const actingUserId =
       status === 'approved'
@@ -431,6 +438,12 @@ export class SupportAccessService {
       })
       .catch(() => undefined);
   }
+}
+
+/** A grant of a suspended tenant opens nothing (`tenant_suspended`); of a deleted one, `tenant_not_found`. */
+function assertTenantLive(row: AccessRequestRow): void {
+  if (row.tenant_status === 'suspended') throw tenantErrors.suspended();
+  if (row.tenant_status !== 'active') throw tenantErrors.notFound();
 }
 
 /** Deciding is for owners and admins with a session: an API key never approves, denies or revokes. */
