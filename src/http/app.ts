@@ -234,7 +234,8 @@ export async function buildApp(deps: AppDeps, options: AppOptions): Promise<App>
       // Any route here may answer 429 (the tenant's rate or concurrency limit, with Retry-After) or
       // 503 (the shared cache, which authorization needs, is unreachable): every route documents both.
       tenantScope.addHook('onRoute', (route) => {
-        const schema = (route.schema ??= {});
+        route.schema ??= {};
+        const { schema } = route;
         schema.response = { ...errorResponses(429, 503), ...(schema.response as object | undefined) };
       });
       await tenantScope.register(sessionRoutes({ identity: deps.identity, mfa: deps.mfa }));
