@@ -14,6 +14,7 @@ const controlTables = [
   'access_requests',
   'audit_checkpoints',
   'audit_log',
+  'backup_drills',
   'credentials',
   'key_check',
   'leases',

@@ -1,6 +1,6 @@
 import { sql } from 'kysely';
 import type { AnyKysely, Database } from './database.ts';
-import { attachJournalTriggers } from './journal.ts';
+import { attachJournalTriggers, journalMigration } from './journal.ts';
 import { type Migration, migrateSchemaDown, migrateSchemaUp } from './migrator.ts';
 import { tenantRoleName, tenantSchemaName } from './tenant-schema.ts';
 
@@ -45,14 +45,21 @@ export async function createTenantSchema(
   return applied.at(-1) ?? null;
 }
 
-/** Applies pending migrations to one tenant and re-grants its role on whatever they created. */
+/**
+ * Applies pending migrations to one tenant and re-grants its role on whatever they created. Each
+ * migration is preceded in the change journal by its marker (db/journal.ts), so a point-in-time
+ * restore replays it where it happened.
+ */
 export async function migrateTenantSchema(
   trx: AnyKysely,
   roles: RoleSettings,
   tenantId: string,
   migrations: readonly Migration[],
 ): Promise<string[]> {
-  const applied = await migrateSchemaUp(trx, tenantSchemaName(tenantId), migrations);
+  const schema = tenantSchemaName(tenantId);
+  const applied = await migrateSchemaUp(trx, schema, migrations, {
+    beforeEach: (migration) => journalMigration(trx, schema, migration.name),
+  });
   if (applied.length > 0) {
     // A table a migration added joins the change journal (db/journal.ts) in the same transaction.
     await attachJournalTriggers(trx, tenantSchemaName(tenantId));

@@ -60,9 +60,9 @@ export const backupErrors = {
   schemaMismatch: defineError(
     'restore_schema_version_unsupported',
     'unsupported',
-    'The backup was taken at a tenant schema version this restore cannot replay yet.',
+    'The backup was written at a tenant schema version this Strongroom does not know (by a newer version); restore it with that version or later.',
     (found: string, expected: string | null) => ({
-      message: `the backup is at tenant schema version ${found}, this Strongroom is at ${expected}; restoring across a tenant migration is not supported yet`,
+      message: `the backup is at tenant schema version ${found}, which this Strongroom (at ${expected}) does not know: it was written by a newer version`,
       details: { found, expected },
     }),
   ),

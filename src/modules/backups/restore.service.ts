@@ -8,10 +8,11 @@ import { cryptoErrors } from '../../crypto/crypto.errors.ts';
 import { createDecryptStream, createEncryptStream, decryptBuffer } from '../../crypto/stream-aead.ts';
 import type { ControlTables } from '../../db/control-tables.ts';
 import type { AnyKysely, Database } from '../../db/database.ts';
+import { migrationMarkerTable } from '../../db/journal.ts';
 import { newLeaseHolder, withLease } from '../../db/leases.ts';
 import { latestMigrationName, type Migration } from '../../db/migrator.ts';
 import { tenantSchemaName } from '../../db/tenant-schema.ts';
-import { createTenantSchema } from '../../db/tenant-schemas.ts';
+import { createTenantSchema, migrateTenantSchema } from '../../db/tenant-schemas.ts';
 import type { Clock } from '../../platform/clock.ts';
 import { isAppError } from '../../platform/errors.ts';
 import { isUuid, newId } from '../../platform/ids.ts';
@@ -255,9 +256,8 @@ export class RestoreService {
       throw backupErrors.outsideWindow(at, windowStart, now);
     }
     const expectedVersion = latestMigrationName(this.#migrations);
-    if (snapshot.schemaVersion !== expectedVersion) {
-      throw backupErrors.schemaMismatch(snapshot.schemaVersion, expectedVersion);
-    }
+    // The schema is built at the snapshot's version, so its rows load as they were taken.
+    const snapshotMigrations = this.#migrationsUpTo(snapshot.schemaVersion);
     const segments = await this.#segmentsAfter(location, tenantId, snapshot.segmentPosition, at);
     const key = await this.#dataKey(tenantId, snapshot.keyVersion);
     const sourceKeys = await this.#allDataKeys(tenantId, key);
@@ -285,12 +285,12 @@ export class RestoreService {
         if (target.kind === 'recover') {
           created = target.tenant;
           newKey = key;
-          await createTenantSchema(trx, this.#database, tenantId, this.#migrations, { adoptRole: true });
+          await createTenantSchema(trx, this.#database, tenantId, snapshotMigrations, { adoptRole: true });
         } else if (target.kind === 'scratch') {
           created = target.tenant;
           newKey = key;
           // A scratch schema named after a random id no tenant has; rolled back with the rest.
-          await createTenantSchema(trx, this.#database, newTenantId, this.#migrations);
+          await createTenantSchema(trx, this.#database, newTenantId, snapshotMigrations);
         } else {
           created = await this.#tenants.insert(control, {
             id: newTenantId,
@@ -298,7 +298,7 @@ export class RestoreService {
             name: target.name,
             schemaVersion: expectedVersion,
           });
-          await createTenantSchema(trx, this.#database, newTenantId, this.#migrations);
+          await createTenantSchema(trx, this.#database, newTenantId, snapshotMigrations);
           newKey = await this.#keys.createDataKey(control, newTenantId);
           rekeyer = new SealedValueRekeyer(
             { tenantId, keys: sourceKeys },
@@ -357,7 +357,21 @@ export class RestoreService {
         }
 
         // 2. The journal after the snapshot: entries of transactions the snapshot does not show, up to T.
-        const shapes = await readTableShapes(trx, schema);
+        let shapes = await readTableShapes(trx, schema);
+        let version = snapshot.schemaVersion;
+        /**
+         * Brings the schema being restored to `name` (and the migrations before it) in the
+         * transaction: a migration's marker in the journal, or the current version at the end.
+         */
+        const migrateTo = async (name: string) => {
+          const migrations = this.#migrationsUpTo(name);
+          if (migrations.length <= this.#migrationsUpTo(version).length) return;
+          await migrateTenantSchema(trx, this.#database, newTenantId, migrations);
+          // Tables the migration added got live journal triggers: loading is not a change either.
+          await setJournalTriggers(trx, schema, false);
+          shapes = await readTableShapes(trx, schema);
+          version = name;
+        };
         let done = loaded;
         // Consecutive entries of one table and operation with distinct keys go as one statement; a
         // repeated key, another table or another operation starts the next batch, so order holds.
@@ -377,6 +391,16 @@ export class RestoreService {
           for (const entry of entries) {
             done++;
             if (isVisibleInSnapshot(entry.txid, snapshot.txSnapshot) || new Date(entry.at) > at) continue;
+            if (entry.table === migrationMarkerTable) {
+              // A tenant migration ran here: the entries before it are in the old shape, those after
+              // it (the migration's own row changes first) in the new one.
+              const name = entry.key.name;
+              if (typeof name !== 'string')
+                throw backupErrors.corrupt(location.name, segmentKey, 'a migration marker without a name');
+              await flush();
+              await migrateTo(name);
+              continue;
+            }
             if (!shapes.has(entry.table))
               throw backupErrors.corrupt(location.name, segmentKey, `unknown table ${entry.table}`);
             const entryKey = JSON.stringify(entry.key);
@@ -395,6 +419,9 @@ export class RestoreService {
           progress(done, `journal segment ${manifest.segmentNo}`);
         }
         await flush();
+        // A restore to an instant before a migration: the live service serves only the current
+        // version, so the restored schema is migrated as every live tenant was.
+        if (expectedVersion) await migrateTo(expectedVersion);
         await this.#copyObjects(trx, schema, location, tenantId, sourceKeys, newTenantId, newKey, {
           copied,
           counts: objectCounts,
@@ -402,6 +429,10 @@ export class RestoreService {
           reseal: !isRecovery && !isScratch,
           write: !isScratch,
         });
+        if (target.kind === 'recover' && target.tenant.schemaVersion !== expectedVersion) {
+          // Backed up before a migration this Strongroom has: the control plane says where it is now.
+          await this.#tenants.recordMigrated(control, tenantId, expectedVersion);
+        }
         if (isRecovery) {
           const lastSegment = Math.max(snapshot.segmentPosition, ...segments.map((s) => s.segmentNo));
           await setSegmentPosition(
@@ -437,6 +468,16 @@ export class RestoreService {
       objectsRestored: objectCounts.restored,
       objectsFromLiveStore: objectCounts.fromLiveStore,
     };
+  }
+
+  /**
+   * The migrations up to and including `name`, in order: the schema version a backup was written
+   * at. A name this Strongroom does not know was written by a newer version, which it cannot replay.
+   */
+  #migrationsUpTo(name: string): readonly Migration[] {
+    const index = this.#migrations.findIndex((m) => m.name === name);
+    if (index < 0) throw backupErrors.schemaMismatch(name, latestMigrationName(this.#migrations));
+    return this.#migrations.slice(0, index + 1);
   }
 
   async #dataKey(tenantId: string, version?: number): Promise<DataKey> {
@@ -638,12 +679,9 @@ export class RestoreService {
       }
       expected++;
     }
-    const expectedVersion = latestMigrationName(this.#migrations);
     const needed = after.filter((s) => new Date(s.firstAt) <= at);
-    for (const segment of needed) {
-      if (segment.schemaVersion !== expectedVersion)
-        throw backupErrors.schemaMismatch(segment.schemaVersion, expectedVersion);
-    }
+    // Refused before anything is written: a segment sealed by a newer Strongroom.
+    for (const segment of needed) this.#migrationsUpTo(segment.schemaVersion);
     return needed;
   }
 
