@@ -51,6 +51,13 @@ for (const kind of await testDatabaseKinds()) {
         .session.token;
       projectId = (await callAs(app, 'POST', '/api/v1/projects', owner, { name: 'Ledger' })).json().id;
       await callAs(app, 'POST', records(), owner, { collection: 'entries', data: { name: 'kept' } });
+      const file = await app.inject({
+        method: 'PUT',
+        url: `/api/v1/projects/${projectId}/attachments?filename=ledger.pdf`,
+        headers: { authorization: `Bearer ${owner}`, 'content-type': 'application/pdf' },
+        payload: Buffer.from('%PDF-1.7 ledger'),
+      });
+      expect(file.statusCode).toBe(201);
       const doomed = (
         await callAs(app, 'POST', records(), owner, { collection: 'entries', data: { name: 'lost' } })
       ).json();
@@ -79,7 +86,12 @@ for (const kind of await testDatabaseKinds()) {
         intoSlug: 'restore-a-copy',
       });
       expect(restored.statusCode).toBe(201);
-      expect(restored.json()).toMatchObject({ tenant: { slug: 'restore-a-copy' }, location: 'one' });
+      expect(restored.json()).toMatchObject({
+        tenant: { slug: 'restore-a-copy' },
+        location: 'one',
+        objectsRestored: 1,
+        objectsFromLiveStore: 0,
+      });
       const copy = await login('restore-a-copy');
       const names = (await callAs(app, 'GET', `${records()}?limit=200`, copy))
         .json()

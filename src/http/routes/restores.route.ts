@@ -15,6 +15,13 @@ const restoreResultSchema = z.object({
   snapshotTakenAt: z.iso.datetime(),
   rowsLoaded: z.number().int(),
   entriesReplayed: z.number().int(),
+  objectsRestored: z.number().int().describe('Attachment files brought back into the new tenant'),
+  objectsFromLiveStore: z
+    .number()
+    .int()
+    .describe(
+      'Of those, files read from the attachment store because the location had no copy (backups taken before files were copied)',
+    ),
 });
 
 const restoreBody = z.strictObject({
@@ -34,6 +41,8 @@ function presentRestore(result: RestoreResult) {
     snapshotTakenAt: result.snapshotTakenAt.toISOString(),
     rowsLoaded: result.rowsLoaded,
     entriesReplayed: result.entriesReplayed,
+    objectsRestored: result.objectsRestored,
+    objectsFromLiveStore: result.objectsFromLiveStore,
   };
 }
 
