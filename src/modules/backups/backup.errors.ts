@@ -24,6 +24,33 @@ export const backupErrors = {
       details: { job, holder },
     }),
   ),
+  unconfirmed: defineError(
+    'restore_unconfirmed',
+    'conflict',
+    'The tenant was restored in place and its previous data is kept: confirm (drops it) or undo (swaps it back) first.',
+    (tenant: string) => ({
+      message: `${tenant} was restored in place and its previous data is still kept: run \`strongroom restore confirm --tenant ${tenant}\` or \`strongroom restore undo --tenant ${tenant}\` first`,
+      details: { tenant },
+    }),
+  ),
+  nothingKept: defineError(
+    'restore_nothing_kept',
+    'not_found',
+    'The tenant has no data kept from an in-place restore: nothing to confirm or undo.',
+    (tenant: string) => ({
+      message: `${tenant} has no data kept from an in-place restore`,
+      details: { tenant },
+    }),
+  ),
+  acrossInPlaceRestore: defineError(
+    'restore_across_in_place_restore',
+    'invalid',
+    'The tenant was restored in place between the snapshot and that instant, and no snapshot was taken after the swap yet.',
+    (swappedAt: string) => ({
+      message: `the tenant was restored in place at ${swappedAt}, and there is no snapshot after that yet: restore to an instant before it, or after its next snapshot`,
+      details: { swappedAt },
+    }),
+  ),
   outsideWindow: defineError(
     'restore_time_outside_window',
     'invalid',

@@ -7,7 +7,7 @@ import type { Mailer } from '../../ports/mail.port.ts';
 import type { ObjectStore } from '../../ports/object-store.port.ts';
 import { type AccessPrincipal, authorize } from '../access/policy.ts';
 import type { TenantKeyService } from '../keys/tenant-keys.service.ts';
-import type { TenantRepository } from '../tenants/tenant.repository.ts';
+import type { Tenant, TenantRepository } from '../tenants/tenant.repository.ts';
 import { findPurgedObjectKeys } from './backup.repository.ts';
 import type { BackupLocation } from './backup-format.ts';
 import { pruneBackups, type RetentionSummary } from './backup-retention.ts';
@@ -140,6 +140,29 @@ export class BackupService {
     const result = await this.#restores.restore(request);
     const snapshot = await this.#snapshots.snapshotTenant(result.tenant.id);
     return { ...result, snapshot };
+  }
+
+  /**
+   * Restores a tenant in place (restore.service.ts), then snapshots it at once: until a snapshot
+   * after the swap exists, instants after it cannot be restored (the journal's marker says why).
+   */
+  async restoreInPlace(
+    request: Omit<RestoreRequest, 'intoSlug' | 'intoName'>,
+  ): Promise<RestoreResult & { snapshot: SnapshotResult }> {
+    const result = await this.#restores.restoreInPlace(request);
+    const snapshot = await this.#snapshots.snapshotTenant(result.tenant.id);
+    return { ...result, snapshot };
+  }
+
+  /** Makes an in-place restore final: drops the previous data it kept. */
+  confirmInPlaceRestore(tenant: string): Promise<Tenant> {
+    return this.#restores.confirmInPlace(tenant);
+  }
+
+  /** Swaps an in-place restore's kept data back in (then snapshots the tenant, as after the restore). */
+  async undoInPlaceRestore(tenant: string): Promise<{ tenant: Tenant; snapshot: SnapshotResult }> {
+    const restored = await this.#restores.undoInPlace(tenant);
+    return { tenant: restored, snapshot: await this.#snapshots.snapshotTenant(restored.id) };
   }
 
   /**
