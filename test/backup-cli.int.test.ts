@@ -180,3 +180,35 @@ describe.skipIf(postgres.skipReason)(
     }, 180_000);
   },
 );
+
+describe('strongroom restore --in-place, restore confirm and restore undo', () => {
+  const dataDir = tempDataDir();
+  const env = { STRONGROOM_DATA_DIR: dataDir };
+
+  it('swaps a tenant in place, refuses another until confirmed or undone, and undoes and confirms', async () => {
+    await tenantWithBackups(env, 'acme');
+    const at = new Date().toISOString();
+    const restored = await runCli(['restore', '--tenant', 'acme', '--at', at, '--in-place'], env);
+    expect(restored.code).toBe(0);
+    expect(restored.stdout).toContain(`restored acme in place as of ${at}`);
+    const again = await runCli(['restore', '--tenant', 'acme', '--at', at, '--in-place'], env);
+    expect([again.code, again.stderr.trim()]).toEqual([
+      5,
+      'error [restore_unconfirmed]: acme was restored in place and its previous data is still kept: run `strongroom restore confirm --tenant acme` or `strongroom restore undo --tenant acme` first',
+    ]);
+    const mixed = await runCli(['restore', '--tenant', 'acme', '--at', at, '--in-place', '--into', 'x'], env);
+    expect(mixed.code).toBe(2);
+
+    expect((await runCli(['restore', 'undo', '--tenant', 'acme'], env)).code).toBe(0);
+    const undoneTwice = await runCli(['restore', 'undo', '--tenant', 'acme'], env);
+    expect([undoneTwice.code, undoneTwice.stderr]).toEqual([
+      4,
+      'error [restore_nothing_kept]: acme has no data kept from an in-place restore\n',
+    ]);
+    expect((await runCli(['restore', '--tenant', 'acme', '--at', at, '--in-place'], env)).code).toBe(0);
+    const confirmed = await runCli(['restore', 'confirm', '--tenant', 'acme'], env);
+    expect(confirmed.code).toBe(0);
+    expect(confirmed.stdout).toBe('acme: the in-place restore is final; the previous data was dropped\n');
+    expect((await runCli(['restore', 'confirm', '--tenant', 'acme'], env)).code).toBe(4);
+  }, 180_000);
+});
