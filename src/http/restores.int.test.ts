@@ -140,5 +140,29 @@ for (const kind of await testDatabaseKinds()) {
       expect(status.statusCode).toBe(200);
       expect(status.json().items.map((t: { slug: string }) => t.slug)).toContain('restore-a');
     }, 60_000);
+
+    it('lets operators restore a tenant in place, then undo or confirm it; support staff cannot', async () => {
+      const base = '/api/v1/ops/tenants/restore-a/restores/in-place';
+      const names = async (token: string) =>
+        (await callAs(app, 'GET', `${records()}?limit=200`, token))
+          .json()
+          .items.map((r: { data: { name: string } }) => r.data.name)
+          .sort();
+      const body = { at: before.toISOString() };
+      expect((await callAs(app, 'POST', base, support, body)).statusCode).toBe(403);
+      const swapped = await callAs(app, 'POST', base, operator, body);
+      expect(swapped.statusCode).toBe(200);
+      expect(swapped.json()).toMatchObject({ tenant: { slug: 'restore-a' }, objectsRestored: 1 });
+      // Sessions are not restored (nor cached on): everyone signs in again, to the data as it was.
+      expect((await callAs(app, 'GET', records(), owner)).statusCode).toBe(401);
+      expect(await names(await login('restore-a'))).toEqual(['kept', 'lost']);
+      const again = await callAs(app, 'POST', base, operator, body);
+      expect([again.statusCode, again.json().error.code]).toEqual([409, 'restore_unconfirmed']);
+      expect((await callAs(app, 'POST', `${base}/undo`, operator)).statusCode).toBe(200);
+      // Undone: the previous data, its sessions included, is back.
+      expect(await names(owner)).toEqual(['kept']);
+      const nothing = await callAs(app, 'POST', `${base}/confirm`, operator);
+      expect([nothing.statusCode, nothing.json().error.code]).toEqual([404, 'restore_nothing_kept']);
+    }, 60_000);
   });
 }
