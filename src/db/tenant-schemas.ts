@@ -2,7 +2,7 @@ import { sql } from 'kysely';
 import type { AnyKysely, Database } from './database.ts';
 import { attachJournalTriggers, journalMigration } from './journal.ts';
 import { type Migration, migrateSchemaDown, migrateSchemaUp } from './migrator.ts';
-import { tenantRoleName, tenantSchemaName } from './tenant-schema.ts';
+import { keptSchemaName, tenantRoleName, tenantSchemaName } from './tenant-schema.ts';
 
 type RoleSettings = Pick<Database, 'rolesEnabled' | 'isSuperuser'>;
 
@@ -118,6 +118,8 @@ export const appendOnlyTables = ['audit_log', 'audit_checkpoints'] as const;
 export async function dropTenantSchema(trx: AnyKysely, roles: RoleSettings, tenantId: string): Promise<void> {
   const schema = tenantSchemaName(tenantId);
   await sql`drop schema if exists ${sql.id(schema)} cascade`.execute(trx);
+  // The previous data an unconfirmed in-place restore kept is the tenant's data too.
+  await sql`drop schema if exists ${sql.id(keptSchemaName(tenantId))} cascade`.execute(trx);
   if (!roles.rolesEnabled) return;
   const role = tenantRoleName(tenantId);
   const { rows } = await sql<{ exists: boolean }>`

@@ -42,6 +42,15 @@ export const backupErrors = {
       details: { tenant },
     }),
   ),
+  keptAtOtherVersion: defineError(
+    'restore_kept_version_differs',
+    'conflict',
+    'The data an in-place restore kept is at another tenant schema version (a migration ran since): it cannot be swapped back; confirm the restore instead.',
+    (tenant: string, kept: string, live: string) => ({
+      message: `${tenant}'s kept data is at schema version ${kept}, the tenant at ${live}: a migration ran since the in-place restore, so it cannot be undone`,
+      details: { tenant, kept, live },
+    }),
+  ),
   acrossInPlaceRestore: defineError(
     'restore_across_in_place_restore',
     'invalid',

@@ -201,5 +201,12 @@ for (const kind of await testDatabaseKinds()) {
         await setSetting(acme, 'after-pause', 1);
       },
     );
+
+    it('deleting the tenant drops the data an in-place restore kept, too', async () => {
+      await core.backups.restoreInPlace({ tenant: 'acme', at: earlier.at });
+      expect(await keptExists()).toBe(true);
+      await core.tenants.delete('acme', 'acme');
+      expect(await keptExists()).toBe(false);
+    }, 60_000);
   });
 }

@@ -37,6 +37,7 @@ import {
   clearJournal,
   countRows,
   dropSchema,
+  findSchemaVersion,
   inPlaceRestoreMarkerTable,
   insertRows,
   journalInPlaceRestore,
@@ -224,6 +225,13 @@ export class RestoreService {
         const kept = keptSchemaName(source.id);
         const live = tenantSchemaName(source.id);
         if (!(await schemaExists(trx, kept))) throw backupErrors.nothingKept(tenant);
+        // The fleet migrator migrates live schemas only: a kept one stays at its version.
+        const [keptVersion, liveVersion] = [
+          await findSchemaVersion(trx, kept),
+          await findSchemaVersion(trx, live),
+        ];
+        if (keptVersion !== liveVersion)
+          throw backupErrors.keptAtOtherVersion(tenant, keptVersion, liveVersion);
         await pauseTenantWrites(trx, source.id, pauseWaitMs);
         await carryBackupBookkeeping(trx, live, kept);
         await journalInPlaceRestore(trx, kept, { undone: true });
