@@ -1,4 +1,4 @@
-import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -201,6 +201,36 @@ for (const kind of await testDatabaseKinds()) {
         await setSetting(acme, 'after-pause', 1);
       },
     );
+
+    it('refuses to replay across an in-place swap: only a snapshot after it serves later instants', async () => {
+      const result = await core.backups.restoreInPlace({ tenant: 'acme', at: earlier.at });
+      await setSetting(acme, 'after-swap', 2);
+      await core.backups.ship();
+      const at = await instant();
+      // Without the snapshot taken right after the swap, the instant lies past the swap's marker.
+      const moved: Array<[string, Buffer]> = [];
+      for (const dir of Object.values(dirs)) {
+        const folder = join(dir, 'tenants', acme, 'snapshots');
+        for (const file of readdirSync(folder).filter((f) => f.startsWith(result.snapshot.snapshotId))) {
+          moved.push([join(folder, file), readFileSync(join(folder, file))]);
+          rmSync(join(folder, file));
+        }
+      }
+      expect(moved).toHaveLength(4);
+      try {
+        await expect(
+          core.backups.restore({ tenant: 'acme', at, intoSlug: 'acme-across' }),
+        ).rejects.toMatchObject({
+          code: 'restore_across_in_place_restore',
+        });
+        expect(await core.tenantRepository.findLiveBySlug('acme-across')).toBeUndefined();
+      } finally {
+        for (const [file, bytes] of moved) writeFileSync(file, bytes);
+      }
+      const served = await core.backups.restore({ tenant: 'acme', at, intoSlug: 'acme-after-swap' });
+      expect(await dumpTenant(core, served.tenant.id)).toEqual(await dumpTenant(core, acme));
+      await core.backups.confirmInPlaceRestore('acme');
+    }, 60_000);
 
     it('deleting the tenant drops the data an in-place restore kept, too', async () => {
       await core.backups.restoreInPlace({ tenant: 'acme', at: earlier.at });
