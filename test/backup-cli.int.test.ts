@@ -1,7 +1,29 @@
-import { readdirSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { runCli, tempDataDir } from './support/cli.ts';
+import { type TestDatabase, testDatabaseKinds } from './support/databases.ts';
+
+/** Creates a tenant with an owner on the embedded defaults, snapshots everything and ships. */
+async function tenantWithBackups(env: Record<string, string>, slug: string): Promise<void> {
+  const created = await runCli(
+    ['tenant', 'create', '--slug', slug, '--name', slug, '--owner-email', `o@${slug}.test`],
+    env,
+  );
+  expect(created.code).toBe(0);
+  const snapshot = await runCli(['backup', 'snapshot'], env);
+  expect(snapshot.stderr).not.toMatch(/error/);
+  expect(snapshot.code).toBe(0);
+  expect((await runCli(['backup', 'ship'], env)).code).toBe(0);
+}
+
+/** Flips one byte in the middle of a file, as a failing disk would. */
+function flipByte(file: string): void {
+  const bytes = readFileSync(file);
+  const at = Math.floor(bytes.length / 2);
+  bytes[at] = (bytes[at] ?? 0) ^ 0xff;
+  writeFileSync(file, bytes);
+}
 
 /** The backup commands as an operator runs them, on the embedded defaults (two folders). */
 describe('strongroom backup and restore commands', () => {
@@ -67,4 +89,126 @@ describe('strongroom backup and restore commands', () => {
     expect(verified.stdout).toMatch(/^primary: 2 tenants, \d+ files checked, 0 problems$/m);
     expect(verified.stdout).toMatch(/^secondary: 2 tenants, \d+ files checked, 0 problems$/m);
   }, 120_000);
+});
+
+describe('strongroom backup drill and backup drills', () => {
+  const dataDir = tempDataDir();
+  const env = { STRONGROOM_DATA_DIR: dataDir };
+
+  it('drills a tenant from both locations, exits 8 once a location is corrupted, and lists the results', async () => {
+    await tenantWithBackups(env, 'acme');
+    const passed = await runCli(['backup', 'drill', '--tenant', 'acme', '--json'], env);
+    expect(passed.stderr).toBe('');
+    expect(passed.code).toBe(0);
+    expect(JSON.parse(passed.stdout).map((r: { outcome: string }) => r.outcome)).toEqual(['passed']);
+
+    const snapshots = join(dataDir, 'backups', 'secondary', 'tenants');
+    const [tenantDir] = readdirSync(snapshots);
+    const [snap] = readdirSync(join(snapshots, tenantDir!, 'snapshots')).filter((f) => f.endsWith('.snap'));
+    flipByte(join(snapshots, tenantDir!, 'snapshots', snap!));
+    const failed = await runCli(['backup', 'drill', '--tenant', 'acme'], env);
+    expect(failed.code).toBe(8);
+    expect(failed.stdout).toMatch(/^STARTED\s+TENANT\s+RESTORED TO\s+OUTCOME\s+MESSAGE/);
+    expect(failed.stdout).toMatch(/failed\s+.*secondary/);
+
+    const listed = await runCli(['backup', 'drills', '--json'], env);
+    expect(listed.code).toBe(0);
+    const drills = JSON.parse(listed.stdout) as Array<{ tenantId: string; outcome: string; message: string }>;
+    // Newest first.
+    expect(drills.map((d) => d.outcome)).toEqual(['failed', 'passed']);
+    expect(drills.every((d) => d.tenantId === tenantDir)).toBe(true);
+    expect(drills[0]!.message).toContain('secondary');
+  }, 120_000);
+});
+
+const postgres = (await testDatabaseKinds()).find((k) => k.name === 'postgres')!;
+
+describe.skipIf(postgres.skipReason)(
+  `strongroom restore --all onto an empty Postgres${postgres.skipReason}`,
+  () => {
+    const dataDir = tempDataDir();
+    let target: TestDatabase | undefined;
+    afterAll(async () => target?.close());
+
+    it('rebuilds the control plane and every tenant from one location, then serves its commands', async () => {
+      const env = { STRONGROOM_DATA_DIR: dataDir };
+      await tenantWithBackups(env, 'acme');
+      await tenantWithBackups(env, 'globex');
+
+      // The disaster: only the primary location and the master key survive.
+      target = await postgres.open();
+      const recoveryEnv = {
+        STRONGROOM_DATA_DIR: tempDataDir(),
+        DATABASE_URL: target.url!,
+        STRONGROOM_MASTER_KEY_FILE: join(dataDir, 'master.key'),
+        STRONGROOM_BACKUP_LOCATIONS: `primary=file://${join(dataDir, 'backups', 'primary')},fresh=file://${tempDataDir()}`,
+      };
+      const wrongKey = await runCli(['restore', '--all', '--from', 'primary'], {
+        ...recoveryEnv,
+        STRONGROOM_MASTER_KEY_FILE: join(recoveryEnv.STRONGROOM_DATA_DIR, 'no-such.key'),
+      });
+      expect(wrongKey.code).not.toBe(0);
+      expect(wrongKey.stderr).not.toMatch(/\n\s+at /);
+
+      const recovered = await runCli(['restore', '--all', '--from', 'primary', '--json'], recoveryEnv);
+      expect(recovered.stderr).not.toMatch(/error/);
+      expect(recovered.code).toBe(0);
+      const result = JSON.parse(recovered.stdout) as {
+        location: string;
+        tenants: Array<{ slug: string; outcome: string }>;
+      };
+      expect(result.location).toBe('primary');
+      expect(result.tenants.map((t) => [t.slug, t.outcome]).sort()).toEqual([
+        ['acme', 'restored'],
+        ['globex', 'restored'],
+      ]);
+
+      // Run again (an interrupted recovery is re-run): nothing left to do.
+      const again = await runCli(['restore', '--all', '--from', 'primary'], recoveryEnv);
+      expect(again.code).toBe(0);
+      expect(again.stdout).toMatch(/acme\s+\S+\s+already_restored/);
+
+      const tenants = await runCli(['tenant', 'list', '--json'], recoveryEnv);
+      expect(tenants.code).toBe(0);
+      expect((JSON.parse(tenants.stdout) as Array<{ slug: string }>).map((t) => t.slug).sort()).toEqual([
+        'acme',
+        'globex',
+      ]);
+      const status = await runCli(['backup', 'status', '--json'], recoveryEnv);
+      expect(status.code).toBe(0);
+      expect(JSON.parse(status.stdout).locations).toEqual(['primary', 'fresh']);
+    }, 180_000);
+  },
+);
+
+describe('strongroom restore --in-place, restore confirm and restore undo', () => {
+  const dataDir = tempDataDir();
+  const env = { STRONGROOM_DATA_DIR: dataDir };
+
+  it('swaps a tenant in place, refuses another until confirmed or undone, and undoes and confirms', async () => {
+    await tenantWithBackups(env, 'acme');
+    const at = new Date().toISOString();
+    const restored = await runCli(['restore', '--tenant', 'acme', '--at', at, '--in-place'], env);
+    expect(restored.code).toBe(0);
+    expect(restored.stdout).toContain(`restored acme in place as of ${at}`);
+    const again = await runCli(['restore', '--tenant', 'acme', '--at', at, '--in-place'], env);
+    expect([again.code, again.stderr.trim()]).toEqual([
+      5,
+      'error [restore_unconfirmed]: acme was restored in place and its previous data is still kept: run `strongroom restore confirm --tenant acme` or `strongroom restore undo --tenant acme` first',
+    ]);
+    const mixed = await runCli(['restore', '--tenant', 'acme', '--at', at, '--in-place', '--into', 'x'], env);
+    expect(mixed.code).toBe(2);
+
+    expect((await runCli(['restore', 'undo', '--tenant', 'acme'], env)).code).toBe(0);
+    const undoneTwice = await runCli(['restore', 'undo', '--tenant', 'acme'], env);
+    expect([undoneTwice.code, undoneTwice.stderr]).toEqual([
+      4,
+      'error [restore_nothing_kept]: acme has no data kept from an in-place restore\n',
+    ]);
+    expect((await runCli(['restore', '--tenant', 'acme', '--at', at, '--in-place'], env)).code).toBe(0);
+    const confirmed = await runCli(['restore', 'confirm', '--tenant', 'acme'], env);
+    expect(confirmed.code).toBe(0);
+    expect(confirmed.stdout).toBe('acme: the in-place restore is final; the previous data was dropped\n');
+    expect((await runCli(['restore', 'confirm', '--tenant', 'acme'], env)).code).toBe(4);
+  }, 180_000);
 });

@@ -235,14 +235,20 @@ function registerDrillCommands(backup: Command, context: CliContext): void {
 }
 
 export function registerRestoreCommand(program: Command, context: CliContext): void {
-  program
-    .command('restore')
+  // Positional options: `restore undo --tenant acme` is undo's --tenant, not restore's.
+  const restore = program.command('restore').enablePositionalOptions();
+  registerInPlaceFollowUps(restore, context);
+  restore
     .description(
-      'restore a tenant as it was at an instant (newest snapshot before it, plus the change journal) into a new tenant, other tenants untouched; or, with --all, rebuild the control plane and every tenant onto an empty database from one location (disaster recovery, docs/disaster-recovery.md)',
+      'restore a tenant as it was at an instant (newest snapshot before it, plus the change journal) into a new tenant or, with --in-place, into itself (then `restore confirm` or `restore undo`), other tenants untouched; or, with --all, rebuild the control plane and every tenant onto an empty database from one location (disaster recovery, docs/disaster-recovery.md)',
     )
     .option('--tenant <slug>', 'the tenant to restore (its slug, or its id if deleted)')
     .option('--at <time>', 'the instant, ISO 8601 with a zone, e.g. 2026-11-20T14:03:12Z')
     .option('--into <slug>', 'slug of the new tenant the restored data is published as')
+    .option(
+      '--in-place',
+      'swap the restored data in for the tenant itself (paused for a moment); its previous data is kept until `restore confirm` or `restore undo`',
+    )
     .option('--name <name>', 'display name of the new tenant')
     .option(
       '--from <location>',
@@ -261,6 +267,7 @@ export function registerRestoreCommand(program: Command, context: CliContext): v
         name?: string;
         from?: string;
         all?: boolean;
+        inPlace?: boolean;
         json?: boolean;
       }) => {
         const usage = (message: string) => {
@@ -268,13 +275,17 @@ export function registerRestoreCommand(program: Command, context: CliContext): v
           return new CliExit(2);
         };
         if (options.all) {
-          if (options.tenant || options.at || options.into || options.name)
+          if (options.tenant || options.at || options.into || options.name || options.inPlace)
             throw usage('--all restores everything to its newest state: it takes only --from (and --json)');
           await recoverAll(context, options);
           return;
         }
-        if (!options.tenant || !options.at || !options.into)
-          throw usage('a tenant restore needs --tenant, --at and --into (or --all --from <location>)');
+        if (options.inPlace && (options.into || options.name))
+          throw usage('--in-place restores the tenant itself: it takes no --into or --name');
+        if (!options.tenant || !options.at || (!options.into && !options.inPlace))
+          throw usage(
+            'a tenant restore needs --tenant, --at and --into or --in-place (or --all --from <location>)',
+          );
         const at = new Date(options.at);
         if (
           !/^\d{4}-\d{2}-\d{2}T[\d:.]+(Z|[+-]\d{2}:\d{2})$/.test(options.at) ||
@@ -290,15 +301,20 @@ export function registerRestoreCommand(program: Command, context: CliContext): v
         await withAuditedRuntime(context, what, async ({ core }, _config, _log, audit) => {
           const bar = createProgressBar(context, 'restoring');
           let result: Awaited<ReturnType<typeof core.backups.restore>>;
+          const common = {
+            tenant,
+            at,
+            ...(options.from ? { from: options.from } : {}),
+            onProgress: (done: number, total: number, label: string) => bar.update(done, total, label),
+          };
           try {
-            result = await core.backups.restore({
-              tenant,
-              at,
-              intoSlug: into,
-              ...(options.name ? { intoName: options.name } : {}),
-              ...(options.from ? { from: options.from } : {}),
-              onProgress: (done, total, label) => bar.update(done, total, label),
-            });
+            result = into
+              ? await core.backups.restore({
+                  ...common,
+                  intoSlug: into,
+                  ...(options.name ? { intoName: options.name } : {}),
+                })
+              : await core.backups.restoreInPlace(common);
           } finally {
             bar.stop();
           }
@@ -309,15 +325,47 @@ export function registerRestoreCommand(program: Command, context: CliContext): v
           }
           context.stdout(
             [
-              `restored ${tenant} as of ${at.toISOString()} into new tenant ${result.tenant.slug} (${result.tenant.id})`,
+              into
+                ? `restored ${tenant} as of ${at.toISOString()} into new tenant ${result.tenant.slug} (${result.tenant.id})`
+                : `restored ${tenant} in place as of ${at.toISOString()}; its previous data is kept: \`strongroom restore confirm --tenant ${tenant}\` drops it, \`strongroom restore undo --tenant ${tenant}\` swaps it back`,
               `  from ${result.location}: snapshot of ${result.snapshotTakenAt.toISOString()} (${result.rowsLoaded} rows) + ${result.entriesReplayed} journal entries from ${result.segmentsRead} segments, ${result.objectsRestored} attachment files${result.objectsFromLiveStore > 0 ? ` (${result.objectsFromLiveStore} of them from the attachment store: the location had no copy yet)` : ''}`,
-              `  the new tenant's first snapshot is in ${result.snapshot.storedIn.join(', ')}`,
+              into
+                ? `  the new tenant's first snapshot is in ${result.snapshot.storedIn.join(', ')}`
+                : `  its snapshot after the swap is in ${result.snapshot.storedIn.join(', ')}`,
               '',
             ].join('\n'),
           );
         });
       },
     );
+}
+
+/** `restore confirm` and `restore undo`: what follows an in-place restore. */
+function registerInPlaceFollowUps(restore: Command, context: CliContext): void {
+  restore
+    .command('confirm')
+    .description('make an in-place restore final: drop the previous data it kept')
+    .requiredOption('--tenant <slug>', 'the tenant restored in place')
+    .action(async (options: { tenant: string }) => {
+      await withRuntime(context, async ({ core }) => {
+        await core.backups.confirmInPlaceRestore(options.tenant);
+        context.stdout(`${options.tenant}: the in-place restore is final; the previous data was dropped\n`);
+      });
+    });
+  restore
+    .command('undo')
+    .description(
+      'swap the data an in-place restore kept back in (paused for a moment); changes made since the restore are discarded',
+    )
+    .requiredOption('--tenant <slug>', 'the tenant restored in place')
+    .action(async (options: { tenant: string }) => {
+      await withRuntime(context, async ({ core }) => {
+        const result = await core.backups.undoInPlaceRestore(options.tenant);
+        context.stdout(
+          `${options.tenant}: the previous data is back; snapshot ${result.snapshot.snapshotId} in ${result.snapshot.storedIn.join(', ')}\n`,
+        );
+      });
+    });
 }
 
 /** `restore --all --from <location>`: exit 1 when a tenant could not be recovered (the rest were). */

@@ -20,6 +20,11 @@ import { assertTenantSchemaName } from './tenant-schema.ts';
  *   so it comes back right without being journaled (which would double every record write's entries).
  * A table added by a later migration gets its trigger from `attachJournalTriggers`, which the tenant
  * migrator runs after every batch of tenant migrations (tenant-schemas.ts).
+ *
+ * Migrations are in the journal too: before each tenant migration the migrator appends a marker, an
+ * `insert` into `_migrations` (`journalMigration`), in the migration's transaction. It comes before
+ * the row changes the migration itself makes (a lower seq), so a restore replaying the journal
+ * applies the migration at that point, then the migration's own changes, then what followed.
  */
 export const unjournaledTables: readonly string[] = ['sessions', 'audit_log', 'usage_counters'];
 
@@ -90,4 +95,23 @@ export async function attachJournalTriggers(trx: AnyKysely, schema: string): Pro
     attached.push(row.table);
   }
   return attached;
+}
+
+/** The table name of a migration marker in the journal: the marker records a row of `_migrations`. */
+export const migrationMarkerTable = '_migrations';
+
+/**
+ * Appends a migration's marker to the tenant's journal (see above); nothing when the schema has no
+ * journal yet (the migrations before the journal's own). Runs as the migrator, not the tenant role.
+ */
+export async function journalMigration(trx: AnyKysely, schema: string, name: string): Promise<void> {
+  assertTenantSchemaName(schema);
+  const { rows } = await sql<{ exists: boolean }>`
+    select to_regclass(${`${schema}._journal`}) is not null as exists`.execute(trx);
+  if (!rows[0]?.exists) return;
+  const marker = JSON.stringify({ name });
+  await sql`insert into ${sql.id(schema, '_journal')} (txid, at, table_name, op, key, row)
+    values (txid_current(), now(), ${migrationMarkerTable}, 'insert', ${marker}::jsonb, ${marker}::jsonb)`.execute(
+    trx,
+  );
 }

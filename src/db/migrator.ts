@@ -68,6 +68,10 @@ export async function migrateSchemaUp(
   trx: AnyKysely,
   schema: string,
   migrations: readonly Migration[],
+  options: {
+    /** Runs in the transaction just before each pending migration's `up` (the journal's marker). */
+    beforeEach?: (migration: Migration) => Promise<void>;
+  } = {},
 ): Promise<string[]> {
   const applied = new Set(await lockTracking(trx, schema));
   const known = new Set(migrations.map((m) => m.name));
@@ -78,6 +82,7 @@ export async function migrateSchemaUp(
   for (const migration of migrations) {
     if (applied.has(migration.name)) continue;
     try {
+      await options.beforeEach?.(migration);
       await migration.up(context);
     } catch (cause) {
       throw migrationErrors.failed(schema, migration.name, cause);

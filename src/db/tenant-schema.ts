@@ -23,4 +23,12 @@ export function assertTenantSchemaName(name: string): void {
   if (!schemaPattern.test(name)) throw new Error(`not a tenant schema name: ${JSON.stringify(name)}`);
 }
 
+/**
+ * The schema an in-place restore keeps a tenant's previous data in until `restore confirm` drops it
+ * (or `restore undo` swaps it back): `k_` + the tenant's 32 hex digits, one per tenant at a time.
+ */
+export function keptSchemaName(tenantId: string): string {
+  return `k_${tenantSchemaName(tenantId).slice(2)}`;
+}
+
 export const controlSchema = 'control';

@@ -1,8 +1,8 @@
 import { sql } from 'kysely';
 import type { AnyKysely, Database } from './database.ts';
-import { attachJournalTriggers } from './journal.ts';
+import { attachJournalTriggers, journalMigration } from './journal.ts';
 import { type Migration, migrateSchemaDown, migrateSchemaUp } from './migrator.ts';
-import { tenantRoleName, tenantSchemaName } from './tenant-schema.ts';
+import { keptSchemaName, tenantRoleName, tenantSchemaName } from './tenant-schema.ts';
 
 type RoleSettings = Pick<Database, 'rolesEnabled' | 'isSuperuser'>;
 
@@ -45,14 +45,21 @@ export async function createTenantSchema(
   return applied.at(-1) ?? null;
 }
 
-/** Applies pending migrations to one tenant and re-grants its role on whatever they created. */
+/**
+ * Applies pending migrations to one tenant and re-grants its role on whatever they created. Each
+ * migration is preceded in the change journal by its marker (db/journal.ts), so a point-in-time
+ * restore replays it where it happened.
+ */
 export async function migrateTenantSchema(
   trx: AnyKysely,
   roles: RoleSettings,
   tenantId: string,
   migrations: readonly Migration[],
 ): Promise<string[]> {
-  const applied = await migrateSchemaUp(trx, tenantSchemaName(tenantId), migrations);
+  const schema = tenantSchemaName(tenantId);
+  const applied = await migrateSchemaUp(trx, schema, migrations, {
+    beforeEach: (migration) => journalMigration(trx, schema, migration.name),
+  });
   if (applied.length > 0) {
     // A table a migration added joins the change journal (db/journal.ts) in the same transaction.
     await attachJournalTriggers(trx, tenantSchemaName(tenantId));
@@ -75,7 +82,11 @@ export async function revertTenantSchema(
  * schema (PUBLIC has no USAGE on any tenant schema or on `control`), and it cannot rewrite its own
  * migration history.
  */
-async function grantTenantPrivileges(trx: AnyKysely, roles: RoleSettings, tenantId: string): Promise<void> {
+export async function grantTenantPrivileges(
+  trx: AnyKysely,
+  roles: RoleSettings,
+  tenantId: string,
+): Promise<void> {
   if (!roles.rolesEnabled) return;
   const schema = sql.id(tenantSchemaName(tenantId));
   const role = sql.id(tenantRoleName(tenantId));
@@ -107,6 +118,8 @@ export const appendOnlyTables = ['audit_log', 'audit_checkpoints'] as const;
 export async function dropTenantSchema(trx: AnyKysely, roles: RoleSettings, tenantId: string): Promise<void> {
   const schema = tenantSchemaName(tenantId);
   await sql`drop schema if exists ${sql.id(schema)} cascade`.execute(trx);
+  // The previous data an unconfirmed in-place restore kept is the tenant's data too.
+  await sql`drop schema if exists ${sql.id(keptSchemaName(tenantId))} cascade`.execute(trx);
   if (!roles.rolesEnabled) return;
   const role = tenantRoleName(tenantId);
   const { rows } = await sql<{ exists: boolean }>`
@@ -115,4 +128,37 @@ export async function dropTenantSchema(trx: AnyKysely, roles: RoleSettings, tena
   // DROP OWNED removes any grant left to the role in this database; then the role can go.
   await sql`drop owned by ${sql.id(role)}`.execute(trx);
   await sql`drop role ${sql.id(role)}`.execute(trx);
+}
+
+/**
+ * Renames a schema of tenant data (an in-place restore's swap) and rewrites the functions in it
+ * whose bodies name the old schema (the journal capture and usage counters are created with their
+ * schema written in, so they never depend on search_path). `CREATE OR REPLACE` keeps each function's
+ * identity, so its triggers stay attached. Both names are `t_`/`k_` + 32 hex digits, checked here:
+ * the replacement cannot touch anything else.
+ */
+export async function renameTenantDataSchema(trx: AnyKysely, from: string, to: string): Promise<void> {
+  for (const name of [from, to])
+    if (!/^[tk]_[0-9a-f]{32}$/.test(name))
+      throw new Error(`not a tenant data schema: ${JSON.stringify(name)}`);
+  await sql`alter schema ${sql.id(from)} rename to ${sql.id(to)}`.execute(trx);
+  const { rows } = await sql<{ definition: string }>`
+    select pg_catalog.pg_get_functiondef(p.oid) as definition
+    from pg_catalog.pg_proc p join pg_catalog.pg_namespace n on n.oid = p.pronamespace
+    where n.nspname = ${to} and p.prokind = 'f'`.execute(trx);
+  for (const { definition } of rows) {
+    if (!definition.includes(from)) continue;
+    await sql.raw(definition.replaceAll(from, to)).execute(trx);
+  }
+}
+
+/** Takes the tenant role's access to a schema of its old data (an in-place restore's kept schema). */
+export async function revokeTenantAccess(
+  trx: AnyKysely,
+  roles: RoleSettings,
+  tenantId: string,
+  schema: string,
+): Promise<void> {
+  if (!roles.rolesEnabled) return;
+  await sql`revoke all on schema ${sql.id(schema)} from ${sql.id(tenantRoleName(tenantId))}`.execute(trx);
 }

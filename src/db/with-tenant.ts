@@ -31,7 +31,49 @@ export interface WithTenantOptions {
 
 export const tenantScopeErrors = {
   tenantGone: defineError('tenant_not_found', 'not_found', 'The tenant does not exist or was deleted.'),
+  restoring: defineError(
+    'tenant_restoring',
+    'unavailable',
+    'The tenant is paused for a moment while a restore swaps its data in; retry after the given seconds.',
+    () => ({ details: { retryAfterSeconds: 2 } }),
+  ),
 };
+
+/**
+ * The pause of an in-place restore: every tenant transaction that may write takes a shared
+ * transaction-level advisory lock on its tenant (class `pauseLockClass`, key `hashtext(schema)`),
+ * without waiting; the swap takes it exclusively (`pauseTenantWrites`), which waits for the
+ * transactions in flight and makes new ones fail at once with `tenant_restoring`. Reads through the
+ * read pool are not paused: each statement sees the tenant wholly before or wholly after the swap.
+ * The failure is an error raised in SQL (a cast that cannot succeed) because the server path sends
+ * `begin` and the settings as one message, whose result rows are not returned.
+ */
+const pauseLockClass = 1_397_904_212;
+const pauseMarker = 'tenant_restoring';
+
+function pauseCheck(schema: string): string {
+  assertTenantSchemaName(schema);
+  // txid_current() keeps the cast from being folded (and failing) at plan time.
+  return `(case when pg_try_advisory_xact_lock_shared(${pauseLockClass}, hashtext('${schema}')) then '' else ('${pauseMarker} ' || txid_current())::int::text end)`;
+}
+
+/**
+ * Pauses a tenant's writes for the rest of the caller's transaction: waits (at most `waitMs`) for the
+ * tenant's transactions in flight to end; new ones fail with `tenant_restoring` until it commits.
+ */
+export async function pauseTenantWrites(trx: AnyKysely, tenantId: string, waitMs: number): Promise<void> {
+  const schema = tenantSchemaName(tenantId);
+  const { rows } = await sql<{ previous: string }>`
+    select current_setting('lock_timeout') as previous,
+      set_config('lock_timeout', ${`${Math.trunc(waitMs)}ms`}, true)`.execute(trx);
+  await sql`select pg_advisory_xact_lock(${sql.lit(pauseLockClass)}, hashtext(${schema}))`.execute(trx);
+  await sql`select set_config('lock_timeout', ${rows[0]?.previous ?? '0'}, true)`.execute(trx);
+}
+
+function asPaused(error: unknown): unknown {
+  const { code, message } = error as { code?: string; message?: string };
+  return code === '22P02' && message?.includes(pauseMarker) ? tenantScopeErrors.restoring() : error;
+}
 
 /**
  * `withTenant(tenantId, fn)`: the only way to reach tenant data. Three independent fences:
@@ -58,11 +100,11 @@ export function createWithTenant(database: Database): WithTenant {
       // SET LOCAL ROLE (same membership checks), and fails if the role went with its tenant.
       try {
         await (database.rolesEnabled
-          ? sql`select set_config('search_path', ${schema}, true), set_config('statement_timeout', ${timeout}, true), set_config('role', ${schema}, true)`
-          : sql`select set_config('search_path', ${schema}, true), set_config('statement_timeout', ${timeout}, true)`
+          ? sql`select set_config('search_path', ${schema}, true), set_config('statement_timeout', ${timeout}, true), set_config('role', ${schema}, true), ${sql.raw(pauseCheck(schema))}`
+          : sql`select set_config('search_path', ${schema}, true), set_config('statement_timeout', ${timeout}, true), ${sql.raw(pauseCheck(schema))}`
         ).execute(trx);
       } catch (error) {
-        throw asTenantGone(error);
+        throw asTenantGone(asPaused(error));
       }
       return fn({ tenantId, schema, db: schemaBound(trx, schema), trx });
     });
@@ -86,6 +128,7 @@ function createServerWithTenant(database: Database, timeout: string): WithTenant
       `set_config('search_path', '${schema}', true)`,
       `set_config('statement_timeout', '${timeout}', true)`,
       ...(database.rolesEnabled ? [`set_config('role', '${schema}', true)`] : []),
+      pauseCheck(schema),
     ];
     const reads = database.tenantReads;
     if (options.readOnly && reads && !options.isolation) {
@@ -108,7 +151,7 @@ function createServerWithTenant(database: Database, timeout: string): WithTenant
         await begin.execute(connection);
       } catch (error) {
         await sql`rollback`.execute(connection);
-        throw asTenantGone(error);
+        throw asTenantGone(asPaused(error));
       }
       let result: Awaited<ReturnType<typeof fn>>;
       try {

@@ -51,6 +51,13 @@ for (const kind of await testDatabaseKinds()) {
         .session.token;
       projectId = (await callAs(app, 'POST', '/api/v1/projects', owner, { name: 'Ledger' })).json().id;
       await callAs(app, 'POST', records(), owner, { collection: 'entries', data: { name: 'kept' } });
+      const file = await app.inject({
+        method: 'PUT',
+        url: `/api/v1/projects/${projectId}/attachments?filename=ledger.pdf`,
+        headers: { authorization: `Bearer ${owner}`, 'content-type': 'application/pdf' },
+        payload: Buffer.from('%PDF-1.7 ledger'),
+      });
+      expect(file.statusCode).toBe(201);
       const doomed = (
         await callAs(app, 'POST', records(), owner, { collection: 'entries', data: { name: 'lost' } })
       ).json();
@@ -79,7 +86,12 @@ for (const kind of await testDatabaseKinds()) {
         intoSlug: 'restore-a-copy',
       });
       expect(restored.statusCode).toBe(201);
-      expect(restored.json()).toMatchObject({ tenant: { slug: 'restore-a-copy' }, location: 'one' });
+      expect(restored.json()).toMatchObject({
+        tenant: { slug: 'restore-a-copy' },
+        location: 'one',
+        objectsRestored: 1,
+        objectsFromLiveStore: 0,
+      });
       const copy = await login('restore-a-copy');
       const names = (await callAs(app, 'GET', `${records()}?limit=200`, copy))
         .json()
@@ -127,6 +139,30 @@ for (const kind of await testDatabaseKinds()) {
       const status = await callAs(app, 'GET', '/api/v1/ops/backups/status', operator);
       expect(status.statusCode).toBe(200);
       expect(status.json().items.map((t: { slug: string }) => t.slug)).toContain('restore-a');
+    }, 60_000);
+
+    it('lets operators restore a tenant in place, then undo or confirm it; support staff cannot', async () => {
+      const base = '/api/v1/ops/tenants/restore-a/restores/in-place';
+      const names = async (token: string) =>
+        (await callAs(app, 'GET', `${records()}?limit=200`, token))
+          .json()
+          .items.map((r: { data: { name: string } }) => r.data.name)
+          .sort();
+      const body = { at: before.toISOString() };
+      expect((await callAs(app, 'POST', base, support, body)).statusCode).toBe(403);
+      const swapped = await callAs(app, 'POST', base, operator, body);
+      expect(swapped.statusCode).toBe(200);
+      expect(swapped.json()).toMatchObject({ tenant: { slug: 'restore-a' }, objectsRestored: 1 });
+      // Sessions are not restored (nor cached on): everyone signs in again, to the data as it was.
+      expect((await callAs(app, 'GET', records(), owner)).statusCode).toBe(401);
+      expect(await names(await login('restore-a'))).toEqual(['kept', 'lost']);
+      const again = await callAs(app, 'POST', base, operator, body);
+      expect([again.statusCode, again.json().error.code]).toEqual([409, 'restore_unconfirmed']);
+      expect((await callAs(app, 'POST', `${base}/undo`, operator)).statusCode).toBe(200);
+      // Undone: the previous data, its sessions included, is back.
+      expect(await names(owner)).toEqual(['kept']);
+      const nothing = await callAs(app, 'POST', `${base}/confirm`, operator);
+      expect([nothing.statusCode, nothing.json().error.code]).toEqual([404, 'restore_nothing_kept']);
     }, 60_000);
   });
 }

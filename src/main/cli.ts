@@ -18,6 +18,8 @@ export async function main(argv: string[], context: CliContext = processContext(
       'Strongroom: a multi-tenant secure data backend. Every command reads its configuration from the environment (see `strongroom config variables`).',
     )
     .showHelpAfterError('(add --help for usage)')
+    // A command's options go before its subcommand (`restore` has options and `restore undo --tenant`).
+    .enablePositionalOptions()
     .configureOutput({ writeOut: context.stdout, writeErr: context.stderr })
     .exitOverride();
   registerServeCommand(program, context);

@@ -252,6 +252,7 @@ export function composeCore(options: CoreOptions): Core {
       objects: options.objects,
       alerts:
         options.mailer && options.opsEmail ? { mailer: options.mailer, to: options.opsEmail } : undefined,
+      accessCache: principals,
     }),
   };
 }

@@ -15,6 +15,13 @@ const restoreResultSchema = z.object({
   snapshotTakenAt: z.iso.datetime(),
   rowsLoaded: z.number().int(),
   entriesReplayed: z.number().int(),
+  objectsRestored: z.number().int().describe('Attachment files brought back into the new tenant'),
+  objectsFromLiveStore: z
+    .number()
+    .int()
+    .describe(
+      'Of those, files read from the attachment store because the location had no copy (backups taken before files were copied)',
+    ),
 });
 
 const restoreBody = z.strictObject({
@@ -34,6 +41,8 @@ function presentRestore(result: RestoreResult) {
     snapshotTakenAt: result.snapshotTakenAt.toISOString(),
     rowsLoaded: result.rowsLoaded,
     entriesReplayed: result.entriesReplayed,
+    objectsRestored: result.objectsRestored,
+    objectsFromLiveStore: result.objectsFromLiveStore,
   };
 }
 
@@ -96,6 +105,62 @@ export function opsRestoreRoutes(deps: {
         return reply.status(201).send(presentRestore(result));
       },
     );
+    const tenantParams = z.object({
+      tenantId: z.string().min(1).max(64).describe('The tenant id (UUID) or its slug'),
+    });
+    app.post(
+      '/tenants/:tenantId/restores/in-place',
+      {
+        schema: {
+          summary: 'Restore a tenant in place as it was at an instant; its previous data is kept (operator)',
+          description:
+            'Restores into a fresh schema and verifies it, then pauses the tenant for a moment (its requests answer 503 `tenant_restoring` with Retry-After) and swaps the restored data in. The previous data is kept until `…/in-place/confirm` drops it or `…/in-place/undo` swaps it back; until then another in-place restore is refused (`restore_unconfirmed`). Other tenants are not touched.',
+          tags: ['operator'],
+          params: tenantParams,
+          body: z.strictObject({
+            at: restoreBody.shape.at,
+            from: z.string().max(100).optional().describe('Restore from this location only'),
+          }),
+          response: { 200: restoreResultSchema, ...errors },
+        },
+      },
+      async (request) => {
+        requireStaff(request, 'tenants.restore');
+        const tenant = await deps.tenants.get(request.params.tenantId);
+        const { at, ...rest } = request.body;
+        return presentRestore(
+          await deps.backups.restoreInPlace({ ...rest, tenant: tenant.id, at: new Date(at) }),
+        );
+      },
+    );
+    for (const action of ['confirm', 'undo'] as const) {
+      app.post(
+        `/tenants/:tenantId/restores/in-place/${action}`,
+        {
+          schema: {
+            summary:
+              action === 'confirm'
+                ? 'Make an in-place restore final: drop the previous data it kept (operator)'
+                : 'Undo an in-place restore: swap the kept data back in, discarding changes since (operator)',
+            tags: ['operator'],
+            params: tenantParams,
+            response: {
+              200: z.object({ tenant: z.object({ id: z.string(), slug: z.string().nullable() }) }),
+              ...errors,
+            },
+          },
+        },
+        async (request) => {
+          requireStaff(request, 'tenants.restore');
+          const { id } = await deps.tenants.get(request.params.tenantId);
+          const tenant =
+            action === 'confirm'
+              ? await deps.backups.confirmInPlaceRestore(id)
+              : (await deps.backups.undoInPlaceRestore(id)).tenant;
+          return { tenant: { id: tenant.id, slug: tenant.slug } };
+        },
+      );
+    }
     app.get(
       '/backups/status',
       {

@@ -24,6 +24,42 @@ export const backupErrors = {
       details: { job, holder },
     }),
   ),
+  unconfirmed: defineError(
+    'restore_unconfirmed',
+    'conflict',
+    'The tenant was restored in place and its previous data is kept: confirm (drops it) or undo (swaps it back) first.',
+    (tenant: string) => ({
+      message: `${tenant} was restored in place and its previous data is still kept: run \`strongroom restore confirm --tenant ${tenant}\` or \`strongroom restore undo --tenant ${tenant}\` first`,
+      details: { tenant },
+    }),
+  ),
+  nothingKept: defineError(
+    'restore_nothing_kept',
+    'not_found',
+    'The tenant has no data kept from an in-place restore: nothing to confirm or undo.',
+    (tenant: string) => ({
+      message: `${tenant} has no data kept from an in-place restore`,
+      details: { tenant },
+    }),
+  ),
+  keptAtOtherVersion: defineError(
+    'restore_kept_version_differs',
+    'conflict',
+    'The data an in-place restore kept is at another tenant schema version (a migration ran since): it cannot be swapped back; confirm the restore instead.',
+    (tenant: string, kept: string, live: string) => ({
+      message: `${tenant}'s kept data is at schema version ${kept}, the tenant at ${live}: a migration ran since the in-place restore, so it cannot be undone`,
+      details: { tenant, kept, live },
+    }),
+  ),
+  acrossInPlaceRestore: defineError(
+    'restore_across_in_place_restore',
+    'invalid',
+    'The tenant was restored in place between the snapshot and that instant, and no snapshot was taken after the swap yet.',
+    (swappedAt: string) => ({
+      message: `the tenant was restored in place at ${swappedAt}, and there is no snapshot after that yet: restore to an instant before it, or after its next snapshot`,
+      details: { swappedAt },
+    }),
+  ),
   outsideWindow: defineError(
     'restore_time_outside_window',
     'invalid',
@@ -60,9 +96,9 @@ export const backupErrors = {
   schemaMismatch: defineError(
     'restore_schema_version_unsupported',
     'unsupported',
-    'The backup was taken at a tenant schema version this restore cannot replay yet.',
+    'The backup was written at a tenant schema version this Strongroom does not know (by a newer version); restore it with that version or later.',
     (found: string, expected: string | null) => ({
-      message: `the backup is at tenant schema version ${found}, this Strongroom is at ${expected}; restoring across a tenant migration is not supported yet`,
+      message: `the backup is at tenant schema version ${found}, which this Strongroom (at ${expected}) does not know: it was written by a newer version`,
       details: { found, expected },
     }),
   ),

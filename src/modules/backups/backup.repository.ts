@@ -544,3 +544,52 @@ export async function setObjectKeyVersion(
   await sql`update ${sql.id(schema, 'attachment_versions')} set key_version = ${keyVersion}
     where attachment_id = ${row.attachmentId} and version = ${row.version}`.execute(trx);
 }
+
+/** Backup bookkeeping a tenant's schema carries: its unshipped journal and what its locations hold. */
+const bookkeepingTables = ['_journal', '_backup_segments', '_backup_snapshots'] as const;
+
+/**
+ * Moves a tenant's backup bookkeeping from the schema being replaced to the one replacing it (an
+ * in-place restore's swap, or its undo), so shipping goes on where it was: entries not yet in every
+ * location still ship, and segments keep their numbers. Both schemas are at one version. The
+ * journal's identity moves past the carried entries.
+ */
+export async function carryBackupBookkeeping(trx: AnyKysely, from: string, to: string): Promise<void> {
+  for (const table of bookkeepingTables) {
+    await sql`delete from ${sql.id(to, table)}`.execute(trx);
+    await sql`insert into ${sql.id(to, table)} overriding system value
+      select * from ${sql.id(from, table)}`.execute(trx);
+  }
+  await sql`select setval(pg_get_serial_sequence(${`${to}._journal`}, 'seq'),
+    coalesce((select max(seq) from ${sql.id(to, '_journal')}), 0) + 1, false)`.execute(trx);
+}
+
+/** The journal's record of an in-place restore (a marker a replay cannot pass; restore.service.ts). */
+export const inPlaceRestoreMarkerTable = '_restores';
+
+/**
+ * Appends the marker of an in-place restore (or its undo) to the journal of the schema now serving
+ * the tenant. Its time is the swap's (clock_timestamp(), not the transaction's start): every entry of
+ * the replaced schema is older, every later change newer.
+ */
+export async function journalInPlaceRestore(
+  trx: AnyKysely,
+  schema: string,
+  detail: { restoredTo: string } | { undone: true },
+): Promise<void> {
+  const marker = JSON.stringify(detail);
+  await sql`insert into ${sql.id(schema, '_journal')} (txid, at, table_name, op, key, row)
+    values (txid_current(), clock_timestamp(), ${inPlaceRestoreMarkerTable}, 'insert', ${marker}::jsonb, ${marker}::jsonb)`.execute(
+    trx,
+  );
+}
+
+export async function schemaExists(trx: AnyKysely, schema: string): Promise<boolean> {
+  const { rows } = await sql<{ found: boolean }>`
+    select exists (select 1 from pg_catalog.pg_namespace where nspname = ${schema}) as found`.execute(trx);
+  return rows[0]?.found === true;
+}
+
+export async function dropSchema(trx: AnyKysely, schema: string): Promise<void> {
+  await sql`drop schema ${sql.id(schema)} cascade`.execute(trx);
+}

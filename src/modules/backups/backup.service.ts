@@ -3,11 +3,13 @@ import { controlMigrations } from '../../db/migrations/control/index.ts';
 import type { Migration } from '../../db/migrator.ts';
 import type { WithTenant } from '../../db/with-tenant.ts';
 import type { Clock } from '../../platform/clock.ts';
+import { isUuid } from '../../platform/ids.ts';
 import type { Mailer } from '../../ports/mail.port.ts';
 import type { ObjectStore } from '../../ports/object-store.port.ts';
 import { type AccessPrincipal, authorize } from '../access/policy.ts';
 import type { TenantKeyService } from '../keys/tenant-keys.service.ts';
-import type { TenantRepository } from '../tenants/tenant.repository.ts';
+import type { Tenant, TenantRepository } from '../tenants/tenant.repository.ts';
+import type { TenantAccessCache } from '../tenants/tenant.service.ts';
 import { findPurgedObjectKeys } from './backup.repository.ts';
 import type { BackupLocation } from './backup-format.ts';
 import { pruneBackups, type RetentionSummary } from './backup-retention.ts';
@@ -35,6 +37,7 @@ export class BackupService {
   readonly #keys: TenantKeyService;
   readonly #clock: Clock;
   readonly #restoreWindowMs: number;
+  readonly #accessCache: TenantAccessCache | undefined;
   readonly #database: Database;
   readonly #controlMigrations: readonly Migration[];
 
@@ -53,7 +56,13 @@ export class BackupService {
     controlMigrations?: readonly Migration[];
     /** Where a failed restore drill is mailed (STRONGROOM_OPS_EMAIL); none: the caller logs it only. */
     alerts?: { mailer: Mailer; to: string } | undefined;
+    /**
+     * Cached principals: an in-place restore (and its undo) replaces the tenant's users and sessions
+     * (sessions are not restored: everyone signs in again), so its cached principals must go.
+     */
+    accessCache?: TenantAccessCache | undefined;
   }) {
+    this.#accessCache = deps.accessCache;
     this.locations = deps.locations;
     this.#database = deps.database;
     this.#controlMigrations = deps.controlMigrations ?? controlMigrations;
@@ -140,6 +149,40 @@ export class BackupService {
     const result = await this.#restores.restore(request);
     const snapshot = await this.#snapshots.snapshotTenant(result.tenant.id);
     return { ...result, snapshot };
+  }
+
+  /**
+   * Restores a tenant in place (restore.service.ts), then snapshots it at once: until a snapshot
+   * after the swap exists, instants after it cannot be restored (the journal's marker says why).
+   */
+  async restoreInPlace(
+    request: Omit<RestoreRequest, 'intoSlug' | 'intoName'>,
+  ): Promise<RestoreResult & { snapshot: SnapshotResult }> {
+    const result = await this.#restores
+      .restoreInPlace(request)
+      .finally(() => this.#forgetPrincipals(request.tenant));
+    const snapshot = await this.#snapshots.snapshotTenant(result.tenant.id);
+    return { ...result, snapshot };
+  }
+
+  /** After a swap (or a failed one: clearing is harmless) nothing cached may outlive the old data. */
+  async #forgetPrincipals(idOrSlug: string): Promise<void> {
+    if (!this.#accessCache) return;
+    const tenant = isUuid(idOrSlug)
+      ? await this.#tenants.findById(idOrSlug)
+      : await this.#tenants.findLiveBySlug(idOrSlug);
+    if (tenant) await this.#accessCache.forgetTenant(tenant.id);
+  }
+
+  /** Makes an in-place restore final: drops the previous data it kept. */
+  confirmInPlaceRestore(tenant: string): Promise<Tenant> {
+    return this.#restores.confirmInPlace(tenant);
+  }
+
+  /** Swaps an in-place restore's kept data back in (then snapshots the tenant, as after the restore). */
+  async undoInPlaceRestore(tenant: string): Promise<{ tenant: Tenant; snapshot: SnapshotResult }> {
+    const restored = await this.#restores.undoInPlace(tenant).finally(() => this.#forgetPrincipals(tenant));
+    return { tenant: restored, snapshot: await this.#snapshots.snapshotTenant(restored.id) };
   }
 
   /**

@@ -6,6 +6,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openTestCore, type TestDatabase, testDatabaseKinds } from '../../../test/support/databases.ts';
+import { dumpTenant } from '../../../test/support/tenant-dump.ts';
 import { FsObjectStore } from '../../adapters/object-store/object-store.fs.ts';
 import { decryptField, encryptField } from '../../crypto/field.ts';
 import { decryptBuffer, encryptBuffer } from '../../crypto/stream-aead.ts';
@@ -20,25 +21,6 @@ import { BackupService } from './backup.service.ts';
 import type { BackupLocation } from './backup-format.ts';
 
 const canary = 'CANARY-7f3a9c-plaintext-never-in-backups';
-
-/** Every journaled table of a tenant, rows as JSON sorted by their text: what "equal state" means. */
-async function dumpTenant(core: Core, tenantId: string): Promise<Record<string, string[]>> {
-  const schema = tenantSchemaName(tenantId);
-  const { rows: tables } = await sql<{ name: string }>`
-    select table_name as name from information_schema.tables
-    where table_schema = ${schema} and table_type = 'BASE TABLE' order by table_name`.execute(
-    core.database.db,
-  );
-  const dump: Record<string, string[]> = {};
-  for (const { name } of tables) {
-    if (!isJournaledTable(name)) continue;
-    const { rows } = await sql<{
-      row: unknown;
-    }>`select to_jsonb(t) as row from ${sql.id(schema, name)} t`.execute(core.database.db);
-    dump[name] = rows.map((r) => JSON.stringify(r.row)).sort();
-  }
-  return dump;
-}
 
 /** A store that refuses writes while `down` is set: an unreachable location. */
 function unreliable(store: ObjectStore): ObjectStore & { down: boolean } {

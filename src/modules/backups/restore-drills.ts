@@ -150,8 +150,11 @@ export class RestoreDrills {
             ? (error.details?.windowStart as string | null)
             : undefined;
         if (windowStart === null) return undefined;
-        if (windowStart && Object.keys(tables).length === 0) {
-          const from = new Date(windowStart).getTime();
+        // An instant between an in-place swap and the snapshot taken right after it, which no
+        // restore can serve (by design, not a fault of the backups): drill the present instead.
+        const isInSwapGap = isAppError(error) && error.code === backupErrors.acrossInPlaceRestore.code;
+        if ((windowStart || isInSwapGap) && Object.keys(tables).length === 0) {
+          const from = windowStart ? new Date(windowStart).getTime() : startedAt.getTime();
           at = new Date(from + Math.random() * (startedAt.getTime() - from));
           try {
             tables[location.name] = await this.#restoreAt(location, tenant, at);

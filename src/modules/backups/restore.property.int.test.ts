@@ -6,6 +6,7 @@ import fc from 'fast-check';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openTestCore, type TestDatabase, testDatabaseKinds } from '../../../test/support/databases.ts';
+import { dumpTenant } from '../../../test/support/tenant-dump.ts';
 import { FsObjectStore } from '../../adapters/object-store/object-store.fs.ts';
 import { isJournaledTable } from '../../db/journal.ts';
 import { tenantSchemaName } from '../../db/tenant-schema.ts';
@@ -13,23 +14,6 @@ import type { Core } from '../../main/compose.ts';
 import { systemClock } from '../../platform/clock.ts';
 import { newId } from '../../platform/ids.ts';
 import { BackupService } from './backup.service.ts';
-
-async function dumpTenant(core: Core, tenantId: string): Promise<Record<string, string[]>> {
-  const schema = tenantSchemaName(tenantId);
-  const { rows: tables } = await sql<{ name: string }>`
-    select table_name as name from information_schema.tables
-    where table_schema = ${schema} and table_type = 'BASE TABLE' order by table_name`.execute(
-    core.database.db,
-  );
-  const dump: Record<string, string[]> = {};
-  for (const { name } of tables.filter((t) => isJournaledTable(t.name))) {
-    const { rows } = await sql<{
-      row: unknown;
-    }>`select to_jsonb(t) as row from ${sql.id(schema, name)} t`.execute(core.database.db);
-    dump[name] = rows.map((r) => JSON.stringify(r.row)).sort();
-  }
-  return dump;
-}
 
 /** One step of a tenant's life; indexes pick among the records that exist (modulo their number). */
 type Op =

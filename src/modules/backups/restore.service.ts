@@ -8,10 +8,18 @@ import { cryptoErrors } from '../../crypto/crypto.errors.ts';
 import { createDecryptStream, createEncryptStream, decryptBuffer } from '../../crypto/stream-aead.ts';
 import type { ControlTables } from '../../db/control-tables.ts';
 import type { AnyKysely, Database } from '../../db/database.ts';
+import { migrationMarkerTable } from '../../db/journal.ts';
 import { newLeaseHolder, withLease } from '../../db/leases.ts';
 import { latestMigrationName, type Migration } from '../../db/migrator.ts';
-import { tenantSchemaName } from '../../db/tenant-schema.ts';
-import { createTenantSchema } from '../../db/tenant-schemas.ts';
+import { keptSchemaName, tenantSchemaName } from '../../db/tenant-schema.ts';
+import {
+  createTenantSchema,
+  grantTenantPrivileges,
+  migrateTenantSchema,
+  renameTenantDataSchema,
+  revokeTenantAccess,
+} from '../../db/tenant-schemas.ts';
+import { pauseTenantWrites } from '../../db/with-tenant.ts';
 import type { Clock } from '../../platform/clock.ts';
 import { isAppError } from '../../platform/errors.ts';
 import { isUuid, newId } from '../../platform/ids.ts';
@@ -25,13 +33,19 @@ import { assertValidSlug, assertValidTenantName } from '../tenants/tenant-valida
 import { backupErrors } from './backup.errors.ts';
 import {
   applyJournalBatch,
+  carryBackupBookkeeping,
   clearJournal,
   countRows,
+  dropSchema,
+  findSchemaVersion,
+  inPlaceRestoreMarkerTable,
   insertRows,
+  journalInPlaceRestore,
   listLiveObjectVersions,
   type RestoredObjectRow,
   readTableShapes,
   resetIdentitySequences,
+  schemaExists,
   setJournalTriggers,
   setObjectKeyVersion,
   setObjectPurged,
@@ -69,7 +83,9 @@ type RestoreTarget =
   | { kind: 'new'; slug: string; name: string }
   | { kind: 'recover'; tenant: Tenant }
   /** A drill: into a scratch schema that is inspected, then rolled back (never committed). */
-  | { kind: 'scratch'; tenant: Tenant; inspect: (trx: AnyKysely, schema: string) => Promise<unknown> };
+  | { kind: 'scratch'; tenant: Tenant; inspect: (trx: AnyKysely, schema: string) => Promise<unknown> }
+  /** In place: into a fresh schema swapped in for the live one, which is kept until confirmed. */
+  | { kind: 'in-place'; tenant: Tenant };
 
 /** Carries a scratch restore's inspection out of its transaction, rolling the transaction back. */
 class ScratchRolledBack extends Error {
@@ -98,6 +114,8 @@ export interface RestoreResult {
 const insertBatchRows = 2_000;
 const replayBatchEntries = 500;
 const leaseTtlMs = 60_000;
+/** How long an in-place swap waits for the tenant's transactions in flight (new ones get 503). */
+const pauseWaitMs = 10_000;
 
 /**
  * Point-in-time restore of one tenant into a fresh schema published as a new tenant: the newest
@@ -144,35 +162,128 @@ export class RestoreService {
     const source = await this.#findSource(request.tenant);
     if (await this.#tenants.findLiveBySlug(request.intoSlug)) throw tenantErrors.slugTaken(request.intoSlug);
     const locations = this.#pickLocations(request.from);
-    const holder = newLeaseHolder();
+    return this.#underLease(source, request.tenant, () =>
+      this.#fromFirstWorking(locations, (location) =>
+        this.#restoreFrom(
+          location,
+          source.id,
+          request.at,
+          { kind: 'new', slug: request.intoSlug, name: intoName },
+          request.onProgress,
+        ),
+      ),
+    );
+  }
+
+  /**
+   * Restores a live tenant in place: everything a restore does, into a fresh schema, then in the same
+   * transaction the tenant is paused (its transactions in flight finish, new ones answer
+   * `tenant_restoring`), its backup bookkeeping moves to the new schema, the live schema is renamed
+   * to the kept one (`k_…`, no access for the tenant role) and the new one takes its name. A crash
+   * anywhere rolls all of it back. The previous data stays until `confirm` (or `undo`).
+   */
+  async restoreInPlace(request: Omit<RestoreRequest, 'intoSlug' | 'intoName'>): Promise<RestoreResult> {
+    const source = await this.#findSource(request.tenant);
+    if (source.status === 'deleted') throw tenantErrors.notFound();
+    const locations = this.#pickLocations(request.from);
+    return this.#underLease(source, request.tenant, async () => {
+      if (await this.#hasKept(source.id)) throw backupErrors.unconfirmed(request.tenant);
+      return this.#fromFirstWorking(locations, (location) =>
+        this.#restoreFrom(
+          location,
+          source.id,
+          request.at,
+          { kind: 'in-place', tenant: source },
+          request.onProgress,
+        ),
+      );
+    });
+  }
+
+  /** Drops the data an in-place restore kept: the restore becomes final. */
+  async confirmInPlace(tenant: string): Promise<Tenant> {
+    const source = await this.#findLive(tenant);
+    return this.#underLease(source, tenant, () =>
+      this.#database.db.transaction().execute(async (trx) => {
+        const kept = keptSchemaName(source.id);
+        if (!(await schemaExists(trx, kept))) throw backupErrors.nothingKept(tenant);
+        await dropSchema(trx, kept);
+        return source;
+      }),
+    );
+  }
+
+  /**
+   * Swaps the kept data back in, paused like the restore, and drops the restored schema: changes
+   * made since the restore are discarded (they stay in the backups). The backup bookkeeping moves
+   * back with a marker, as in the restore.
+   */
+  async undoInPlace(tenant: string): Promise<Tenant> {
+    const source = await this.#findLive(tenant);
+    return this.#underLease(source, tenant, () =>
+      this.#database.db.transaction().execute(async (trx) => {
+        const kept = keptSchemaName(source.id);
+        const live = tenantSchemaName(source.id);
+        if (!(await schemaExists(trx, kept))) throw backupErrors.nothingKept(tenant);
+        // The fleet migrator migrates live schemas only: a kept one stays at its version.
+        const [keptVersion, liveVersion] = [
+          await findSchemaVersion(trx, kept),
+          await findSchemaVersion(trx, live),
+        ];
+        if (keptVersion !== liveVersion)
+          throw backupErrors.keptAtOtherVersion(tenant, keptVersion, liveVersion);
+        await pauseTenantWrites(trx, source.id, pauseWaitMs);
+        await carryBackupBookkeeping(trx, live, kept);
+        await journalInPlaceRestore(trx, kept, { undone: true });
+        await dropSchema(trx, live);
+        await renameTenantDataSchema(trx, kept, live);
+        await setJournalTriggers(trx, live, true);
+        await grantTenantPrivileges(trx, this.#database, source.id);
+        return source;
+      }),
+    );
+  }
+
+  async #findLive(idOrSlug: string): Promise<Tenant> {
+    const found = await this.#findSource(idOrSlug);
+    if (found.status === 'deleted') throw tenantErrors.notFound();
+    return found;
+  }
+
+  async #hasKept(tenantId: string): Promise<boolean> {
+    return this.#database.db.transaction().execute((trx) => schemaExists(trx, keptSchemaName(tenantId)));
+  }
+
+  /** One restore (of any kind) of a tenant at a time, across nodes: a second one is refused. */
+  async #underLease<T>(source: Tenant, label: string, work: () => Promise<T>): Promise<T> {
     const outcome = await withLease(
       this.#database.control,
       `backup-restore:${source.id}`,
-      holder,
+      newLeaseHolder(),
       leaseTtlMs,
-      async () => {
-        let lastError: unknown;
-        for (const location of locations) {
-          try {
-            return await this.#restoreFrom(
-              location,
-              source.id,
-              request.at,
-              { kind: 'new', slug: request.intoSlug, name: intoName },
-              request.onProgress,
-            );
-          } catch (error) {
-            // A time outside the window, a shredded key or a taken slug is the same in every location.
-            if (!isAppError(error) || error.code !== backupErrors.corrupt.code) throw error;
-            lastError = error;
-          }
-        }
-        throw lastError;
-      },
+      work,
     );
     if ('conflict' in outcome)
-      throw backupErrors.inProgress(`a restore of ${request.tenant}`, outcome.conflict.holder);
+      throw backupErrors.inProgress(`a restore of ${label}`, outcome.conflict.holder);
     return outcome.value;
+  }
+
+  /** Tries each location in turn until one restores; only a corrupt or unreachable one passes on. */
+  async #fromFirstWorking<T>(
+    locations: readonly BackupLocation[],
+    work: (location: BackupLocation) => Promise<T>,
+  ): Promise<T> {
+    let lastError: unknown;
+    for (const location of locations) {
+      try {
+        return await work(location);
+      } catch (error) {
+        // A time outside the window, a shredded key or a taken slug is the same in every location.
+        if (!isAppError(error) || error.code !== backupErrors.corrupt.code) throw error;
+        lastError = error;
+      }
+    }
+    throw lastError;
   }
 
   async #findSource(idOrSlug: string): Promise<Tenant> {
@@ -255,9 +366,8 @@ export class RestoreService {
       throw backupErrors.outsideWindow(at, windowStart, now);
     }
     const expectedVersion = latestMigrationName(this.#migrations);
-    if (snapshot.schemaVersion !== expectedVersion) {
-      throw backupErrors.schemaMismatch(snapshot.schemaVersion, expectedVersion);
-    }
+    // The schema is built at the snapshot's version, so its rows load as they were taken.
+    const snapshotMigrations = this.#migrationsUpTo(snapshot.schemaVersion);
     const segments = await this.#segmentsAfter(location, tenantId, snapshot.segmentPosition, at);
     const key = await this.#dataKey(tenantId, snapshot.keyVersion);
     const sourceKeys = await this.#allDataKeys(tenantId, key);
@@ -266,10 +376,18 @@ export class RestoreService {
     const progress = (done: number, label: string) => onProgress?.(done, total, label);
     const isRecovery = target.kind === 'recover';
     const isScratch = target.kind === 'scratch';
+    const isInPlace = target.kind === 'in-place';
 
     progress(0, `snapshot of ${snapshot.takenAt} from ${location.name}`);
-    const newTenantId = isRecovery ? tenantId : newId();
-    const schema = tenantSchemaName(newTenantId);
+    // Whose data it becomes (files and sealed values belong to it), and which id names the schema
+    // being built: in place, a fresh one that takes the live schema's name at the swap.
+    const newTenantId = isRecovery || isInPlace ? tenantId : newId();
+    const schemaId = isInPlace ? newId() : newTenantId;
+    const schema = tenantSchemaName(schemaId);
+    // In place, the schema gets no role of its own: at the swap it becomes the tenant's, with its role.
+    const roles = isInPlace
+      ? { rolesEnabled: false, isSuperuser: this.#database.isSuperuser }
+      : this.#database;
     let entriesReplayed = 0;
     const copied: string[] = [];
     const objectCounts = { restored: 0, fromLiveStore: 0 };
@@ -285,12 +403,16 @@ export class RestoreService {
         if (target.kind === 'recover') {
           created = target.tenant;
           newKey = key;
-          await createTenantSchema(trx, this.#database, tenantId, this.#migrations, { adoptRole: true });
+          await createTenantSchema(trx, this.#database, tenantId, snapshotMigrations, { adoptRole: true });
+        } else if (target.kind === 'in-place') {
+          created = target.tenant;
+          newKey = key;
+          await createTenantSchema(trx, roles, schemaId, snapshotMigrations);
         } else if (target.kind === 'scratch') {
           created = target.tenant;
           newKey = key;
           // A scratch schema named after a random id no tenant has; rolled back with the rest.
-          await createTenantSchema(trx, this.#database, newTenantId, this.#migrations);
+          await createTenantSchema(trx, this.#database, newTenantId, snapshotMigrations);
         } else {
           created = await this.#tenants.insert(control, {
             id: newTenantId,
@@ -298,7 +420,7 @@ export class RestoreService {
             name: target.name,
             schemaVersion: expectedVersion,
           });
-          await createTenantSchema(trx, this.#database, newTenantId, this.#migrations);
+          await createTenantSchema(trx, this.#database, newTenantId, snapshotMigrations);
           newKey = await this.#keys.createDataKey(control, newTenantId);
           rekeyer = new SealedValueRekeyer(
             { tenantId, keys: sourceKeys },
@@ -357,7 +479,21 @@ export class RestoreService {
         }
 
         // 2. The journal after the snapshot: entries of transactions the snapshot does not show, up to T.
-        const shapes = await readTableShapes(trx, schema);
+        let shapes = await readTableShapes(trx, schema);
+        let version = snapshot.schemaVersion;
+        /**
+         * Brings the schema being restored to `name` (and the migrations before it) in the
+         * transaction: a migration's marker in the journal, or the current version at the end.
+         */
+        const migrateTo = async (name: string) => {
+          const migrations = this.#migrationsUpTo(name);
+          if (migrations.length <= this.#migrationsUpTo(version).length) return;
+          await migrateTenantSchema(trx, roles, schemaId, migrations);
+          // Tables the migration added got live journal triggers: loading is not a change either.
+          await setJournalTriggers(trx, schema, false);
+          shapes = await readTableShapes(trx, schema);
+          version = name;
+        };
         let done = loaded;
         // Consecutive entries of one table and operation with distinct keys go as one statement; a
         // repeated key, another table or another operation starts the next batch, so order holds.
@@ -377,6 +513,19 @@ export class RestoreService {
           for (const entry of entries) {
             done++;
             if (isVisibleInSnapshot(entry.txid, snapshot.txSnapshot) || new Date(entry.at) > at) continue;
+            // Past an in-place restore, the journal continues from the state it swapped in, which
+            // no older snapshot shows: only a snapshot taken after it can serve such an instant.
+            if (entry.table === inPlaceRestoreMarkerTable) throw backupErrors.acrossInPlaceRestore(entry.at);
+            if (entry.table === migrationMarkerTable) {
+              // A tenant migration ran here: the entries before it are in the old shape, those after
+              // it (the migration's own row changes first) in the new one.
+              const name = entry.key.name;
+              if (typeof name !== 'string')
+                throw backupErrors.corrupt(location.name, segmentKey, 'a migration marker without a name');
+              await flush();
+              await migrateTo(name);
+              continue;
+            }
             if (!shapes.has(entry.table))
               throw backupErrors.corrupt(location.name, segmentKey, `unknown table ${entry.table}`);
             const entryKey = JSON.stringify(entry.key);
@@ -395,13 +544,20 @@ export class RestoreService {
           progress(done, `journal segment ${manifest.segmentNo}`);
         }
         await flush();
+        // A restore to an instant before a migration: the live service serves only the current
+        // version, so the restored schema is migrated as every live tenant was.
+        if (expectedVersion) await migrateTo(expectedVersion);
         await this.#copyObjects(trx, schema, location, tenantId, sourceKeys, newTenantId, newKey, {
           copied,
           counts: objectCounts,
           now,
-          reseal: !isRecovery && !isScratch,
+          reseal: target.kind === 'new',
           write: !isScratch,
         });
+        if ((isRecovery || isInPlace) && created.schemaVersion !== expectedVersion) {
+          // Backed up before a migration this Strongroom has: the control plane says where it is now.
+          await this.#tenants.recordMigrated(control, tenantId, expectedVersion);
+        }
         if (isRecovery) {
           const lastSegment = Math.max(snapshot.segmentPosition, ...segments.map((s) => s.segmentNo));
           await setSegmentPosition(
@@ -415,13 +571,29 @@ export class RestoreService {
         await clearJournal(trx, schema);
         await setJournalTriggers(trx, schema, true);
         if (target.kind === 'scratch') throw new ScratchRolledBack(await target.inspect(trx, schema));
+        if (isInPlace) {
+          // The swap, verified data in hand: pause, carry the bookkeeping, mark, rename twice.
+          const live = tenantSchemaName(tenantId);
+          const kept = keptSchemaName(tenantId);
+          await pauseTenantWrites(trx, tenantId, pauseWaitMs);
+          await carryBackupBookkeeping(trx, live, schema);
+          await journalInPlaceRestore(trx, schema, { restoredTo: at.toISOString() });
+          // The kept schema changes nothing and journals nothing until an undo brings it back.
+          await setJournalTriggers(trx, live, false);
+          await renameTenantDataSchema(trx, live, kept);
+          await revokeTenantAccess(trx, this.#database, tenantId, kept);
+          await renameTenantDataSchema(trx, schema, live);
+          await grantTenantPrivileges(trx, this.#database, tenantId);
+        }
         return created;
       })
       .catch(async (error: unknown) => {
         if (error instanceof ScratchRolledBack && target.kind === 'scratch') return target.tenant;
         // The new tenant never existed: take back the files copied for it. (A recovery writes the
         // tenant's own files back byte for byte, where they may have been already: those stay.)
-        if (!isRecovery) for (const key of copied) await newObjects.delete(key).catch(() => undefined);
+        // (In place, likewise: they are the tenant's own files, which the live schema still names.)
+        if (target.kind === 'new')
+          for (const key of copied) await newObjects.delete(key).catch(() => undefined);
         throw error;
       });
     return {
@@ -437,6 +609,16 @@ export class RestoreService {
       objectsRestored: objectCounts.restored,
       objectsFromLiveStore: objectCounts.fromLiveStore,
     };
+  }
+
+  /**
+   * The migrations up to and including `name`, in order: the schema version a backup was written
+   * at. A name this Strongroom does not know was written by a newer version, which it cannot replay.
+   */
+  #migrationsUpTo(name: string): readonly Migration[] {
+    const index = this.#migrations.findIndex((m) => m.name === name);
+    if (index < 0) throw backupErrors.schemaMismatch(name, latestMigrationName(this.#migrations));
+    return this.#migrations.slice(0, index + 1);
   }
 
   async #dataKey(tenantId: string, version?: number): Promise<DataKey> {
@@ -638,12 +820,9 @@ export class RestoreService {
       }
       expected++;
     }
-    const expectedVersion = latestMigrationName(this.#migrations);
     const needed = after.filter((s) => new Date(s.firstAt) <= at);
-    for (const segment of needed) {
-      if (segment.schemaVersion !== expectedVersion)
-        throw backupErrors.schemaMismatch(segment.schemaVersion, expectedVersion);
-    }
+    // Refused before anything is written: a segment sealed by a newer Strongroom.
+    for (const segment of needed) this.#migrationsUpTo(segment.schemaVersion);
     return needed;
   }
 
