@@ -10,8 +10,6 @@ import { dumpTenant } from '../../../test/support/tenant-dump.ts';
 import { FsObjectStore } from '../../adapters/object-store/object-store.fs.ts';
 import { decryptField, encryptField } from '../../crypto/field.ts';
 import { decryptBuffer, encryptBuffer } from '../../crypto/stream-aead.ts';
-import { isJournaledTable } from '../../db/journal.ts';
-import { tenantSchemaName } from '../../db/tenant-schema.ts';
 import type { Core } from '../../main/compose.ts';
 import { systemClock } from '../../platform/clock.ts';
 import { newId, newTimeOrderedId } from '../../platform/ids.ts';

@@ -8,8 +8,6 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openTestCore, type TestDatabase, testDatabaseKinds } from '../../../test/support/databases.ts';
 import { dumpTenant } from '../../../test/support/tenant-dump.ts';
 import { FsObjectStore } from '../../adapters/object-store/object-store.fs.ts';
-import { isJournaledTable } from '../../db/journal.ts';
-import { tenantSchemaName } from '../../db/tenant-schema.ts';
 import type { Core } from '../../main/compose.ts';
 import { systemClock } from '../../platform/clock.ts';
 import { newId } from '../../platform/ids.ts';
