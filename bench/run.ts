@@ -477,34 +477,14 @@ async function main(): Promise<void> {
         const peer: RunningPeer = await startDirectus(peerOptions);
         cleanups.push(() => peer.stop());
         log(`peer: directus ${peer.version} on node ${peer.nodeVersion} at ${peer.url}`);
-        const peerCpu: CpuTarget = { serverPid: peer.nodePid, database: peer.database };
         const rows: Record<string, Measured[]> = {};
         const push = (key: string, result: Measured) => {
           rows[key] ??= [];
           rows[key].push(result);
         };
         const n = String(settings.tenants);
-        const loadDirectus = async (mode: 'plain' | 'get-one', label: string) => {
-          let measured: Measured | undefined;
-          await loadPeer(
-            { peersDir: settings.peersDir, packageDir },
-            peer,
-            {
-              mode,
-              label,
-              connections: settings.connections,
-              durationS: settings.durationS,
-              warmupS: settings.warmupS,
-              ids: settings.peerSeed,
-            },
-            async (measure) => {
-              measured = await probe.around(peerCpu, measure);
-              return measured;
-            },
-          );
-          logResult(measured!);
-          return measured!;
-        };
+        const loadDirectus = (mode: 'plain' | 'get-one', label: string) =>
+          measurePeer(probe, peer, mode, label, settings.durationS);
         const steps: Array<[string, () => Promise<Measured>]> = [
           ['directus-ping', () => loadDirectus('plain', 'directus-ping')],
           ['ours-healthz-tls', () => loadOurs(probe, tlsCpu, healthzSpec(tls, `healthz@${n}`))],
@@ -576,28 +556,8 @@ async function main(): Promise<void> {
         cleanups.push(() => dropDirectusDatabase(settings.adminUrl));
         const directus: RunningPeer = await startDirectus(peerOptions);
         cleanups.push(() => directus.stop());
-        const peerCpu: CpuTarget = { serverPid: directus.nodePid, database: directus.database };
-        const loadDirectus = async (mode: 'get-one' | 'post', label: string) => {
-          let measured: Measured | undefined;
-          await loadPeer(
-            { peersDir: settings.peersDir, packageDir },
-            directus,
-            {
-              mode,
-              label,
-              connections: settings.connections,
-              durationS: settings.identityDurationS,
-              warmupS: settings.warmupS,
-              ids: settings.peerSeed,
-            },
-            async (measure) => {
-              measured = await probe.around(peerCpu, measure);
-              return measured;
-            },
-          );
-          logResult(measured!);
-          return measured!;
-        };
+        const loadDirectus = (mode: 'get-one' | 'post', label: string) =>
+          measurePeer(probe, directus, mode, label, settings.identityDurationS);
         peer = {
           describe: `Directus ${directus.version} on Node ${directus.nodeVersion}, same Postgres server, plain HTTP (it has no TLS of its own), a non-admin role with a static token; \`records\` collection seeded with ${settings.peerSeed} items, random ids`,
           getOne: () => loadDirectus('get-one', 'directus-get-one'),
@@ -703,6 +663,36 @@ async function main(): Promise<void> {
     clearTimeout(watchdog);
     if (!interrupted) await cleanup();
   }
+}
+
+/** One measured load run against the peer (after its warm-up), with the CPU it and its backends spent. */
+async function measurePeer(
+  probe: CpuProbe,
+  peer: RunningPeer,
+  mode: 'plain' | 'get-one' | 'post',
+  label: string,
+  durationS: number,
+): Promise<Measured> {
+  const peerCpu: CpuTarget = { serverPid: peer.nodePid, database: peer.database };
+  let measured: Measured | undefined;
+  await loadPeer(
+    { peersDir: settings.peersDir, packageDir },
+    peer,
+    {
+      mode,
+      label,
+      connections: settings.connections,
+      durationS,
+      warmupS: settings.warmupS,
+      ids: settings.peerSeed,
+    },
+    async (measure) => {
+      measured = await probe.around(peerCpu, measure);
+      return measured;
+    },
+  );
+  logResult(measured!);
+  return measured!;
 }
 
 function mergeShares(
