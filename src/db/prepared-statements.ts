@@ -20,19 +20,22 @@ import type pg from 'pg';
  * - Every statement is still checked against the current role's privileges and `search_path` at each
  *   execution: Postgres re-checks permissions at executor start and re-plans when the path changed.
  */
-export interface PreparingClient {
-  query(text: string, values: readonly unknown[]): Promise<pg.QueryResult>;
-}
-
 const defaultCapacity = 200;
 
 /** `select *`, `returning *`, `"t".*` and the like: a result shape that follows the table's columns. */
 const starColumns = /(?:\bselect|\breturning|,)\s+(?:(?:"[^"]*"|[a-z_][a-z0-9_]*)\.)*\*/i;
 
-/** 0A000 feature_not_supported, raised when a cached plan's result type no longer matches. */
-const changedResultType = (error: unknown) =>
-  (error as { code?: string }).code === '0A000' &&
-  /cached plan must not change result type/.test((error as Error).message ?? '');
+/**
+ * 0A000 feature_not_supported, raised when a cached plan's result type no longer matches (known by
+ * the server routine that raises it, which does not depend on the server's message language).
+ */
+const changedResultType = (error: unknown) => {
+  const { code, routine, message } = error as { code?: string; routine?: string; message?: string };
+  return (
+    code === '0A000' &&
+    (routine === 'RevalidateCachedQuery' || /cached plan must not change result type/.test(message ?? ''))
+  );
+};
 
 interface ConnectionStatements {
   readonly names: Map<string, string>;
@@ -47,7 +50,7 @@ interface PgConnectionInternals {
 
 const statementsOf = new WeakMap<pg.ClientBase, ConnectionStatements>();
 
-export function preparedStatementsSupported(client: pg.ClientBase): boolean {
+function preparedStatementsSupported(client: pg.ClientBase): boolean {
   const connection = (client as unknown as { connection?: Partial<PgConnectionInternals> }).connection;
   return (
     typeof connection?.parsedStatements === 'object' && typeof client.getTransactionStatus === 'function'
