@@ -1,5 +1,6 @@
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { dollarQuoted } from '../src/db/with-tenant.ts';
 import type { Core } from '../src/main/compose.ts';
 import { openTestCore, type TestDatabase, testDatabaseKinds } from './support/databases.ts';
 
@@ -119,6 +120,62 @@ for (const kind of await testDatabaseKinds()) {
       for (const row of seen) {
         expect(row.role).not.toMatch(/^t_/);
         expect(row.path).not.toContain('t_');
+      }
+    });
+
+    it('runs a final statement in the transaction, just before the commit, with any literal intact', async () => {
+      const hostile = `it's $$ \\ $q0011aabbccdd$ ${'$'}{x} \u2028 "quoted" -- ; commit; drop table settings;`;
+      let reported: readonly unknown[] = [];
+      await core.withTenant(
+        a.id,
+        (scope) => scope.db.insertInto('settings').values({ key: 'final-1', value: '1' }).execute(),
+        {
+          finalStatement: (scope) => ({
+            text: `insert into ${scope.schema}.settings (key, value)
+              select 'final-2', to_jsonb(${dollarQuoted(hostile)}::text) returning key`,
+            onRows: (rows) => {
+              reported = rows;
+            },
+          }),
+        },
+      );
+      expect(reported).toEqual([{ key: 'final-2' }]);
+      const stored = await core.withTenant(a.id, (scope) =>
+        scope.db
+          .selectFrom('settings')
+          .select(['key', 'value'])
+          .where('key', 'like', 'final-%')
+          .orderBy('key')
+          .execute(),
+      );
+      expect(stored).toEqual([
+        { key: 'final-1', value: 1 },
+        { key: 'final-2', value: hostile },
+      ]);
+    });
+
+    it('undoes the work when the final statement fails, and keeps serving', async () => {
+      let reported = false;
+      await expect(
+        core.withTenant(
+          a.id,
+          (scope) => scope.db.insertInto('settings').values({ key: 'final-undone', value: '1' }).execute(),
+          {
+            finalStatement: (scope) => ({
+              text: `insert into ${scope.schema}.settings (key, value) values ('final-undone', '2')`,
+              onRows: () => {
+                reported = true;
+              },
+            }),
+          },
+        ),
+      ).rejects.toMatchObject({ code: '23505' });
+      expect(reported).toBe(false);
+      for (let i = 0; i < 3; i++) {
+        const left = await core.withTenant(a.id, (scope) =>
+          scope.db.selectFrom('settings').select('key').where('key', '=', 'final-undone').execute(),
+        );
+        expect(left).toEqual([]);
       }
     });
 

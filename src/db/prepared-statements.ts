@@ -71,7 +71,7 @@ export async function queryPrepared(
   // A statement this connection prepared before was eligible then and still is.
   if (!statements?.names.has(text)) {
     if (values.length === 0 || starColumns.test(text) || !preparedStatementsSupported(client)) {
-      return client.query(text, values as unknown[]);
+      return asOneResult(await client.query(text, values as unknown[]));
     }
     if (!statements) {
       statements = { names: new Map(), next: 0 };
@@ -92,6 +92,17 @@ export async function queryPrepared(
       values: values as unknown[],
     });
   }
+}
+
+/**
+ * A message of several statements (simple protocol, no parameters) answers with one result per
+ * statement; Kysely reads one. It gets the rows of all of them, in order, and the last one's command.
+ */
+function asOneResult(result: pg.QueryResult | pg.QueryResult[]): pg.QueryResult {
+  if (!Array.isArray(result)) return result;
+  const last = result.at(-1);
+  if (!last) throw new Error('a query answered with no result');
+  return { ...last, rows: result.flatMap((r) => r.rows ?? []) };
 }
 
 async function nameFor(

@@ -1,6 +1,8 @@
 import { type ColumnType, type Kysely, type Selectable, sql } from 'kysely';
 import type { AnyKysely } from '../../db/database.ts';
+import { assertTenantSchemaName } from '../../db/tenant-schema.ts';
 import type { TenantTables } from '../../db/tenant-tables.ts';
+import { dollarQuoted } from '../../db/with-tenant.ts';
 import type {
   ActorKind,
   AuditEntry,
@@ -252,17 +254,17 @@ export const auditRepository = {
     return rows;
   },
 
-  /** A write's entry, committed with the write; `sealPending` moves it into the chain. No lock. */
   /**
-   * Adds `entry` to the pending entries if the caller's transaction wrote anything (Postgres assigned
-   * it a transaction id; checked before this insert gets one), in one statement. True when it did.
+   * A write's entry, committed with the write; `sealPending` moves it into the chain. No lock. The
+   * statement adds `entry` to the pending entries if the caller's transaction wrote anything (Postgres
+   * assigned it a transaction id; checked before this insert gets one), and returns a row when it did.
+   * It takes no parameters: it is sent in one message with `commit` (`finalStatement` of withTenant).
    */
-  async insertPendingIfWrote(scope: PendingScope, entry: AuditEntry): Promise<boolean> {
-    const { rows } = await sql<{ id: string }>`
-      insert into ${pendingTable(scope)} (entry)
-      select ${JSON.stringify(entry)}::jsonb where txid_current_if_assigned() is not null
-      returning id`.execute(scope.trx);
-    return rows.length > 0;
+  insertPendingIfWroteStatement(scope: PendingScope, entry: AuditEntry): string {
+    assertTenantSchemaName(scope.schema);
+    return `insert into ${scope.schema}.audit_pending (entry)
+      select ${dollarQuoted(JSON.stringify(entry))}::jsonb where txid_current_if_assigned() is not null
+      returning id`;
   },
 
   /** Pending entries in the order they were written (call under `lockChain`). */

@@ -162,22 +162,23 @@ export class AuditService {
       // Staff requests are audited on the platform chain, by the response hook.
       if (!context || context.audited || context.platform || options?.readOnly)
         return inner(tenantId, fn, options);
+      if (options?.finalStatement)
+        throw new Error('a write in a request cannot bring its own final statement');
       let appended = false;
-      const result = await inner(
-        tenantId,
-        async (scope) => {
-          appended = false;
-          const value = await fn(scope);
-          // Committed with the write, without waiting for the chain's lock: the batch writer chains
-          // it within `flushIntervalMs` (sealPending).
-          appended = await auditRepository.insertPendingIfWrote(
+      const result = await inner(tenantId, fn, {
+        ...options,
+        // Committed with the write, in the commit's own message, without waiting for the chain's
+        // lock: the batch writer chains it within `flushIntervalMs` (sealPending).
+        finalStatement: (scope) => ({
+          text: auditRepository.insertPendingIfWroteStatement(
             scope,
             entryOf(context, this.#clock.now(), scope.tenantId, 'allow', null, null),
-          );
-          return value;
-        },
-        options,
-      );
+          ),
+          onRows: (rows) => {
+            appended = rows.length > 0;
+          },
+        }),
+      });
       // Committed: this request's entry is in (pending, until this node's next flush chains it).
       if (appended) {
         context.audited = true;
