@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Kysely, PostgresDialect, sql } from 'kysely';
 import pg from 'pg';
@@ -58,7 +58,7 @@ describe('strongroom CLI on the embedded defaults', () => {
     expect((await runCli(['tenant', 'show', 'acme'], env)).code).toBe(4);
   });
 
-  it('sweeps an orphaned attachment object older than the grace period, with a summary', async () => {
+  it('sweeps orphaned attachment objects and cut-off uploads older than the grace period, with a summary', async () => {
     const created = await runCli(
       ['tenant', 'create', '--slug', 'files', '--name', 'Files', '--owner-email', 'o@files.test', '--json'],
       env,
@@ -72,19 +72,30 @@ describe('strongroom CLI on the embedded defaults', () => {
     const fresh = join(folder, newTimeOrderedId());
     writeFileSync(old, 'orphan');
     writeFileSync(fresh, 'an upload still committing');
+    // What a crash mid-stream leaves: a temp file no key names; one still being written stays.
+    const temps = join(dataDir, 'objects', '.tmp');
+    const cutOff = join(temps, 'cut-off-upload');
+    const writing = join(temps, 'upload-in-progress');
+    writeFileSync(cutOff, 'half an upload');
+    writeFileSync(writing, 'an upload still streaming');
+    const twoHoursAgo = new Date(Date.now() - 2 * 3600_000);
+    utimesSync(cutOff, twoHoursAgo, twoHoursAgo);
     const result = await runCli(['attachments', 'maintain', '--json'], env);
     expect(result.code).toBe(0);
     expect(JSON.parse(result.stdout)).toMatchObject({
       purged: 0,
       orphansSwept: 1,
+      incompleteSwept: 1,
       idempotencyKeysPruned: 0,
       failures: [],
     });
     expect(existsSync(old)).toBe(false);
     expect(existsSync(fresh)).toBe(true);
+    expect(existsSync(cutOff)).toBe(false);
+    expect(existsSync(writing)).toBe(true);
     const text = await runCli(['attachments', 'maintain'], env);
     expect(text.stdout).toMatch(
-      /\d+ tenants: 0 retired versions purged, 0 orphaned objects swept, 0 expired idempotency keys forgotten/,
+      /\d+ tenants: 0 retired versions purged, 0 orphaned objects swept, 0 cut-off uploads removed, 0 expired idempotency keys forgotten/,
     );
   });
 

@@ -34,7 +34,7 @@ export function registerAttachmentCommands(program: Command, context: CliContext
           context.stdout(`${JSON.stringify(summary, null, 2)}\n`);
         } else {
           context.stdout(
-            `${summary.tenants} tenants: ${summary.purged} retired versions purged, ${summary.orphansSwept} orphaned objects swept, ${summary.idempotencyKeysPruned} expired idempotency keys forgotten\n`,
+            `${summary.tenants} tenants: ${summary.purged} retired versions purged, ${summary.orphansSwept} orphaned objects swept, ${summary.incompleteSwept} cut-off uploads removed, ${summary.idempotencyKeysPruned} expired idempotency keys forgotten\n`,
           );
           for (const failure of summary.failures)
             context.stdout(`  failed ${failure.tenantId}: ${failure.message}\n`);

@@ -196,6 +196,7 @@ function scheduleAttachmentMaintenance(core: Core, log: Logger): Scheduled {
           if (
             summary.purged > 0 ||
             summary.orphansSwept > 0 ||
+            summary.incompleteSwept > 0 ||
             summary.idempotencyKeysPruned > 0 ||
             summary.failures.length > 0
           )

@@ -18,6 +18,12 @@ export interface ObjectStore {
   delete(key: string): Promise<void>;
   /** Every object whose key starts with `prefix` (a whole-segment prefix ending in `/`, or ''). */
   list(prefix: string): AsyncIterable<ObjectInfo>;
+  /**
+   * Removes what writes cut off by a crash left behind that no key names (the folder store's
+   * temp files), when older than `olderThan`; returns how many. Absent on S3, where a bucket
+   * lifecycle rule aborts incomplete multipart uploads (docs/ARCHITECTURE.md, "Objects and cache").
+   */
+  sweepIncomplete?(olderThan: Date): Promise<number>;
   /** Cheap reachability check for /readyz. */
   ping(): Promise<void>;
   close(): Promise<void>;

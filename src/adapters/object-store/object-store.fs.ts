@@ -114,6 +114,26 @@ export class FsObjectStore implements ObjectStore {
     }
   }
 
+  /**
+   * Deletes temp files last written before `olderThan`: writes that a crash cut off (a failed write
+   * removes its own). A write in progress keeps its file's mtime fresh, and no request lives as long
+   * as the grace the caller gives.
+   */
+  async sweepIncomplete(olderThan: Date): Promise<number> {
+    let swept = 0;
+    for (const name of await readdir(this.#tmpDir)) {
+      const path = join(this.#tmpDir, name);
+      const stats = await stat(path).catch((error: unknown) => {
+        if (isMissing(error)) return undefined; // renamed into place or removed meanwhile
+        throw error;
+      });
+      if (!stats?.isFile() || stats.mtimeMs >= olderThan.getTime()) continue;
+      await rm(path, { force: true });
+      swept++;
+    }
+    return swept;
+  }
+
   close(): Promise<void> {
     return Promise.resolve();
   }

@@ -8,6 +8,8 @@ export interface MaintenanceSummary {
   tenants: number;
   purged: number;
   orphansSwept: number;
+  /** Remains of uploads a crash cut off mid-stream (the folder store's temp files), removed. */
+  incompleteSwept: number;
   /** Record idempotency keys past their 24 h, forgotten. */
   idempotencyKeysPruned: number;
   /** Tenants whose run failed (they are retried next time); the reasons are in `failures`. */
@@ -30,7 +32,8 @@ const leaseName = 'attachment-maintenance';
 const leaseTtlMs = 60_000;
 
 /**
- * Purges retired attachment versions past the restore window and sweeps orphans, tenant by tenant
+ * Sweeps what crashed uploads left in the object store, then purges retired attachment versions
+ * past the restore window and sweeps orphans, tenant by tenant
  * (and forgets record idempotency keys past their day, the other per-tenant housekeeping),
  * under one lease: scheduled on every node, it still runs exactly once at a time across them all.
  */
@@ -54,6 +57,7 @@ export async function runAttachmentMaintenance(
         tenants: 0,
         purged: 0,
         orphansSwept: 0,
+        incompleteSwept: await deps.attachments.sweepIncompleteUploads(),
         idempotencyKeysPruned: 0,
         failures: [],
       };

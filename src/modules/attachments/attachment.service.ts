@@ -374,6 +374,15 @@ export class AttachmentService {
   }
 
   /**
+   * Store-wide housekeeping: removes the remains of uploads a crash cut off mid-stream (never named
+   * by a key, so no tenant's sweep sees them) once they are older than the grace period.
+   */
+  async sweepIncompleteUploads(): Promise<number> {
+    const olderThan = new Date(this.#clock.now().getTime() - orphanGraceMs);
+    return (await this.#objects.sweepIncomplete?.(olderThan)) ?? 0;
+  }
+
+  /**
    * One tenant's housekeeping: purges objects of versions retired longer ago than the restore
    * window, then deletes objects no version knows (uploads cut off between the object write and
    * the commit) once they are older than the grace period.
