@@ -154,6 +154,33 @@ for (const kind of await testDatabaseKinds()) {
       ]);
     });
 
+    it('quotes any text as a literal that ends where it should', async () => {
+      const values = [
+        '',
+        '$',
+        '$q',
+        '$q$',
+        'x$q',
+        'x$q1',
+        '$q$q1$q2$',
+        "'; drop table settings; --",
+        '\\',
+        '$$',
+      ];
+      const back = await core.withTenant(a.id, async (scope) => {
+        const seen: string[] = [];
+        for (const value of values) {
+          const { rows } = await sql
+            .raw<{ v: string }>(`select ${dollarQuoted(value)}::text as v`)
+            .execute(scope.trx);
+          seen.push(rows[0]!.v);
+        }
+        return seen;
+      });
+      expect(back).toEqual(values);
+      expect(() => dollarQuoted('a\0b')).toThrow(/NUL/);
+    });
+
     it('undoes the work when the final statement fails, and keeps serving', async () => {
       let reported = false;
       await expect(

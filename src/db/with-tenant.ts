@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto';
 import { sql } from 'kysely';
 import { commonErrors, defineError } from '../platform/errors.ts';
 import type { AnyKysely, Database } from './database.ts';
@@ -44,16 +43,17 @@ export interface FinalStatement {
 }
 
 /**
- * `value` as a dollar-quoted SQL string literal, for a statement that cannot take parameters. The tag
- * is random and checked against the value, so no content (quotes, backslashes, dollars) can end the
- * literal early, whatever `standard_conforming_strings` says. NUL cannot appear in a Postgres string.
+ * `value` as a dollar-quoted SQL string literal, for a statement that cannot take parameters. The
+ * literal ends at the first occurrence of its tag after the opening one, so the tag is chosen to
+ * occur first right at the end: not inside the value, nor across its end (a value ending in `$q`
+ * must not meet a closing `$q$`). Then no content, quotes, backslashes or dollars, can end it early,
+ * whatever `standard_conforming_strings` says. NUL cannot appear in a Postgres string.
  */
 export function dollarQuoted(value: string): string {
   if (value.includes('\0')) throw new Error('a SQL string literal cannot hold NUL');
-  for (;;) {
-    const tag = `$q${randomBytes(6).toString('hex')}$`;
-    if (!value.includes(tag)) return `${tag}${value}${tag}`;
-  }
+  let tag = '$q$';
+  for (let n = 1; (value + tag).indexOf(tag) !== value.length; n++) tag = `$q${n}$`;
+  return `${tag}${value}${tag}`;
 }
 
 export const tenantScopeErrors = {
