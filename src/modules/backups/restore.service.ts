@@ -156,11 +156,7 @@ export class RestoreService {
   }
 
   async restore(request: RestoreRequest): Promise<RestoreResult> {
-    assertValidSlug(request.intoSlug);
-    const intoName = request.intoName ?? `${request.intoSlug} (restored)`;
-    assertValidTenantName(intoName);
-    const source = await this.#findSource(request.tenant);
-    if (await this.#tenants.findLiveBySlug(request.intoSlug)) throw tenantErrors.slugTaken(request.intoSlug);
+    const { source, intoName } = await this.#checkNewTenant(request);
     const locations = this.#pickLocations(request.from);
     return this.#underLease(source, request.tenant, () =>
       this.#fromFirstWorking(locations, (location) =>
@@ -307,6 +303,57 @@ export class RestoreService {
   }
 
   /**
+   * What a restore into a new tenant refuses before reading anything big, for a caller that answers
+   * before the restore runs (an API restore job): a bad slug or name, a taken slug, an unknown
+   * tenant or location, and a time outside the window of the first location that can be listed
+   * (the manifests only). A location that cannot be listed is left to the restore itself.
+   */
+  async check(request: Omit<RestoreRequest, 'onProgress'>): Promise<Tenant> {
+    const { source } = await this.#checkNewTenant(request);
+    const now = this.#clock.now();
+    for (const location of this.#pickLocations(request.from)) {
+      try {
+        await this.#snapshotFor(location, source.id, request.at, now);
+        break;
+      } catch (error) {
+        if (!isAppError(error) || error.code !== backupErrors.corrupt.code) throw error;
+      }
+    }
+    return source;
+  }
+
+  async #checkNewTenant(request: Pick<RestoreRequest, 'tenant' | 'intoSlug' | 'intoName'>) {
+    assertValidSlug(request.intoSlug);
+    const intoName = request.intoName ?? `${request.intoSlug} (restored)`;
+    assertValidTenantName(intoName);
+    const source = await this.#findSource(request.tenant);
+    if (await this.#tenants.findLiveBySlug(request.intoSlug)) throw tenantErrors.slugTaken(request.intoSlug);
+    return { source, intoName };
+  }
+
+  /** The newest snapshot at or before `at` in the location; a time outside its window is refused. */
+  async #snapshotFor(
+    location: BackupLocation,
+    tenantId: string,
+    at: Date,
+    now: Date,
+  ): Promise<SnapshotManifest> {
+    const snapshots = await this.#listManifests<SnapshotManifest>(
+      location,
+      backupKeys.snapshotsPrefix(tenantId),
+      'snapshot',
+    );
+    snapshots.sort((a, b) => a.takenAt.localeCompare(b.takenAt));
+    const oldest = snapshots[0] ? new Date(snapshots[0].takenAt) : undefined;
+    const windowStart = oldest && new Date(Math.max(oldest.getTime(), now.getTime() - this.#restoreWindowMs));
+    const snapshot = snapshots.filter((s) => new Date(s.takenAt) <= at).at(-1);
+    if (!windowStart || !snapshot || at > now || at < windowStart) {
+      throw backupErrors.outsideWindow(at, windowStart, now);
+    }
+    return snapshot;
+  }
+
+  /**
    * Disaster recovery of one tenant: its newest state in `location` (newest snapshot plus every
    * journal segment after it) into its own schema, with its own id and key, on a database whose
    * control plane was recovered already (its tenant row and wrapped keys are there) and which has no
@@ -353,18 +400,7 @@ export class RestoreService {
     onProgress: RestoreRequest['onProgress'],
   ): Promise<RestoreResult> {
     const now = this.#clock.now();
-    const snapshots = await this.#listManifests<SnapshotManifest>(
-      location,
-      backupKeys.snapshotsPrefix(tenantId),
-      'snapshot',
-    );
-    snapshots.sort((a, b) => a.takenAt.localeCompare(b.takenAt));
-    const oldest = snapshots[0] ? new Date(snapshots[0].takenAt) : undefined;
-    const windowStart = oldest && new Date(Math.max(oldest.getTime(), now.getTime() - this.#restoreWindowMs));
-    const snapshot = snapshots.filter((s) => new Date(s.takenAt) <= at).at(-1);
-    if (!windowStart || !snapshot || at > now || at < windowStart) {
-      throw backupErrors.outsideWindow(at, windowStart, now);
-    }
+    const snapshot = await this.#snapshotFor(location, tenantId, at, now);
     const expectedVersion = latestMigrationName(this.#migrations);
     // The schema is built at the snapshot's version, so its rows load as they were taken.
     const snapshotMigrations = this.#migrationsUpTo(snapshot.schemaVersion);
@@ -547,6 +583,7 @@ export class RestoreService {
         // A restore to an instant before a migration: the live service serves only the current
         // version, so the restored schema is migrated as every live tenant was.
         if (expectedVersion) await migrateTo(expectedVersion);
+        progress(done, 'attachment files');
         await this.#copyObjects(trx, schema, location, tenantId, sourceKeys, newTenantId, newKey, {
           copied,
           counts: objectCounts,
