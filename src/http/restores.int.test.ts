@@ -11,6 +11,7 @@ import { FsObjectStore } from '../adapters/object-store/object-store.fs.ts';
 import type { Core } from '../main/compose.ts';
 import { RestoreJobs } from '../modules/backups/restore-jobs.ts';
 import { systemClock } from '../platform/clock.ts';
+import type { ObjectStore } from '../ports/object-store.port.ts';
 import type { App } from './app.ts';
 
 const password = 'restores need a long password too';
@@ -37,6 +38,8 @@ for (const kind of await testDatabaseKinds()) {
     let support: string;
     let security: string;
     let tenantA: string;
+    let objects: ObjectStore;
+    const written: string[] = [];
 
     const records = () => `/api/v1/projects/${projectId}/records`;
     /** Follows a restore job until it has finished (the app runs it in the background). */
@@ -70,7 +73,23 @@ for (const kind of await testDatabaseKinds()) {
       ).json().session.token as string;
 
     beforeAll(async () => {
+      const files = new FsObjectStore({ rootDir: mkdtempSync(join(tmpdir(), 'strongroom-restore-files-')) });
+      // The attachment store, noting each key written (an in-place restore leaves intact files alone).
+      objects = {
+        kind: 'fs',
+        put: (key, body) => {
+          written.push(key);
+          return files.put(key, body);
+        },
+        get: (key, range) => files.get(key, range),
+        head: (key) => files.head(key),
+        delete: (key) => files.delete(key),
+        list: (prefix) => files.list(prefix),
+        ping: () => files.ping(),
+        close: () => files.close(),
+      };
       ({ core, testDb } = await openTestCore(kind, {
+        objects,
         backupLocations: ['one', 'two'].map((name) => ({
           name,
           store: new FsObjectStore({ rootDir: mkdtempSync(join(tmpdir(), `strongroom-restore-${name}-`)) }),
@@ -363,5 +382,37 @@ for (const kind of await testDatabaseKinds()) {
       const nothing = await callAs(app, 'POST', `${base}/confirm`, operator);
       expect([nothing.statusCode, nothing.json().error.code]).toEqual([404, 'restore_nothing_kept']);
     }, 60_000);
+
+    it('restores in place without rewriting attachment files the store has intact; a damaged or missing one is rewritten', async () => {
+      const prefix = `tenants/${tenantA}/`;
+      const keys: string[] = [];
+      for await (const info of objects.list(prefix)) keys.push(info.key);
+      expect(keys).toHaveLength(1);
+      const [key] = keys as [string];
+      const original = Buffer.concat(await (await objects.get(key)).toArray());
+      const inPlace = async () => {
+        written.length = 0;
+        const result = await core.backups.restoreInPlace({ tenant: 'restore-a', at: before });
+        await core.backups.confirmInPlaceRestore('restore-a');
+        return { result, rewritten: written.filter((k) => k.startsWith(prefix)) };
+      };
+      const intact = await inPlace();
+      expect(intact.result).toMatchObject({ objectsRestored: 1, objectsUnchanged: 1 });
+      expect(intact.rewritten).toEqual([]);
+
+      const damaged = Buffer.from(original);
+      damaged[damaged.length >> 1]! ^= 0x01;
+      await objects.put(key, damaged);
+      const repaired = await inPlace();
+      expect(repaired.result).toMatchObject({ objectsRestored: 1, objectsUnchanged: 0 });
+      expect(repaired.rewritten).toEqual([key]);
+      expect(Buffer.concat(await (await objects.get(key)).toArray())).toEqual(original);
+
+      await objects.delete(key);
+      const replaced = await inPlace();
+      expect(replaced.result).toMatchObject({ objectsRestored: 1, objectsUnchanged: 0 });
+      expect(replaced.rewritten).toEqual([key]);
+      expect(Buffer.concat(await (await objects.get(key)).toArray())).toEqual(original);
+    }, 120_000);
   });
 }

@@ -3,8 +3,11 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { authorize } from '../../modules/access/policy.ts';
 import type { BackupService } from '../../modules/backups/backup.service.ts';
-import type { RestoreResult } from '../../modules/backups/restore.service.ts';
-import type { RestoreJob, RestoreJobs } from '../../modules/backups/restore-jobs.ts';
+import {
+  presentRestoreResult,
+  type RestoreJob,
+  type RestoreJobs,
+} from '../../modules/backups/restore-jobs.ts';
 import type { TenantService } from '../../modules/tenants/tenant.service.ts';
 import { requireUser } from '../plugins/session-auth.ts';
 import { requireStaff } from '../plugins/staff-auth.ts';
@@ -24,6 +27,12 @@ const restoreResultSchema = z.object({
     .int()
     .describe(
       'Of those, files read from the attachment store because the location had no copy (backups taken before files were copied)',
+    ),
+  objectsUnchanged: z
+    .number()
+    .int()
+    .describe(
+      'Of those, files an in-place restore found intact in the attachment store (same size and SHA-256 as the backup) and left as they were; 0 into a new tenant',
     ),
 });
 
@@ -69,20 +78,6 @@ const jobParams = z.object({ jobId: z.string().max(64).describe('The restore job
 const listQuery = z.object({ limit: z.coerce.number().int().min(1).max(200).default(50) });
 
 const errors = errorResponses(400, 401, 403, 404, 409, 502);
-
-function presentRestore(result: RestoreResult) {
-  return {
-    tenant: { id: result.tenant.id, slug: result.tenant.slug },
-    sourceTenantId: result.sourceTenantId,
-    at: result.at.toISOString(),
-    location: result.location,
-    snapshotTakenAt: result.snapshotTakenAt.toISOString(),
-    rowsLoaded: result.rowsLoaded,
-    entriesReplayed: result.entriesReplayed,
-    objectsRestored: result.objectsRestored,
-    objectsFromLiveStore: result.objectsFromLiveStore,
-  };
-}
 
 const iso = (date: Date | null) => date?.toISOString() ?? null;
 
@@ -288,7 +283,7 @@ export function opsRestoreRoutes(deps: {
         const tenant = await deps.tenants.get(request.params.tenantId);
         auditTenant(request, tenant.id);
         const { at, ...rest } = request.body;
-        return presentRestore(
+        return presentRestoreResult(
           await deps.backups.restoreInPlace({ ...rest, tenant: tenant.id, at: new Date(at) }),
         );
       },

@@ -10,6 +10,7 @@ import type { AuditEntry } from '../audit/audit-chain.ts';
 import { tenantErrors } from '../tenants/tenant.errors.ts';
 import { backupErrors } from './backup.errors.ts';
 import type { BackupService } from './backup.service.ts';
+import type { RestoreResult } from './restore.service.ts';
 
 export type RestoreJobStatus = 'queued' | 'running' | 'succeeded' | 'failed';
 /** Where a job is: waiting, starting, loading the snapshot, replaying the journal, copying files, snapshotting the new tenant, finished. */
@@ -32,6 +33,23 @@ export interface RestoreJobResult {
   entriesReplayed: number;
   objectsRestored: number;
   objectsFromLiveStore: number;
+  objectsUnchanged: number;
+}
+
+/** A restore's outcome as a job (and the API) records it: no tenant data, ids and counts. */
+export function presentRestoreResult(result: RestoreResult): RestoreJobResult {
+  return {
+    tenant: { id: result.tenant.id, slug: result.tenant.slug },
+    sourceTenantId: result.sourceTenantId,
+    at: result.at.toISOString(),
+    location: result.location,
+    snapshotTakenAt: result.snapshotTakenAt.toISOString(),
+    rowsLoaded: result.rowsLoaded,
+    entriesReplayed: result.entriesReplayed,
+    objectsRestored: result.objectsRestored,
+    objectsFromLiveStore: result.objectsFromLiveStore,
+    objectsUnchanged: result.objectsUnchanged,
+  };
 }
 
 export interface RestoreJob {
@@ -328,18 +346,7 @@ export class RestoreJobs {
           ...(job.from_location !== null ? { from: job.from_location } : {}),
           onProgress,
         });
-        const presented: RestoreJobResult = {
-          tenant: { id: result.tenant.id, slug: result.tenant.slug },
-          sourceTenantId: result.sourceTenantId,
-          at: result.at.toISOString(),
-          location: result.location,
-          snapshotTakenAt: result.snapshotTakenAt.toISOString(),
-          rowsLoaded: result.rowsLoaded,
-          entriesReplayed: result.entriesReplayed,
-          objectsRestored: result.objectsRestored,
-          objectsFromLiveStore: result.objectsFromLiveStore,
-        };
-        finished = { status: 'succeeded', phase: 'done', result: presented };
+        finished = { status: 'succeeded', phase: 'done', result: presentRestoreResult(result) };
       } catch (error) {
         if (isAppError(error) && error.code === backupErrors.inProgress.code) {
           // Another restore of the same tenant runs (the CLI, or a job on another node): wait for it.

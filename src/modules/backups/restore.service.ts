@@ -109,6 +109,11 @@ export interface RestoreResult {
   /** Attachment files brought back: from the location, and (older backups) from the attachment store. */
   objectsRestored: number;
   objectsFromLiveStore: number;
+  /**
+   * Of those, files a restore into the tenant itself (in place, recovery) found in the attachment
+   * store already, intact (the location's size and SHA-256), and left as they were.
+   */
+  objectsUnchanged: number;
 }
 
 const insertBatchRows = 2_000;
@@ -426,7 +431,7 @@ export class RestoreService {
       : this.#database;
     let entriesReplayed = 0;
     const copied: string[] = [];
-    const objectCounts = { restored: 0, fromLiveStore: 0 };
+    const objectCounts = { restored: 0, fromLiveStore: 0, unchanged: 0 };
     const newObjects = scopeObjectStore(this.#objects, `tenants/${newTenantId}/`);
     const tenant = await this.#database.db
       .transaction()
@@ -645,6 +650,7 @@ export class RestoreService {
       segmentsRead: segments.length,
       objectsRestored: objectCounts.restored,
       objectsFromLiveStore: objectCounts.fromLiveStore,
+      objectsUnchanged: objectCounts.unchanged,
     };
   }
 
@@ -687,7 +693,7 @@ export class RestoreService {
     newKey: DataKey,
     progress: {
       copied: string[];
-      counts: { restored: number; fromLiveStore: number };
+      counts: { restored: number; fromLiveStore: number; unchanged: number };
       now: Date;
       /** false in a recovery: the tenant keeps its id and key, so the file is written back as it is. */
       reseal: boolean;
@@ -701,7 +707,14 @@ export class RestoreService {
     for (const row of await listLiveObjectVersions(trx, schema)) {
       const key = sourceKeys.get(row.keyVersion);
       if (!key) throw backupErrors.shredded(sourceTenantId);
-      const source = await this.#openObject(location, sourceTenantId, row.objectKey);
+      const manifest = await this.#objectManifest(location, sourceTenantId, row.objectKey);
+      // Into the tenant itself (same id, same key): a file the store still has intact stays as it is.
+      if (!progress.reseal && progress.write && (await isIntact(target, row.objectKey, manifest))) {
+        progress.counts.restored++;
+        progress.counts.unchanged++;
+        continue;
+      }
+      const source = await this.#openObject(location, sourceTenantId, row.objectKey, manifest);
       if (!source) {
         if (retiredLongAgo(row)) {
           await setObjectPurged(trx, schema, row);
@@ -758,32 +771,47 @@ export class RestoreService {
     }
   }
 
+  /** The location's manifest of a tenant's object; undefined if it has none (its copy was never made). */
+  async #objectManifest(
+    location: BackupLocation,
+    tenantId: string,
+    objectKey: string,
+  ): Promise<ObjectManifest | undefined> {
+    const manifestKey = backupKeys.objectManifest(tenantId, objectKey);
+    try {
+      if (!(await location.store.head(manifestKey))) return undefined;
+      const manifest = await readManifest<ObjectManifest>(location.store, manifestKey, 'object');
+      if (!manifest || manifest.tenantId !== tenantId || manifest.objectKey !== objectKey)
+        throw backupErrors.corrupt(location.name, manifestKey, 'not a valid manifest for this file');
+      return manifest;
+    } catch (error) {
+      if (isAppError(error) && error.code === backupErrors.corrupt.code) throw error;
+      throw backupErrors.corrupt(location.name, manifestKey, (error as Error).message);
+    }
+  }
+
   /**
-   * A tenant's object as a location holds it (with its manifest), else as the attachment object
-   * store holds it (no manifest), else undefined.
+   * A tenant's object as a location holds it (when it has its manifest), else as the attachment
+   * object store holds it (no manifest), else undefined.
    */
   async #openObject(
     location: BackupLocation,
     tenantId: string,
     objectKey: string,
+    manifest: ObjectManifest | undefined,
   ): Promise<{ body: Readable; manifest: ObjectManifest | undefined } | undefined> {
-    const manifestKey = backupKeys.objectManifest(tenantId, objectKey);
     const isMissing = (error: unknown) => isAppError(error) && error.code === objectStoreErrors.notFound.code;
-    let manifest: ObjectManifest | undefined;
-    try {
-      if (await location.store.head(manifestKey)) {
-        manifest = await readManifest<ObjectManifest>(location.store, manifestKey, 'object');
-        if (!manifest || manifest.tenantId !== tenantId || manifest.objectKey !== objectKey)
-          throw backupErrors.corrupt(location.name, manifestKey, 'not a valid manifest for this file');
-        return { body: await location.store.get(backupKeys.object(tenantId, objectKey)), manifest };
+    if (manifest) {
+      const key = backupKeys.object(tenantId, objectKey);
+      try {
+        return { body: await location.store.get(key), manifest };
+      } catch (error) {
+        throw backupErrors.corrupt(
+          location.name,
+          key,
+          isMissing(error) ? 'missing: its manifest exists' : (error as Error).message,
+        );
       }
-    } catch (error) {
-      if (isAppError(error) && error.code === backupErrors.corrupt.code) throw error;
-      throw backupErrors.corrupt(
-        location.name,
-        backupKeys.object(tenantId, objectKey),
-        isMissing(error) ? 'missing: its manifest exists' : (error as Error).message,
-      );
     }
     try {
       return { body: await scopeObjectStore(this.#objects, `tenants/${tenantId}/`).get(objectKey), manifest };
@@ -888,6 +916,26 @@ export class RestoreService {
     } catch (error) {
       throw asCorrupt(location, segmentKey, error);
     }
+  }
+}
+
+/**
+ * Whether the attachment store holds the object intact: with the location's manifest, the same size
+ * and SHA-256 as the location's copy (written from the same sealed bytes); without one, the store's
+ * file is the only copy there is, so present is all that can be asked.
+ */
+async function isIntact(store: ObjectStore, objectKey: string, manifest: ObjectManifest | undefined) {
+  const info = await store.head(objectKey);
+  if (!info) return false;
+  if (!manifest) return true;
+  if (info.sizeBytes !== manifest.sealedBytes) return false;
+  try {
+    const hash = createHash('sha256');
+    for await (const chunk of await store.get(objectKey)) hash.update(chunk as Buffer);
+    return hash.digest('hex') === manifest.sealedSha256;
+  } catch {
+    // Gone or unreadable since the look-up: written again from the location.
+    return false;
   }
 }
 
