@@ -1,5 +1,7 @@
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { userInfo } from 'node:os';
 import { join } from 'node:path';
+import { sql } from 'kysely';
 import { afterAll, describe, expect, it } from 'vitest';
 import { runCli, tempDataDir } from './support/cli.ts';
 import { type TestDatabase, testDatabaseKinds } from './support/databases.ts';
@@ -177,6 +179,34 @@ describe.skipIf(postgres.skipReason)(
       const status = await runCli(['backup', 'status', '--json'], recoveryEnv);
       expect(status.code).toBe(0);
       expect(JSON.parse(status.stdout).locations).toEqual(['primary', 'fresh']);
+
+      // Refused: a location this configuration does not have. (Run after the recovery: a refused run
+      // on the still empty database would leave its entry where the recovered chain must go.)
+      const nowhere = await runCli(['restore', '--all', '--from', 'nowhere'], recoveryEnv);
+      expect(nowhere.code).toBe(2);
+      expect(nowhere.stderr).toContain('backup_location_unknown');
+
+      // Each run is on the record, on the recovered platform chain, as the operator who ran it.
+      const { rows } = await sql<Record<string, unknown>>`
+        select actor_kind as "actorKind", actor_id as "actorId", resource_type as "resourceType",
+          outcome, error_code as "errorCode", changes, user_agent as "userAgent"
+        from control.audit_log where action = 'platform.recover' order by position`.execute(
+        target.database.db,
+      );
+      const run = {
+        actorKind: 'system',
+        actorId: `cli:${userInfo().username}`,
+        resourceType: 'tenants',
+        changes: ['all', 'from'],
+        userAgent: 'strongroom-cli',
+      };
+      expect(rows).toEqual([
+        { ...run, outcome: 'allow', errorCode: null },
+        { ...run, outcome: 'allow', errorCode: null },
+        { ...run, outcome: 'error', errorCode: 'backup_location_unknown' },
+      ]);
+      const verified = await runCli(['audit', 'verify', '--platform'], recoveryEnv);
+      expect(verified.code, verified.stdout + verified.stderr).toBe(0);
     }, 180_000);
   },
 );

@@ -328,7 +328,7 @@ export function registerRestoreCommand(program: Command, context: CliContext): v
               into
                 ? `restored ${tenant} as of ${at.toISOString()} into new tenant ${result.tenant.slug} (${result.tenant.id})`
                 : `restored ${tenant} in place as of ${at.toISOString()}; its previous data is kept: \`strongroom restore confirm --tenant ${tenant}\` drops it, \`strongroom restore undo --tenant ${tenant}\` swaps it back`,
-              `  from ${result.location}: snapshot of ${result.snapshotTakenAt.toISOString()} (${result.rowsLoaded} rows) + ${result.entriesReplayed} journal entries from ${result.segmentsRead} segments, ${result.objectsRestored} attachment files${result.objectsFromLiveStore > 0 ? ` (${result.objectsFromLiveStore} of them from the attachment store: the location had no copy yet)` : ''}`,
+              `  from ${result.location}: snapshot of ${result.snapshotTakenAt.toISOString()} (${result.rowsLoaded} rows) + ${result.entriesReplayed} journal entries from ${result.segmentsRead} segments, ${result.objectsRestored} attachment files${result.objectsFromLiveStore > 0 ? ` (${result.objectsFromLiveStore} of them from the attachment store: the location had no copy yet)` : ''}${result.objectsUnchanged > 0 ? ` (${result.objectsUnchanged} of them already intact in the attachment store: left as they were)` : ''}`,
               into
                 ? `  the new tenant's first snapshot is in ${result.snapshot.storedIn.join(', ')}`
                 : `  its snapshot after the swap is in ${result.snapshot.storedIn.join(', ')}`,

@@ -15,6 +15,7 @@ export interface ControlTables {
   tenant_api_calls: TenantApiCallsTable;
   access_requests: AccessRequestsTable;
   backup_drills: BackupDrillsTable;
+  restore_jobs: RestoreJobsTable;
 }
 
 export interface BackupDrillsTable {
@@ -29,7 +30,34 @@ export interface BackupDrillsTable {
   message: string | null;
 }
 
+export interface RestoreJobsTable {
+  id: string;
+  tenant_id: string;
+  origin: 'tenant' | 'operator';
+  requested_by_kind: 'user' | 'staff';
+  requested_by_id: string;
+  request_id: string | null;
+  restore_at: Timestamp;
+  into_slug: string;
+  into_name: string | null;
+  from_location: string | null;
+  status: 'queued' | 'running' | 'succeeded' | 'failed';
+  phase: string;
+  /** bigint: Postgres returns it as text. */
+  progress_done: ColumnType<string | number, number | undefined, number>;
+  progress_total: ColumnType<string | number, number | undefined, number>;
+  holder: string | null;
+  created_at: Timestamp;
+  started_at: NullableTimestamp;
+  progress_at: NullableTimestamp;
+  finished_at: NullableTimestamp;
+  result: ColumnType<unknown, string | null, string | null>;
+  error_code: string | null;
+  error_message: string | null;
+}
+
 type Timestamp = ColumnType<Date, Date | string, Date | string>;
+type NullableTimestamp = ColumnType<Date | null, Date | string | null, Date | string | null>;
 
 export interface TenantsTable {
   id: string;

@@ -19,6 +19,7 @@ const controlTables = [
   'key_check',
   'leases',
   'migration_runs',
+  'restore_jobs',
   'setup_tokens',
   'staff',
   'staff_keys',

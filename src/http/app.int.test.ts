@@ -352,6 +352,7 @@ describe('behind a TLS-terminating proxy', () => {
         meter: {} as Core['meter'],
         support: {} as Core['support'],
         backups: {} as Core['backups'],
+        restoreJobs: { stop: async () => undefined } as unknown as Core['restoreJobs'],
         audit: { recordRequest: () => undefined, flush: async () => undefined } as unknown as Core['audit'],
         readinessChecks: {},
         isDraining: () => false,

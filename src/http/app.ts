@@ -12,6 +12,7 @@ import {
 import type { AttachmentService } from '../modules/attachments/attachment.service.ts';
 import type { AuditService } from '../modules/audit/audit.service.ts';
 import type { BackupService } from '../modules/backups/backup.service.ts';
+import type { RestoreJobs } from '../modules/backups/restore-jobs.ts';
 import type { IdentityService } from '../modules/identity/identity.service.ts';
 import type { MfaService } from '../modules/identity/mfa.service.ts';
 import type { ProjectService } from '../modules/projects/project.service.ts';
@@ -71,6 +72,7 @@ export interface AppDeps {
   support: SupportAccessService;
   audit: AuditService;
   backups: BackupService;
+  restoreJobs: RestoreJobs;
   readinessChecks: Record<string, ReadinessCheck>;
   /** True once shutdown began: /readyz turns 503 and new requests are refused. */
   isDraining: () => boolean;
@@ -193,7 +195,9 @@ export async function buildApp(deps: AppDeps, options: AppOptions): Promise<App>
       await ops.register(opsStaffRoutes({ staff: deps.staff }));
       await ops.register(opsUsageRoutes({ quotas: deps.quotas, tenants: deps.tenants }));
       await ops.register(opsAccessRequestRoutes({ support: deps.support }));
-      await ops.register(opsRestoreRoutes({ backups: deps.backups, tenants: deps.tenants }));
+      await ops.register(
+        opsRestoreRoutes({ backups: deps.backups, tenants: deps.tenants, jobs: deps.restoreJobs }),
+      );
     },
     { prefix: '/api/v1/ops' },
   );
@@ -245,11 +249,13 @@ export async function buildApp(deps: AppDeps, options: AppOptions): Promise<App>
       await tenantScope.register(collectionPolicyRoutes({ policies: deps.policies }));
       await tenantScope.register(usageRoutes({ quotas: deps.quotas }));
       await tenantScope.register(accessRequestRoutes({ support: deps.support }));
-      await tenantScope.register(restoreRoutes({ backups: deps.backups }));
+      await tenantScope.register(restoreRoutes({ jobs: deps.restoreJobs }));
       await tenantScope.register(auditRoutes({ audit: deps.audit }));
     },
     { prefix: '/api/v1' },
   );
+  // Restore jobs this node runs finish before the app closes (their completion is audited).
+  app.addHook('onClose', async () => deps.restoreJobs.stop());
   // Reads, refusals and errors are written by the batch writer: flush it when the app closes.
   app.addHook('onClose', async () => deps.audit.flush());
   app.get('/api/v1/openapi.json', { schema: { hide: true } }, async () => app.swagger());

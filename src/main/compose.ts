@@ -11,6 +11,7 @@ import { AuditService } from '../modules/audit/audit.service.ts';
 import { AuditSigner } from '../modules/audit/audit-signer.ts';
 import { BackupService } from '../modules/backups/backup.service.ts';
 import type { BackupLocation } from '../modules/backups/backup-format.ts';
+import { RestoreJobs } from '../modules/backups/restore-jobs.ts';
 import { CredentialsRepository } from '../modules/identity/credentials.repository.ts';
 import { IdentityService } from '../modules/identity/identity.service.ts';
 import { LoginThrottle } from '../modules/identity/login-throttle.ts';
@@ -73,6 +74,8 @@ export interface Core {
   fleet: FleetMigrationService;
   tenantMigrations: readonly Migration[];
   backups: BackupService;
+  /** Restores requested through the API, run in the background (restore-jobs.ts). */
+  restoreJobs: RestoreJobs;
 }
 
 export interface CoreOptions {
@@ -172,6 +175,19 @@ export function composeCore(options: CoreOptions): Core {
     // Safe only when every node sees the same cache (see PrincipalCache).
     enabled: cache.kind !== 'memory' || database.kind === 'pglite',
   });
+  const backups = new BackupService({
+    database,
+    tenants: tenantRepository,
+    withTenant,
+    keys,
+    locations: options.backupLocations ?? [],
+    migrations,
+    clock,
+    restoreWindowMs: options.restoreWindowMs ?? 7 * 24 * 3600_000,
+    objects: options.objects,
+    alerts: options.mailer && options.opsEmail ? { mailer: options.mailer, to: options.opsEmail } : undefined,
+    accessCache: principals,
+  });
   return {
     database,
     withTenant,
@@ -240,20 +256,8 @@ export function composeCore(options: CoreOptions): Core {
     audit,
     fleet: new FleetMigrationService({ database, tenants: tenantRepository, migrations }),
     tenantMigrations: migrations,
-    backups: new BackupService({
-      database,
-      tenants: tenantRepository,
-      withTenant,
-      keys,
-      locations: options.backupLocations ?? [],
-      migrations,
-      clock,
-      restoreWindowMs: options.restoreWindowMs ?? 7 * 24 * 3600_000,
-      objects: options.objects,
-      alerts:
-        options.mailer && options.opsEmail ? { mailer: options.mailer, to: options.opsEmail } : undefined,
-      accessCache: principals,
-    }),
+    backups,
+    restoreJobs: new RestoreJobs({ database, backups, clock, audit }),
   };
 }
 
@@ -283,5 +287,6 @@ export function appServices(core: Core) {
     support: core.support,
     audit: core.audit,
     backups: core.backups,
+    restoreJobs: core.restoreJobs,
   };
 }

@@ -71,6 +71,7 @@ export async function openRuntime(config: Config, log: Logger): Promise<Runtime>
       backupLocations,
       opsEmail: config.backup.opsEmail,
     });
+    core.restoreJobs.onError = (error, what) => log.error({ err: error }, what);
     await prepareControlPlane(core);
     return { core, objects, cache, mailer, close };
   } catch (error) {

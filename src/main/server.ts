@@ -305,11 +305,26 @@ function scheduleBackups(core: Core, config: Config, log: Logger): Scheduled {
       }, ignoreBusy('restore drills')),
     { everyMs: config.backup.drillIntervalMs, firstAfterMs: 5 * 60_000 },
   );
+  // API restore jobs: every node starts queued jobs nobody started and fails those whose node died.
+  const restoreJobs = schedule(
+    () =>
+      core.restoreJobs.runPending().then((round) => {
+        if (round.interrupted > 0)
+          log.warn(
+            { jobs: round.interrupted },
+            'restore jobs failed as interrupted: the node running them stopped (restore_interrupted)',
+          );
+      }, ignoreBusy('restore jobs')),
+    { everyMs: 5_000 },
+  );
   return {
     async stop() {
       await shipping.stop();
       await snapshots.stop();
       await drills.stop();
+      await restoreJobs.stop();
+      // Restores running here finish first (within the shutdown grace; cut off, another node fails them).
+      await core.restoreJobs.stop();
     },
   };
 }

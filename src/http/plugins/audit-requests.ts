@@ -1,6 +1,7 @@
 import type { FastifyError, FastifyRequest } from 'fastify';
 import type { AuditService } from '../../modules/audit/audit.service.ts';
 import { type AuditRequestContext, runWithAuditContext } from '../../modules/audit/audit-context.ts';
+import { isUuid } from '../../platform/ids.ts';
 import { type AnyFastify, toAppError } from '../error-handler.ts';
 
 declare module 'fastify' {
@@ -56,8 +57,11 @@ export function registerAuditRequests(
     const body = request.body as Record<string, unknown> | undefined;
     // Sign-in names its tenant by slug; the batch writer resolves it to that tenant's chain.
     if (typeof body?.tenant === 'string' && body.tenant.length <= 200) context.tenantSlug = body.tenant;
-    if (options.platform && typeof (request.params as Record<string, unknown>)?.tenantId === 'string')
-      context.tenantId = (request.params as { tenantId: string }).tenantId;
+    // Operator routes name a tenant by id or slug; the platform chain records ids only (a slug would
+    // make the whole batch unwritable). A route that resolves a slug may set the id itself.
+    const tenantParam = (request.params as Record<string, unknown> | undefined)?.tenantId;
+    if (options.platform && typeof tenantParam === 'string' && isUuid(tenantParam))
+      context.tenantId = tenantParam;
   });
   app.addHook('onError', async (request, _reply, error) => {
     if (request.audit)

@@ -1,17 +1,14 @@
-import { createHash } from 'node:crypto';
 import { mkdtempSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { seedAttachment } from '../../../test/support/attachments.ts';
 import { openTestCore, type TestDatabase, testDatabaseKinds } from '../../../test/support/databases.ts';
 import { FsObjectStore } from '../../adapters/object-store/object-store.fs.ts';
-import { encryptBuffer } from '../../crypto/stream-aead.ts';
 import type { Core } from '../../main/compose.ts';
 import { type Clock, systemClock } from '../../platform/clock.ts';
-import { newId, newTimeOrderedId } from '../../platform/ids.ts';
-import { scopeObjectStore } from '../../ports/object-store.port.ts';
-import { AttachmentService, objectAad } from '../attachments/attachment.service.ts';
+import { AttachmentService } from '../attachments/attachment.service.ts';
 import { BackupService } from './backup.service.ts';
 import type { BackupLocation } from './backup-format.ts';
 
@@ -102,52 +99,7 @@ for (const kind of await testDatabaseKinds()) {
     it('deletes attachment copies once the attachment store purged their version, and a restore in the window still works', async () => {
       const backups = service(systemClock);
       const { tenant } = await core.tenants.create({ slug: 'files', name: 'Files', ownerEmail: 'o@f.test' });
-      const key = await core.keys.getDataKey(tenant.id);
-      const store = scopeObjectStore(core.objects, `tenants/${tenant.id}/`);
-      const [uid, pid, aid] = [newId(), newId(), newId()];
-      await core.withTenant(tenant.id, async ({ db }) => {
-        await db
-          .insertInto('users')
-          .values({ id: uid, email: 'u@f.test', display_name: 'U', status: 'active', role: 'owner' })
-          .execute();
-        await db.insertInto('projects').values({ id: pid, name: 'P', created_by: uid }).execute();
-        await db
-          .insertInto('attachments')
-          .values({ id: aid, project_id: pid, created_by: uid, updated_by: uid })
-          .execute();
-      });
-      const upload = async (version: number, text: string) => {
-        const objectKey = `attachments/${newTimeOrderedId()}`;
-        await store.put(
-          objectKey,
-          encryptBuffer(key.bytes, Buffer.from(text), { aad: objectAad(tenant.id, objectKey) }),
-        );
-        await core.withTenant(tenant.id, async ({ db }) => {
-          await db
-            .updateTable('attachment_versions')
-            .set({ retired_at: new Date() })
-            .where('attachment_id', '=', aid)
-            .execute();
-          await db.updateTable('attachments').set({ version }).where('id', '=', aid).execute();
-          await db
-            .insertInto('attachment_versions')
-            .values({
-              attachment_id: aid,
-              version,
-              project_id: pid,
-              object_key: objectKey,
-              filename: 'a.txt',
-              content_type: 'text/plain',
-              size_bytes: text.length,
-              sha256: createHash('sha256').update(text).digest(),
-              chunk_size_bytes: 65_536,
-              key_version: key.version,
-              created_by: uid,
-            })
-            .execute();
-        });
-        return objectKey;
-      };
+      const { upload } = await seedAttachment(core, tenant.id);
       const v1 = await upload(1, 'one');
       await backups.snapshotTenant(tenant.id);
       const v2 = await upload(2, 'two');

@@ -24,6 +24,16 @@ export const backupErrors = {
       details: { job, holder },
     }),
   ),
+  jobNotFound: defineError(
+    'restore_job_not_found',
+    'not_found',
+    'No restore job with that id (for this tenant).',
+  ),
+  interrupted: defineError(
+    'restore_interrupted',
+    'unavailable',
+    'The node running the restore stopped before it finished. A restore is one transaction: nothing of it was kept. Request it again.',
+  ),
   unconfirmed: defineError(
     'restore_unconfirmed',
     'conflict',

@@ -146,9 +146,25 @@ export class BackupService {
    * backups start from a complete copy.
    */
   async restore(request: RestoreRequest): Promise<RestoreResult & { snapshot: SnapshotResult }> {
-    const result = await this.#restores.restore(request);
+    let total = 0;
+    const result = await this.#restores.restore({
+      ...request,
+      onProgress: (done, all, label) => {
+        total = all;
+        request.onProgress?.(done, all, label);
+      },
+    });
+    request.onProgress?.(total, total, 'first snapshot of the new tenant');
     const snapshot = await this.#snapshots.snapshotTenant(result.tenant.id);
     return { ...result, snapshot };
+  }
+
+  /**
+   * What a restore into a new tenant would refuse at once (bad or taken slug, unknown tenant or
+   * location, a time outside the window): checked before a restore job is queued. The source tenant.
+   */
+  checkRestore(request: Omit<RestoreRequest, 'onProgress'>): Promise<Tenant> {
+    return this.#restores.check(request);
   }
 
   /**

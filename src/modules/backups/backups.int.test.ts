@@ -1,18 +1,18 @@
-import { createHash } from 'node:crypto';
 import { mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { seedAttachment } from '../../../test/support/attachments.ts';
 import { openTestCore, type TestDatabase, testDatabaseKinds } from '../../../test/support/databases.ts';
 import { dumpTenant } from '../../../test/support/tenant-dump.ts';
 import { FsObjectStore } from '../../adapters/object-store/object-store.fs.ts';
 import { decryptField, encryptField } from '../../crypto/field.ts';
-import { decryptBuffer, encryptBuffer } from '../../crypto/stream-aead.ts';
+import { decryptBuffer } from '../../crypto/stream-aead.ts';
 import type { Core } from '../../main/compose.ts';
 import { systemClock } from '../../platform/clock.ts';
-import { newId, newTimeOrderedId } from '../../platform/ids.ts';
+import { newId } from '../../platform/ids.ts';
 import { type ObjectStore, scopeObjectStore } from '../../ports/object-store.port.ts';
 import { objectAad } from '../attachments/attachment.service.ts';
 import { BackupService } from './backup.service.ts';
@@ -403,56 +403,10 @@ for (const kind of await testDatabaseKinds()) {
           name: 'Files',
           ownerEmail: 'o@files.test',
         });
-        const key = await core.keys.getDataKey(tenant.id);
-        const [uid, pid, aid] = [newId(), newId(), newId()];
         const store = scopeObjectStore(core.objects, `tenants/${tenant.id}/`);
-        const upload = async (version: number, text: string) => {
-          const objectKey = `attachments/${newTimeOrderedId()}`;
-          const plaintext = Buffer.from(text);
-          await store.put(
-            objectKey,
-            encryptBuffer(key.bytes, plaintext, {
-              aad: objectAad(tenant.id, objectKey),
-              chunkSizeBytes: 1024,
-            }),
-          );
-          await core.withTenant(tenant.id, async ({ db }) => {
-            if (version === 1)
-              await db
-                .insertInto('attachments')
-                .values({ id: aid, project_id: pid, created_by: uid, updated_by: uid })
-                .execute();
-            else
-              await db
-                .updateTable('attachment_versions')
-                .set({ retired_at: new Date() })
-                .where('attachment_id', '=', aid)
-                .execute();
-            await db.updateTable('attachments').set({ version }).where('id', '=', aid).execute();
-            await db
-              .insertInto('attachment_versions')
-              .values({
-                attachment_id: aid,
-                version,
-                project_id: pid,
-                object_key: objectKey,
-                filename: 'notes.txt',
-                content_type: 'text/plain',
-                size_bytes: plaintext.length,
-                sha256: createHash('sha256').update(plaintext).digest(),
-                chunk_size_bytes: 1024,
-                key_version: key.version,
-                created_by: uid,
-              })
-              .execute();
-          });
-        };
-        await core.withTenant(tenant.id, async ({ db }) => {
-          await db
-            .insertInto('users')
-            .values({ id: uid, email: 'u@files.test', display_name: 'U', status: 'active', role: 'owner' })
-            .execute();
-          await db.insertInto('projects').values({ id: pid, name: 'P', created_by: uid }).execute();
+        const { upload } = await seedAttachment(core, tenant.id, {
+          filename: 'notes.txt',
+          chunkSizeBytes: 1024,
         });
         const first = `first draft ${canary} `.repeat(200);
         await upload(1, first);

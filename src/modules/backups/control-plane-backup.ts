@@ -29,10 +29,11 @@ import {
 
 /**
  * Control-plane tables a snapshot leaves out: migration bookkeeping (a recovery migrates the empty
- * database itself), leases (held by processes that are gone) and the master-key check (the
- * recovered database gets its own, from the master key supplied to the recovery).
+ * database itself), leases (held by processes that are gone), the master-key check (the
+ * recovered database gets its own, from the master key supplied to the recovery) and API restore
+ * jobs (work in progress, like leases: a recovered database must not start restores queued before).
  */
-const notBackedUp = new Set(['_migrations', 'leases', 'key_check']);
+const notBackedUp = new Set(['_migrations', 'leases', 'key_check', 'restore_jobs']);
 const isControlTableBackedUp = (table: string) => !notBackedUp.has(table);
 
 export interface ControlSnapshotResult {

@@ -10,7 +10,7 @@ import { LocalKeyProvider } from '../../adapters/keys/key-provider.local.ts';
 import { FsObjectStore } from '../../adapters/object-store/object-store.fs.ts';
 import { tenantMigrations } from '../../db/migrations/tenant/index.ts';
 import { listAppliedMigrations, type Migration } from '../../db/migrator.ts';
-import { tenantSchemaName } from '../../db/tenant-schema.ts';
+import { keptSchemaName, tenantSchemaName } from '../../db/tenant-schema.ts';
 import { type Core, composeCore } from '../../main/compose.ts';
 import { systemClock } from '../../platform/clock.ts';
 import { BackupService } from './backup.service.ts';
@@ -105,8 +105,20 @@ for (const kind of await testDatabaseKinds()) {
               on conflict (key) do update set value = excluded.value, note = excluded.note`.execute(trx),
         );
 
+      let masterKey: Buffer;
+      /** The fleet migrator of a release with `migrations`, over the same database. */
+      const migrateFleet = async (migrations: readonly Migration[]) => {
+        const release = composeCore({
+          database: core.database,
+          objects: core.objects,
+          keyProvider: new LocalKeyProvider({ current: masterKey }),
+          tenantMigrations: migrations,
+        });
+        const summary = await release.fleet.run({ batchSize: 10, concurrency: 1, canarySize: 1 });
+        expect(summary.status).toBe('succeeded');
+      };
+
       beforeAll(async () => {
-        let masterKey: Buffer;
         ({ core, testDb, masterKey } = await openTestCore(kind));
         locations = ['primary', 'secondary'].map((name) => ({
           name,
@@ -129,15 +141,8 @@ for (const kind of await testDatabaseKinds()) {
         await record(false);
 
         // The next release migrates the tenant (its fleet migrator, over the same database).
-        const next = composeCore({
-          database: core.database,
-          objects: core.objects,
-          keyProvider: new LocalKeyProvider({ current: masterKey }),
-          tenantMigrations: nextMigrations,
-        });
         migratedAt = new Date();
-        const summary = await next.fleet.run({ batchSize: 10, concurrency: 1, canarySize: 1 });
-        expect(summary.status).toBe('succeeded');
+        await migrateFleet(nextMigrations);
         const { rows } = await sql<{ table: string; op: string; name: unknown }>`
         select table_name as table, op, key -> 'name' as name
         from ${sql.id(tenantSchemaName(tenantId), '_journal')} order by seq`.execute(core.database.db);
@@ -186,6 +191,39 @@ for (const kind of await testDatabaseKinds()) {
         ).rejects.toMatchObject({ code: 'restore_schema_version_unsupported' });
         expect(await core.tenantRepository.findLiveBySlug('acme-older-release')).toBeUndefined();
       }, 60_000);
+
+      it('refuses to undo an in-place restore across a tenant migration (restore_kept_version_differs); confirm still works', async () => {
+        await after.restoreInPlace({ tenant: 'acme', at: recorded.at(-1)!.at });
+        const kept = keptSchemaName(tenantId);
+        // A later release migrates the live schema; the fleet migrator leaves the kept one as it was.
+        const addFlag: Migration = {
+          name: '29990101000002-add-settings-flag',
+          async up({ db }) {
+            await db.schema.alterTable('settings').addColumn('flag', 'boolean').execute();
+          },
+          async down({ db }) {
+            await db.schema.alterTable('settings').dropColumn('flag').execute();
+          },
+        };
+        const latest = [...nextMigrations, addFlag];
+        await migrateFleet(latest);
+        const live = await dumpTenant(core, tenantId);
+        await expect(backupsWith(latest).undoInPlaceRestore('acme')).rejects.toMatchObject({
+          code: 'restore_kept_version_differs',
+          details: { tenant: 'acme', kept: wrapValues.name, live: addFlag.name },
+        });
+        // Nothing swapped: the live tenant as it was, the kept data still there, at its version.
+        expect(await dumpTenant(core, tenantId)).toEqual(live);
+        expect(await listAppliedMigrations(core.database.db, kept)).toEqual(
+          nextMigrations.map((m) => m.name),
+        );
+        await backupsWith(latest).confirmInPlaceRestore('acme');
+        const { rows } = await sql<{ n: number }>`
+          select count(*)::int as n from pg_catalog.pg_namespace where nspname = ${kept}`.execute(
+          core.database.db,
+        );
+        expect(rows[0]!.n).toBe(0);
+      }, 120_000);
     },
   );
 }

@@ -109,6 +109,11 @@ export interface RestoreResult {
   /** Attachment files brought back: from the location, and (older backups) from the attachment store. */
   objectsRestored: number;
   objectsFromLiveStore: number;
+  /**
+   * Of those, files a restore into the tenant itself (in place, recovery) found in the attachment
+   * store already, intact (the location's size and SHA-256), and left as they were.
+   */
+  objectsUnchanged: number;
 }
 
 const insertBatchRows = 2_000;
@@ -156,11 +161,7 @@ export class RestoreService {
   }
 
   async restore(request: RestoreRequest): Promise<RestoreResult> {
-    assertValidSlug(request.intoSlug);
-    const intoName = request.intoName ?? `${request.intoSlug} (restored)`;
-    assertValidTenantName(intoName);
-    const source = await this.#findSource(request.tenant);
-    if (await this.#tenants.findLiveBySlug(request.intoSlug)) throw tenantErrors.slugTaken(request.intoSlug);
+    const { source, intoName } = await this.#checkNewTenant(request);
     const locations = this.#pickLocations(request.from);
     return this.#underLease(source, request.tenant, () =>
       this.#fromFirstWorking(locations, (location) =>
@@ -307,6 +308,57 @@ export class RestoreService {
   }
 
   /**
+   * What a restore into a new tenant refuses before reading anything big, for a caller that answers
+   * before the restore runs (an API restore job): a bad slug or name, a taken slug, an unknown
+   * tenant or location, and a time outside the window of the first location that can be listed
+   * (the manifests only). A location that cannot be listed is left to the restore itself.
+   */
+  async check(request: Omit<RestoreRequest, 'onProgress'>): Promise<Tenant> {
+    const { source } = await this.#checkNewTenant(request);
+    const now = this.#clock.now();
+    for (const location of this.#pickLocations(request.from)) {
+      try {
+        await this.#snapshotFor(location, source.id, request.at, now);
+        break;
+      } catch (error) {
+        if (!isAppError(error) || error.code !== backupErrors.corrupt.code) throw error;
+      }
+    }
+    return source;
+  }
+
+  async #checkNewTenant(request: Pick<RestoreRequest, 'tenant' | 'intoSlug' | 'intoName'>) {
+    assertValidSlug(request.intoSlug);
+    const intoName = request.intoName ?? `${request.intoSlug} (restored)`;
+    assertValidTenantName(intoName);
+    const source = await this.#findSource(request.tenant);
+    if (await this.#tenants.findLiveBySlug(request.intoSlug)) throw tenantErrors.slugTaken(request.intoSlug);
+    return { source, intoName };
+  }
+
+  /** The newest snapshot at or before `at` in the location; a time outside its window is refused. */
+  async #snapshotFor(
+    location: BackupLocation,
+    tenantId: string,
+    at: Date,
+    now: Date,
+  ): Promise<SnapshotManifest> {
+    const snapshots = await this.#listManifests<SnapshotManifest>(
+      location,
+      backupKeys.snapshotsPrefix(tenantId),
+      'snapshot',
+    );
+    snapshots.sort((a, b) => a.takenAt.localeCompare(b.takenAt));
+    const oldest = snapshots[0] ? new Date(snapshots[0].takenAt) : undefined;
+    const windowStart = oldest && new Date(Math.max(oldest.getTime(), now.getTime() - this.#restoreWindowMs));
+    const snapshot = snapshots.filter((s) => new Date(s.takenAt) <= at).at(-1);
+    if (!windowStart || !snapshot || at > now || at < windowStart) {
+      throw backupErrors.outsideWindow(at, windowStart, now);
+    }
+    return snapshot;
+  }
+
+  /**
    * Disaster recovery of one tenant: its newest state in `location` (newest snapshot plus every
    * journal segment after it) into its own schema, with its own id and key, on a database whose
    * control plane was recovered already (its tenant row and wrapped keys are there) and which has no
@@ -353,18 +405,7 @@ export class RestoreService {
     onProgress: RestoreRequest['onProgress'],
   ): Promise<RestoreResult> {
     const now = this.#clock.now();
-    const snapshots = await this.#listManifests<SnapshotManifest>(
-      location,
-      backupKeys.snapshotsPrefix(tenantId),
-      'snapshot',
-    );
-    snapshots.sort((a, b) => a.takenAt.localeCompare(b.takenAt));
-    const oldest = snapshots[0] ? new Date(snapshots[0].takenAt) : undefined;
-    const windowStart = oldest && new Date(Math.max(oldest.getTime(), now.getTime() - this.#restoreWindowMs));
-    const snapshot = snapshots.filter((s) => new Date(s.takenAt) <= at).at(-1);
-    if (!windowStart || !snapshot || at > now || at < windowStart) {
-      throw backupErrors.outsideWindow(at, windowStart, now);
-    }
+    const snapshot = await this.#snapshotFor(location, tenantId, at, now);
     const expectedVersion = latestMigrationName(this.#migrations);
     // The schema is built at the snapshot's version, so its rows load as they were taken.
     const snapshotMigrations = this.#migrationsUpTo(snapshot.schemaVersion);
@@ -390,7 +431,7 @@ export class RestoreService {
       : this.#database;
     let entriesReplayed = 0;
     const copied: string[] = [];
-    const objectCounts = { restored: 0, fromLiveStore: 0 };
+    const objectCounts = { restored: 0, fromLiveStore: 0, unchanged: 0 };
     const newObjects = scopeObjectStore(this.#objects, `tenants/${newTenantId}/`);
     const tenant = await this.#database.db
       .transaction()
@@ -547,6 +588,7 @@ export class RestoreService {
         // A restore to an instant before a migration: the live service serves only the current
         // version, so the restored schema is migrated as every live tenant was.
         if (expectedVersion) await migrateTo(expectedVersion);
+        progress(done, 'attachment files');
         await this.#copyObjects(trx, schema, location, tenantId, sourceKeys, newTenantId, newKey, {
           copied,
           counts: objectCounts,
@@ -608,6 +650,7 @@ export class RestoreService {
       segmentsRead: segments.length,
       objectsRestored: objectCounts.restored,
       objectsFromLiveStore: objectCounts.fromLiveStore,
+      objectsUnchanged: objectCounts.unchanged,
     };
   }
 
@@ -650,7 +693,7 @@ export class RestoreService {
     newKey: DataKey,
     progress: {
       copied: string[];
-      counts: { restored: number; fromLiveStore: number };
+      counts: { restored: number; fromLiveStore: number; unchanged: number };
       now: Date;
       /** false in a recovery: the tenant keeps its id and key, so the file is written back as it is. */
       reseal: boolean;
@@ -664,7 +707,14 @@ export class RestoreService {
     for (const row of await listLiveObjectVersions(trx, schema)) {
       const key = sourceKeys.get(row.keyVersion);
       if (!key) throw backupErrors.shredded(sourceTenantId);
-      const source = await this.#openObject(location, sourceTenantId, row.objectKey);
+      const manifest = await this.#objectManifest(location, sourceTenantId, row.objectKey);
+      // Into the tenant itself (same id, same key): a file the store still has intact stays as it is.
+      if (!progress.reseal && progress.write && (await isIntact(target, row.objectKey, manifest))) {
+        progress.counts.restored++;
+        progress.counts.unchanged++;
+        continue;
+      }
+      const source = await this.#openObject(location, sourceTenantId, row.objectKey, manifest);
       if (!source) {
         if (retiredLongAgo(row)) {
           await setObjectPurged(trx, schema, row);
@@ -721,32 +771,47 @@ export class RestoreService {
     }
   }
 
+  /** The location's manifest of a tenant's object; undefined if it has none (its copy was never made). */
+  async #objectManifest(
+    location: BackupLocation,
+    tenantId: string,
+    objectKey: string,
+  ): Promise<ObjectManifest | undefined> {
+    const manifestKey = backupKeys.objectManifest(tenantId, objectKey);
+    try {
+      if (!(await location.store.head(manifestKey))) return undefined;
+      const manifest = await readManifest<ObjectManifest>(location.store, manifestKey, 'object');
+      if (!manifest || manifest.tenantId !== tenantId || manifest.objectKey !== objectKey)
+        throw backupErrors.corrupt(location.name, manifestKey, 'not a valid manifest for this file');
+      return manifest;
+    } catch (error) {
+      if (isAppError(error) && error.code === backupErrors.corrupt.code) throw error;
+      throw backupErrors.corrupt(location.name, manifestKey, (error as Error).message);
+    }
+  }
+
   /**
-   * A tenant's object as a location holds it (with its manifest), else as the attachment object
-   * store holds it (no manifest), else undefined.
+   * A tenant's object as a location holds it (when it has its manifest), else as the attachment
+   * object store holds it (no manifest), else undefined.
    */
   async #openObject(
     location: BackupLocation,
     tenantId: string,
     objectKey: string,
+    manifest: ObjectManifest | undefined,
   ): Promise<{ body: Readable; manifest: ObjectManifest | undefined } | undefined> {
-    const manifestKey = backupKeys.objectManifest(tenantId, objectKey);
     const isMissing = (error: unknown) => isAppError(error) && error.code === objectStoreErrors.notFound.code;
-    let manifest: ObjectManifest | undefined;
-    try {
-      if (await location.store.head(manifestKey)) {
-        manifest = await readManifest<ObjectManifest>(location.store, manifestKey, 'object');
-        if (!manifest || manifest.tenantId !== tenantId || manifest.objectKey !== objectKey)
-          throw backupErrors.corrupt(location.name, manifestKey, 'not a valid manifest for this file');
-        return { body: await location.store.get(backupKeys.object(tenantId, objectKey)), manifest };
+    if (manifest) {
+      const key = backupKeys.object(tenantId, objectKey);
+      try {
+        return { body: await location.store.get(key), manifest };
+      } catch (error) {
+        throw backupErrors.corrupt(
+          location.name,
+          key,
+          isMissing(error) ? 'missing: its manifest exists' : (error as Error).message,
+        );
       }
-    } catch (error) {
-      if (isAppError(error) && error.code === backupErrors.corrupt.code) throw error;
-      throw backupErrors.corrupt(
-        location.name,
-        backupKeys.object(tenantId, objectKey),
-        isMissing(error) ? 'missing: its manifest exists' : (error as Error).message,
-      );
     }
     try {
       return { body: await scopeObjectStore(this.#objects, `tenants/${tenantId}/`).get(objectKey), manifest };
@@ -851,6 +916,26 @@ export class RestoreService {
     } catch (error) {
       throw asCorrupt(location, segmentKey, error);
     }
+  }
+}
+
+/**
+ * Whether the attachment store holds the object intact: with the location's manifest, the same size
+ * and SHA-256 as the location's copy (written from the same sealed bytes); without one, the store's
+ * file is the only copy there is, so present is all that can be asked.
+ */
+async function isIntact(store: ObjectStore, objectKey: string, manifest: ObjectManifest | undefined) {
+  const info = await store.head(objectKey);
+  if (!info) return false;
+  if (!manifest) return true;
+  if (info.sizeBytes !== manifest.sealedBytes) return false;
+  try {
+    const hash = createHash('sha256');
+    for await (const chunk of await store.get(objectKey)) hash.update(chunk as Buffer);
+    return hash.digest('hex') === manifest.sealedSha256;
+  } catch {
+    // Gone or unreadable since the look-up: written again from the location.
+    return false;
   }
 }
 

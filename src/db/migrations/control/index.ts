@@ -8,6 +8,7 @@ import { createTenantLimits } from './20261123030000-create-tenant-limits.ts';
 import { createAccessRequests } from './20261123040000-create-access-requests.ts';
 import { createPlatformAuditLog } from './20261123100000-create-platform-audit-log.ts';
 import { createBackupDrills } from './20261124000000-create-backup-drills.ts';
+import { createRestoreJobs } from './20261125000000-create-restore-jobs.ts';
 
 /** Control-plane migrations, oldest first. Append only; see the expand/contract note in migrator.ts. */
 export const controlMigrations: readonly Migration[] = [
@@ -20,4 +21,5 @@ export const controlMigrations: readonly Migration[] = [
   createAccessRequests,
   createPlatformAuditLog,
   createBackupDrills,
+  createRestoreJobs,
 ];
