@@ -152,6 +152,16 @@ describe.skipIf(postgres.skipReason)(
       expect(wrongKey.code).not.toBe(0);
       expect(wrongKey.stderr).not.toMatch(/\n\s+at /);
 
+      // Refused before anything loads: no trace, not even its audit entry, where the recovered chain goes.
+      const early = await runCli(['restore', '--all', '--from', 'nowhere'], recoveryEnv);
+      expect([early.code, early.stderr]).toEqual([
+        2,
+        expect.stringContaining(
+          'not audited: this database holds no platform yet, and the run changed nothing',
+        ),
+      ]);
+      expect(early.stderr).toContain('backup_location_unknown');
+
       const recovered = await runCli(['restore', '--all', '--from', 'primary', '--json'], recoveryEnv);
       expect(recovered.stderr).not.toMatch(/error/);
       expect(recovered.code).toBe(0);
@@ -180,8 +190,7 @@ describe.skipIf(postgres.skipReason)(
       expect(status.code).toBe(0);
       expect(JSON.parse(status.stdout).locations).toEqual(['primary', 'fresh']);
 
-      // Refused: a location this configuration does not have. (Run after the recovery: a refused run
-      // on the still empty database would leave its entry where the recovered chain must go.)
+      // Refused once the platform is back: on the record like any run.
       const nowhere = await runCli(['restore', '--all', '--from', 'nowhere'], recoveryEnv);
       expect(nowhere.code).toBe(2);
       expect(nowhere.stderr).toContain('backup_location_unknown');

@@ -379,6 +379,10 @@ async function recoverAll(context: CliContext, options: { from?: string; json?: 
         ...(options.from ? { from: options.from } : {}),
         onProgress: (done, total, label) => bar.update(done, total, label),
       });
+    } catch (error) {
+      if (await core.backups.isRecoveryTarget().catch(() => false))
+        audit.skip('this database holds no platform yet, and the run changed nothing');
+      throw error;
     } finally {
       bar.stop();
     }

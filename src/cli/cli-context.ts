@@ -121,6 +121,12 @@ export interface CliAudit {
   resource(type: string | null, id: string | null, tenantId?: string | null): void;
   /** The command ended without throwing but did not fully succeed (a tenant or location failed). */
   failed(errorCode: string): void;
+  /**
+   * Writes no entry, saying why on stderr: only for a run that changed nothing in a database that
+   * holds no platform yet (a refused disaster recovery), whose entry would sit where the recovered
+   * audit chain must go.
+   */
+  skip(reason: string): void;
 }
 
 /**
@@ -185,8 +191,15 @@ export async function withAuditedRuntime<T>(
         entry.outcome = 'error';
         entry.errorCode = errorCode;
       },
+      skip(reason) {
+        skipped = reason;
+      },
     };
-    const write = () => runtime.core.audit.appendPlatform([{ ...entry, at: new Date() }]);
+    let skipped: string | undefined;
+    const write = async () => {
+      if (skipped === undefined) return runtime.core.audit.appendPlatform([{ ...entry, at: new Date() }]);
+      context.stderr(`not audited: ${skipped}\n`);
+    };
     let result: T;
     try {
       result = await fn(runtime, config, log, audit);

@@ -16,7 +16,7 @@ import { pruneBackups, type RetentionSummary } from './backup-retention.ts';
 import { readBackupStatus, type TenantBackupStatus } from './backup-status.ts';
 import { type LocationVerification, verifyBackups } from './backup-verify.ts';
 import { type ControlSnapshotResult, snapshotControlPlane } from './control-plane-backup.ts';
-import { type RecoveryResult, recoverAll } from './disaster-recovery.ts';
+import { isRecoveryTarget, type RecoveryResult, recoverAll } from './disaster-recovery.ts';
 import { JournalShipper, type ShipSummary } from './journal-shipper.ts';
 import { type RestoreRequest, type RestoreResult, RestoreService } from './restore.service.ts';
 import { type DrillResult, RestoreDrills } from './restore-drills.ts';
@@ -117,6 +117,11 @@ export class BackupService {
       controlMigrations: this.#controlMigrations,
       clock: this.#clock,
     });
+  }
+
+  /** Whether this database is empty, as a disaster recovery loads into (see disaster-recovery.ts). */
+  isRecoveryTarget(): Promise<boolean> {
+    return isRecoveryTarget(this.#database);
   }
 
   /**

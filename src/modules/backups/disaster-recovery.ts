@@ -1,4 +1,4 @@
-import type { Database } from '../../db/database.ts';
+import type { AnyKysely, Database } from '../../db/database.ts';
 import { newLeaseHolder, withLease } from '../../db/leases.ts';
 import { latestMigrationName, type Migration } from '../../db/migrator.ts';
 import { tenantSchemaName } from '../../db/tenant-schema.ts';
@@ -68,6 +68,19 @@ export async function recoverAll(
   return outcome.value;
 }
 
+/**
+ * True when this database is what a recovery loads into: no tenant in the control plane and no tenant
+ * schema. A refused run must then leave no trace (not even its audit entry), or the platform chain
+ * it starts would be where the recovered one must go.
+ */
+export function isRecoveryTarget(database: Database): Promise<boolean> {
+  return database.db.transaction().execute(isEmptyTarget);
+}
+
+async function isEmptyTarget(trx: AnyKysely): Promise<boolean> {
+  return (await listControlTenantIds(trx)).length === 0 && (await listTenantSchemas(trx)).size === 0;
+}
+
 async function recoverFrom(
   deps: Parameters<typeof recoverAll>[0],
   location: BackupLocation,
@@ -80,11 +93,11 @@ async function recoverFrom(
     status: string;
   }>;
   const controlPlaneLoaded = await deps.database.db.transaction().execute(async (trx) => {
-    const present = await listControlTenantIds(trx);
-    if (present.length === 0 && (await listTenantSchemas(trx)).size === 0) {
+    if (await isEmptyTarget(trx)) {
       await loadControlPlane(trx, tables);
       return true;
     }
+    const present = await listControlTenantIds(trx);
     // A re-run after a crash: the same tenants as the snapshot, and nothing else.
     const known = new Set(tenantRows.map((t) => t.id));
     if (present.length !== known.size || present.some((id) => !known.has(id)))
