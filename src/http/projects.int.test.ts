@@ -597,6 +597,22 @@ for (const kind of await testDatabaseKinds()) {
         ).toBe(204);
         expect((await send('GET', `/api/v1/projects/${tenantA.projectId}`, viewer)).statusCode).toBe(404);
       });
+
+      it("lists each project with the caller's own role in it, for account owners and admins too", async () => {
+        // The owner created the project (project_admin); the account admin sees it without a role.
+        for (const [name, role] of [
+          ['owner', 'project_admin'],
+          ['admin', null],
+          ['contributor', 'contributor'],
+        ] as const) {
+          const token = actors.find((a) => a.name === name)!.token;
+          const listed = (await send('GET', '/api/v1/projects', token)).json().items;
+          const single = (await send('GET', `/api/v1/projects/${tenantA.projectId}`, token)).json();
+          const item = listed.find((p: { id: string }) => p.id === tenantA.projectId);
+          expect(item?.role, name).toBe(role);
+          expect(single.role, name).toBe(role);
+        }
+      });
     },
   );
 }

@@ -282,6 +282,32 @@ for (const kind of await testDatabaseKinds()) {
       expect(entries.rows).toEqual([{ action: 'settings.update', changes: ['theme'] }]);
     });
 
+    it('retries only what a flush failed to write: a sign-in entry its tenant chain took is not appended again', async () => {
+      tenantCount++;
+      const slug = `audit-${tenantCount}`;
+      const { tenant } = await core.tenants.create({ slug, name: 'A', ownerEmail: `owner@${slug}.test` });
+      const errors: string[] = [];
+      const writer = new AuditService({
+        database: testDb.database,
+        withTenant: createWithTenant(testDb.database),
+        tenants: core.tenantRepository,
+        objects: core.objects,
+        signer: new AuditSigner(randomBytes(32)),
+        onError: (_error, what) => errors.push(what),
+      });
+      // A refused sign-in naming the tenant (its chain), and a platform entry the platform chain
+      // cannot take (not a tenant id): the same batch.
+      writer.enqueue({ ...entry(1), requestId: 'req-signin', tenantSlug: slug });
+      writer.enqueue({ ...entry(2), requestId: 'req-unwritable', tenantId: 'not-a-uuid', platform: true });
+      for (let i = 0; i < 3; i++) await writer.flush();
+      expect(errors).toEqual(Array(3).fill('audit batch not written; retrying'));
+      const signIns = await sql`
+        select position from ${sql.id(tenantSchemaName(tenant.id), 'audit_log')}
+        where request_id = 'req-signin'`.execute(root);
+      expect(signIns.rows).toHaveLength(1);
+      expect(await verify(tenant.id)).toMatchObject({ ok: true, entries: 1 });
+    });
+
     it('chains concurrent writes of one tenant without making them wait for each other, and what a crashed node left pending', async () => {
       const { tenantId, schema } = await seededTenant(1);
       const writes = Array.from({ length: 20 }, (_, i) =>

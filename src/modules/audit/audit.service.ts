@@ -290,33 +290,57 @@ export class AuditService {
     this.#unsealed = new Set();
     for (const tenantId of unsealed) if (!batches.has(tenantId)) batches.set(tenantId, []);
     for (const [key, entries] of batches) {
-      try {
-        if (key !== '') {
-          await this.#withTenant(key, (scope) => this.#seal(scope, entries));
-          continue;
-        }
-        // No tenant yet: a sign-in naming a tenant slug goes to that tenant's chain, the rest
-        // (unknown tenants, unauthenticated calls) to the platform chain.
-        const byTenant = new Map<string, AuditEntry[]>();
-        const platform: AuditEntry[] = [];
-        for (const { tenantSlug, platform: isPlatform, ...entry } of entries) {
+      if (key !== '') {
+        const sealed = await this.#writeOrRequeue(entries, () =>
+          this.#withTenant(key, (scope) => this.#seal(scope, entries)),
+        );
+        // What this node wrote pending is sealed by the next flush (or the checkpoint job).
+        if (!sealed) this.#unsealed.add(key);
+        continue;
+      }
+      // No tenant yet: a sign-in naming a tenant slug goes to that tenant's chain, the rest
+      // (unknown tenants, unauthenticated calls) to the platform chain. Each chain commits on its
+      // own, so only what one of them failed to write is queued again (never a committed entry).
+      const byTenant = new Map<string, AuditEntry[]>();
+      const platform: QueuedEntry[] = [];
+      const resolved = await this.#writeOrRequeue(entries, async () => {
+        for (const queued of entries) {
+          const { tenantSlug, platform: isPlatform, ...entry } = queued;
           const tenant =
             tenantSlug && !isPlatform && !entry.tenantId
               ? await this.#tenants.findLiveBySlug(tenantSlug)
               : undefined;
           if (tenant)
             byTenant.set(tenant.id, [...(byTenant.get(tenant.id) ?? []), { ...entry, tenantId: tenant.id }]);
-          else platform.push(entry);
+          else platform.push(queued);
         }
-        for (const [tenantId, list] of byTenant)
-          await this.#withTenant(tenantId, (scope) => this.append(scope, list));
-        if (platform.length > 0) await this.appendPlatform(platform);
-      } catch (error) {
-        if (isAppError(error) && error.code === 'tenant_not_found') continue;
-        this.#onError(error, 'audit batch not written; retrying');
-        for (const entry of entries) this.enqueue(entry);
-        if (key !== '') this.#unsealed.add(key);
-      }
+      });
+      if (!resolved) continue;
+      for (const [tenantId, list] of byTenant)
+        await this.#writeOrRequeue(list, () =>
+          this.#withTenant(tenantId, (scope) => this.append(scope, list)),
+        );
+      if (platform.length > 0)
+        await this.#writeOrRequeue(platform, () =>
+          this.appendPlatform(platform.map(({ tenantSlug: _, platform: __, ...entry }) => entry)),
+        );
+    }
+  }
+
+  /**
+   * Runs one chain's write; if it fails, queues its entries again for the next flush (an entry with
+   * a tenant id, under that tenant). A tenant that is gone takes its entries with it. False when the
+   * write failed.
+   */
+  async #writeOrRequeue(entries: readonly QueuedEntry[], write: () => Promise<unknown>): Promise<boolean> {
+    try {
+      await write();
+      return true;
+    } catch (error) {
+      if (isAppError(error) && error.code === 'tenant_not_found') return true;
+      this.#onError(error, 'audit batch not written; retrying');
+      for (const entry of entries) this.enqueue(entry);
+      return false;
     }
   }
 

@@ -33,23 +33,25 @@ export const projectRepository = {
     return toProject(row);
   },
 
-  /** Every project, or only those `memberId` belongs to; with that member's role. */
+  /**
+   * Every project (`onlyMember` false) or only those `userId` belongs to; each with `userId`'s role
+   * in it (null where they have none).
+   */
   async list(
     db: AnyKysely,
-    memberId: string | undefined,
+    userId: string,
+    onlyMember: boolean,
   ): Promise<Array<Project & { role: ProjectRole | null }>> {
     let query = tenant(db)
       .selectFrom('projects as p')
       .leftJoin('project_members as m', (join) =>
-        join
-          .onRef('m.project_id', '=', 'p.id')
-          .on('m.user_id', '=', memberId ?? '00000000-0000-0000-0000-000000000000'),
+        join.onRef('m.project_id', '=', 'p.id').on('m.user_id', '=', userId),
       )
       .select(projectColumns.map((column) => `p.${column}` as const))
       .select('m.role')
       .orderBy('p.created_at')
       .orderBy('p.id');
-    if (memberId !== undefined) query = query.where('m.user_id', '=', memberId);
+    if (onlyMember) query = query.where('m.user_id', '=', userId);
     const rows = await query.execute();
     return rows.map((row) => ({ ...toProject(row), role: row.role ?? null }));
   },

@@ -59,7 +59,7 @@ export class ProjectService {
     const everything = principal.role === 'owner' || principal.role === 'admin';
     const listed = await this.#withTenant(
       principal.tenantId,
-      (scope) => projectRepository.list(scope.db, everything ? undefined : principal.userId),
+      (scope) => projectRepository.list(scope.db, principal.userId, !everything),
       { readOnly: true },
     );
     // An API key limited to some projects lists only those.
