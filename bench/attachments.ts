@@ -170,7 +170,7 @@ async function streamAeadOver(block: Buffer, bytes: number): Promise<void> {
   await new Promise((resolve, reject) => stream.end(resolve).once('error', reject));
 }
 
-function upload(
+export function upload(
   origin: string,
   path: string,
   token: string,
@@ -216,7 +216,7 @@ function upload(
   });
 }
 
-function download(origin: string, path: string, token: string): Promise<number> {
+export function download(origin: string, path: string, token: string): Promise<number> {
   return new Promise((resolve, reject) => {
     const req = request(
       `${origin}${path}`,
