@@ -2,8 +2,12 @@
 // server under test: a bare Fastify route (no plugins, no database, no authentication) and, given a
 // database URL, the "trivial Node server reading one row from Postgres" of the records targets
 // (`GET /row`: one prepared primary-key lookup through a pg pool of 10, no authentication).
+// The attachments scenario's yardsticks are here too: `PUT /sink` reads a request body and drops
+// it, `GET /source?bytes=N` streams N bytes from one buffer in memory: TLS and HTTP on the same
+// stack, with no authentication, crypto of our own, hashing or disk.
 // Usage: node bench/bare-server.ts <port> <certFile> <keyFile> [databaseUrl]
 import { readFileSync } from 'node:fs';
+import { Readable } from 'node:stream';
 import Fastify from 'fastify';
 import pg from 'pg';
 
@@ -16,6 +20,32 @@ const app = Fastify({
 });
 app.get('/bare', async () => ({ ok: true }));
 app.get('/healthz', async () => ({ ok: true }));
+app.removeAllContentTypeParsers();
+app.addContentTypeParser('*', (_request, _payload, done) => done(null, undefined));
+app.put('/sink', async (request) => {
+  let bytes = 0;
+  for await (const piece of request.raw) bytes += (piece as Buffer).length;
+  return { bytes };
+});
+const sourceBlock = Buffer.alloc(1024 * 1024, 7);
+app.get<{ Querystring: { bytes?: string } }>('/source', async (request, reply) => {
+  const total = Number(request.query.bytes ?? 0);
+  let sent = 0;
+  const body = new Readable({
+    read() {
+      while (sent < total) {
+        const piece = sourceBlock.subarray(0, Math.min(sourceBlock.length, total - sent));
+        sent += piece.length;
+        if (!this.push(piece)) return;
+      }
+      this.push(null);
+    },
+  });
+  return reply
+    .header('content-type', 'application/octet-stream')
+    .header('content-length', String(total))
+    .send(body);
+});
 const pool = databaseUrl ? new pg.Pool({ connectionString: databaseUrl, max: 10 }) : undefined;
 if (pool) {
   await pool.query(

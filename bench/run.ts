@@ -75,6 +75,11 @@ const settings = {
   attachmentSizeMiB: envNumber('BENCH_ATTACHMENT_MIB', 64, 1, 1024),
   attachmentParallel: envNumber('BENCH_ATTACHMENT_PARALLEL', 16, 1, 64),
   attachmentParallelMiB: envNumber('BENCH_ATTACHMENT_PARALLEL_MIB', 256, 1, 1024),
+  /** The attachments scenario on the S3 store too (s3rver); BENCH_ATTACHMENT_S3=0 skips it. */
+  attachmentS3: process.env.BENCH_ATTACHMENT_S3 !== '0',
+  /** Another checkout whose server runs beside this one in the attachments scenario (before/after). */
+  attachmentBaselineDir: process.env.BENCH_ATTACHMENT_BASELINE_DIR || undefined,
+  attachmentBaselineParallel: process.env.BENCH_ATTACHMENT_BASELINE_PARALLEL !== '0',
   noisyRounds: envNumber('BENCH_NOISY_ROUNDS', 5, 1, 20),
   noisyPhaseS: envNumber('BENCH_NOISY_PHASE_S', 10, 2, 60),
   /** Whole-run watchdog: the bench stops itself (and what it started) after this. */
@@ -606,12 +611,16 @@ async function main(): Promise<void> {
         databaseUrl: benchDb.url,
         masterKeyHex: masterKey.toString('hex'),
         packageDir,
+        benchDir,
         tmp,
         outDir,
         runs: settings.identityRuns,
         sizeMiB: settings.attachmentSizeMiB,
         parallel: settings.attachmentParallel,
         parallelSizeMiB: settings.attachmentParallelMiB,
+        s3: settings.attachmentS3,
+        baselineDir: settings.attachmentBaselineDir,
+        baselineParallel: settings.attachmentBaselineParallel,
         log,
         cleanups,
       });

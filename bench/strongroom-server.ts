@@ -27,6 +27,10 @@ export async function startStrongroom(options: {
   behindProxy?: boolean;
   /** `STRONGROOM_CACHE` (default `memory:`). */
   cacheUrl?: string;
+  /** More environment, e.g. `STRONGROOM_OBJECTS` for the S3 object store. */
+  env?: NodeJS.ProcessEnv;
+  /** Options for the server's Node, e.g. `--cpu-prof` when profiling. */
+  nodeArgs?: string[];
 }): Promise<StrongroomServer> {
   const port = await freePort();
   mkdirSync(options.dataDir, { recursive: true, mode: 0o700 });
@@ -43,10 +47,11 @@ export async function startStrongroom(options: {
     STRONGROOM_CACHE: options.cacheUrl ?? 'memory:',
     STRONGROOM_MASTER_KEY: options.masterKeyHex,
     ...(options.behindProxy ? { STRONGROOM_TRUST_PROXY: '127.0.0.1' } : {}),
+    ...options.env,
   };
   const proc: BoundedProcess = spawnBounded(
     process.execPath,
-    [join(options.packageDir, 'bin/strongroom.js'), 'serve'],
+    [...(options.nodeArgs ?? []), join(options.packageDir, 'bin/strongroom.js'), 'serve'],
     {
       cwd: options.packageDir,
       env,

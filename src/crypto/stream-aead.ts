@@ -1,13 +1,6 @@
-import { randomBytes } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createSecretKey, type KeyObject, randomBytes } from 'node:crypto';
 import { Transform, type TransformCallback } from 'node:stream';
-import {
-  aesGcmNonceSizeBytes,
-  aesGcmTagSizeBytes,
-  aesKeySizeBytes,
-  assertAesKey,
-  openAesGcmWithNonce,
-  sealAesGcmWithNonce,
-} from './aead.ts';
+import { aesGcmNonceSizeBytes, aesGcmTagSizeBytes, aesKeySizeBytes, assertAesKey } from './aead.ts';
 import { cryptoErrors } from './crypto.errors.ts';
 import { deriveKey } from './hkdf.ts';
 
@@ -27,6 +20,7 @@ import { deriveKey } from './hkdf.ts';
  */
 
 const magic = Buffer.from('SRA1', 'ascii');
+const gcm = 'aes-256-gcm';
 const formatVersion = 1;
 
 /** 256-bit salt: a fresh object key per object, so nonces never need coordinating across objects. */
@@ -181,16 +175,28 @@ export function chunkCiphertextOffset(chunkIndex: number, chunkSizeBytes: number
   return streamHeaderSizeBytes + chunkIndex * (chunkSizeBytes + aesGcmTagSizeBytes);
 }
 
-/** Incremental encoder/decoder, like `Cipher#update/final`, shared by the streams and the buffer helpers. */
+/**
+ * Incremental encoder/decoder, like `Cipher#update/final`, shared by the streams and the buffer
+ * helpers. Output buffers are never reused: they may be handed downstream.
+ */
 interface StreamCodec {
   update(input: Buffer): Buffer[];
   final(): Buffer[];
 }
 
+/*
+ * Both codecs gather a chunk in one staging buffer that lives as long as the stream, so pieces of
+ * any size (16 KiB from TLS, 64 KiB from a file) cost one copy into it and no allocation: the only
+ * buffers allocated per chunk are the cipher's output. That matters more than the copy: every
+ * allocated byte brings V8's next full garbage collection closer, and on a server's heap those
+ * cost far more than memcpy. A chunk that arrives whole inside a larger write skips the staging
+ * buffer altogether.
+ */
+
 class StreamEncryptor implements StreamCodec {
   readonly #header: StreamHeader;
   readonly #chunks: ChunkCipher;
-  readonly #pending = new ByteQueue();
+  readonly #staged: ChunkStage;
   #chunkIndex = 0;
   #isHeaderWritten = false;
 
@@ -200,23 +206,20 @@ class StreamEncryptor implements StreamCodec {
     assertChunkSize(chunkSizeBytes);
     this.#header = createStreamHeader(chunkSizeBytes);
     this.#chunks = new ChunkCipher(dataKey, this.#header, options.aad);
+    this.#staged = new ChunkStage(chunkSizeBytes);
   }
 
   update(plaintext: Buffer): Buffer[] {
     const output = this.#takeHeader();
-    this.#pending.append(plaintext);
-    const { chunkSizeBytes } = this.#header;
     // A full chunk is held back until a byte beyond it arrives: only then is it certainly not final.
-    while (this.#pending.sizeBytes > chunkSizeBytes) {
-      output.push(this.#sealNext(this.#pending.take(chunkSizeBytes), false));
-    }
+    this.#staged.feed(plaintext, (chunk) => this.#sealNext(chunk, false, output));
     return output;
   }
 
   final(): Buffer[] {
     const output = this.#takeHeader();
     // Whatever is left (0..chunkSizeBytes bytes) is the final chunk; an empty input gives one empty chunk.
-    output.push(this.#sealNext(this.#pending.takeAll(), true));
+    this.#sealNext(this.#staged.takeAll(), true, output);
     return output;
   }
 
@@ -226,9 +229,9 @@ class StreamEncryptor implements StreamCodec {
     return [this.#header.bytes];
   }
 
-  #sealNext(plaintext: Buffer, isFinal: boolean): Buffer {
+  #sealNext(plaintext: Buffer, isFinal: boolean, output: Buffer[]): void {
     if (this.#chunkIndex > maxChunkIndex) throw new Error('stream exceeds the 2^32 chunk limit');
-    return this.#chunks.seal(this.#chunkIndex++, isFinal, plaintext);
+    this.#chunks.seal(this.#chunkIndex++, isFinal, plaintext, output);
   }
 }
 
@@ -236,9 +239,11 @@ class StreamDecryptor implements StreamCodec {
   readonly #dataKey: Uint8Array;
   readonly #aad: Uint8Array;
   readonly #hasFinalChunk: boolean;
-  readonly #pending = new ByteQueue();
+  /** The header's bytes while they arrive (when not given up front). */
+  #headerBytes: Buffer | undefined;
+  #headerSizeBytes = 0;
   #chunks: ChunkCipher | undefined;
-  #sealedChunkSizeBytes = 0;
+  #staged: ChunkStage | undefined;
   #chunkIndex: number;
 
   constructor(dataKey: Uint8Array, options: DecryptStreamOptions) {
@@ -252,33 +257,36 @@ class StreamDecryptor implements StreamCodec {
   }
 
   update(sealed: Buffer): Buffer[] {
-    this.#pending.append(sealed);
-    if (this.#chunks === undefined) {
-      if (this.#pending.sizeBytes < streamHeaderSizeBytes) return [];
-      this.#start(readStreamHeader(this.#pending.take(streamHeaderSizeBytes)));
+    let input = sealed;
+    if (this.#staged === undefined) {
+      this.#headerBytes ??= Buffer.alloc(streamHeaderSizeBytes);
+      const taken = input.copy(this.#headerBytes, this.#headerSizeBytes, 0);
+      this.#headerSizeBytes += taken;
+      input = input.subarray(taken);
+      if (this.#headerSizeBytes < streamHeaderSizeBytes) return [];
+      this.#start(readStreamHeader(this.#headerBytes));
     }
     const output: Buffer[] = [];
     // Finality is decided at end of input: a chunk with bytes after it is opened as non-final, so at
     // most one sealed chunk stays buffered between calls.
-    while (this.#pending.sizeBytes > this.#sealedChunkSizeBytes) {
-      output.push(this.#openNext(this.#pending.take(this.#sealedChunkSizeBytes), false));
-    }
+    this.#staged!.feed(input, (chunk) => output.push(this.#openNext(chunk, false)));
     return output;
   }
 
   final(): Buffer[] {
     // Input ended inside the header: truncated (or not an encrypted object at all).
-    if (this.#chunks === undefined) throw cryptoErrors.decryptionFailed();
-    const last = this.#pending.takeAll();
+    if (this.#staged === undefined) throw cryptoErrors.decryptionFailed();
+    const last = this.#staged.takeAll();
     if (this.#hasFinalChunk) return [this.#openNext(last, true)];
     // A range that stops before the object's end must end exactly on a chunk boundary.
-    if (last.length !== this.#sealedChunkSizeBytes) throw cryptoErrors.decryptionFailed();
+    if (last.length !== this.#staged.chunkSizeBytes) throw cryptoErrors.decryptionFailed();
     return [this.#openNext(last, false)];
   }
 
   #start(header: StreamHeader): void {
     this.#chunks = new ChunkCipher(this.#dataKey, header, this.#aad);
-    this.#sealedChunkSizeBytes = header.chunkSizeBytes + aesGcmTagSizeBytes;
+    this.#staged = new ChunkStage(header.chunkSizeBytes + aesGcmTagSizeBytes);
+    this.#headerBytes = undefined;
   }
 
   #openNext(sealed: Buffer, isFinal: boolean): Buffer {
@@ -290,73 +298,114 @@ class StreamDecryptor implements StreamCodec {
 
 /** Seals and opens single chunks of one object: the object key, nonce layout and associated data. */
 class ChunkCipher {
-  readonly #objectKey: Buffer;
-  readonly #noncePrefix: Buffer;
+  /** A KeyObject, not bytes: a cipher made from raw key bytes costs about five times as much. */
+  readonly #objectKey: KeyObject;
   readonly #aad: Buffer;
+  /** Rewritten for every chunk; createCipheriv copies it. */
+  readonly #nonce = Buffer.alloc(aesGcmNonceSizeBytes);
 
   constructor(dataKey: Uint8Array, header: StreamHeader, callerAad: Uint8Array) {
-    this.#objectKey = deriveKey(dataKey, header.salt, objectKeyInfo, aesKeySizeBytes);
-    this.#noncePrefix = header.noncePrefix;
+    this.#objectKey = createSecretKey(deriveKey(dataKey, header.salt, objectKeyInfo, aesKeySizeBytes));
+    header.noncePrefix.copy(this.#nonce, 0);
     // The header is authenticated with every chunk, so changing the chunk size, version or nonce
     // prefix fails at the first chunk (a changed salt already changes the key).
     this.#aad = Buffer.concat([header.bytes, callerAad]);
   }
 
-  seal(chunkIndex: number, isFinal: boolean, plaintext: Uint8Array): Buffer {
-    return sealAesGcmWithNonce(this.#objectKey, this.#nonceFor(chunkIndex, isFinal), plaintext, this.#aad);
+  /** Appends `ciphertext ‖ tag` to `output`, as two buffers (joining them would copy the chunk). */
+  seal(chunkIndex: number, isFinal: boolean, plaintext: Buffer, output: Buffer[]): void {
+    const cipher = createCipheriv(gcm, this.#objectKey, this.#nonceFor(chunkIndex, isFinal), {
+      authTagLength: aesGcmTagSizeBytes,
+    });
+    cipher.setAAD(this.#aad);
+    const ciphertext = cipher.update(plaintext);
+    if (ciphertext.length > 0) output.push(ciphertext);
+    // GCM's final() emits nothing, but it is what computes the tag.
+    const rest = cipher.final();
+    if (rest.length > 0) output.push(rest);
+    output.push(cipher.getAuthTag());
   }
 
   /** Throws `decryption_failed` unless the chunk authenticates at this index and finality. */
-  open(chunkIndex: number, isFinal: boolean, sealed: Uint8Array): Buffer {
-    return openAesGcmWithNonce(this.#objectKey, this.#nonceFor(chunkIndex, isFinal), sealed, this.#aad);
+  open(chunkIndex: number, isFinal: boolean, sealed: Buffer): Buffer {
+    if (sealed.length < aesGcmTagSizeBytes) throw cryptoErrors.decryptionFailed();
+    const tagOffset = sealed.length - aesGcmTagSizeBytes;
+    try {
+      // authTagLength pins the tag size so a shortened tag can never be accepted.
+      const decipher = createDecipheriv(gcm, this.#objectKey, this.#nonceFor(chunkIndex, isFinal), {
+        authTagLength: aesGcmTagSizeBytes,
+      });
+      decipher.setAAD(this.#aad);
+      decipher.setAuthTag(sealed.subarray(tagOffset));
+      const plaintext = decipher.update(sealed.subarray(0, tagOffset));
+      // final() is where the tag is checked; until it returns, `plaintext` is unauthenticated and
+      // must not leave. For GCM it emits nothing, so the plaintext needs no copy.
+      const rest = decipher.final();
+      return rest.length === 0 ? plaintext : Buffer.concat([plaintext, rest]);
+    } catch {
+      throw cryptoErrors.decryptionFailed();
+    }
   }
 
   #nonceFor(chunkIndex: number, isFinal: boolean): Buffer {
-    const nonce = Buffer.alloc(aesGcmNonceSizeBytes);
-    this.#noncePrefix.copy(nonce, 0);
-    nonce.writeUInt32BE(chunkIndex, noncePrefixSizeBytes);
-    nonce[noncePrefixSizeBytes + 4] = isFinal ? 1 : 0;
-    return nonce;
+    this.#nonce.writeUInt32BE(chunkIndex, noncePrefixSizeBytes);
+    this.#nonce[noncePrefixSizeBytes + 4] = isFinal ? 1 : 0;
+    return this.#nonce;
   }
 }
 
-/** A FIFO of byte pieces; `take` copies only when a request spans pieces. */
-class ByteQueue {
-  #pieces: Buffer[] = [];
+/**
+ * Cuts a byte stream into chunks of exactly `chunkSizeBytes`, holding back the last full one until
+ * a byte beyond it arrives (so the caller knows it is not the final chunk). The chunks it hands
+ * out are views of its staging buffer (or of the input) valid only during the callback.
+ */
+class ChunkStage {
+  readonly chunkSizeBytes: number;
+  /** Grows by doubling up to one chunk, so a small object never costs a whole chunk of memory. */
+  #buffer: Buffer | undefined;
   #sizeBytes = 0;
 
-  get sizeBytes(): number {
-    return this.#sizeBytes;
+  constructor(chunkSizeBytes: number) {
+    this.chunkSizeBytes = chunkSizeBytes;
   }
 
-  append(bytes: Uint8Array): void {
-    if (bytes.length === 0) return;
-    this.#pieces.push(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length));
-    this.#sizeBytes += bytes.length;
-  }
-
-  take(countBytes: number): Buffer {
-    if (countBytes > this.#sizeBytes) throw new Error('ByteQueue: not enough bytes');
-    const parts: Buffer[] = [];
-    let gatheredBytes = 0;
-    while (gatheredBytes < countBytes) {
-      const piece = this.#pieces.shift()!;
-      const neededBytes = countBytes - gatheredBytes;
-      if (piece.length > neededBytes) {
-        parts.push(piece.subarray(0, neededBytes));
-        this.#pieces.unshift(piece.subarray(neededBytes));
-        gatheredBytes = countBytes;
-      } else {
-        parts.push(piece);
-        gatheredBytes += piece.length;
+  feed(input: Buffer, onChunk: (chunk: Buffer) => void): void {
+    const chunkSize = this.chunkSizeBytes;
+    let offset = 0;
+    while (offset < input.length) {
+      if (this.#sizeBytes === chunkSize) {
+        onChunk(this.#buffer!.subarray(0, chunkSize));
+        this.#sizeBytes = 0;
       }
+      if (this.#sizeBytes === 0 && input.length - offset > chunkSize) {
+        // A whole chunk with more bytes after it: straight from the input, no copy.
+        onChunk(input.subarray(offset, offset + chunkSize));
+        offset += chunkSize;
+        continue;
+      }
+      const countBytes = Math.min(chunkSize - this.#sizeBytes, input.length - offset);
+      this.#reserve(this.#sizeBytes + countBytes);
+      input.copy(this.#buffer!, this.#sizeBytes, offset, offset + countBytes);
+      this.#sizeBytes += countBytes;
+      offset += countBytes;
     }
-    this.#sizeBytes -= countBytes;
-    return parts.length === 1 ? parts[0]! : Buffer.concat(parts, countBytes);
   }
 
+  /** What is held (0..chunkSizeBytes bytes), as a view valid until the next `feed`. */
   takeAll(): Buffer {
-    return this.take(this.#sizeBytes);
+    const held = this.#buffer === undefined ? Buffer.alloc(0) : this.#buffer.subarray(0, this.#sizeBytes);
+    this.#sizeBytes = 0;
+    return held;
+  }
+
+  #reserve(sizeBytes: number): void {
+    const capacity = this.#buffer?.length ?? 0;
+    if (sizeBytes <= capacity) return;
+    let next = Math.max(capacity * 2, 16 * 1024);
+    while (next < sizeBytes) next *= 2;
+    const grown = Buffer.allocUnsafe(Math.min(next, this.chunkSizeBytes));
+    if (this.#buffer !== undefined) this.#buffer.copy(grown, 0, 0, this.#sizeBytes);
+    this.#buffer = grown;
   }
 }
 

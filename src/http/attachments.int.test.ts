@@ -11,13 +11,23 @@ import { type S3rverInstance, startS3rver } from '../../test/support/s3rver.ts';
 import { FsObjectStore } from '../adapters/object-store/object-store.fs.ts';
 import { S3ObjectStore } from '../adapters/object-store/object-store.s3.ts';
 import type { Core } from '../main/compose.ts';
-import { AttachmentService, orphanGraceMs } from '../modules/attachments/attachment.service.ts';
+import {
+  AttachmentService,
+  attachmentChunkSizeBytes,
+  orphanGraceMs,
+} from '../modules/attachments/attachment.service.ts';
 import { newTimeOrderedId } from '../platform/ids.ts';
 import type { ObjectStore } from '../ports/object-store.port.ts';
 import type { App } from './app.ts';
 
 const password = 'attachments need a long password too';
 const maxBytes = 512 * 1024;
+/**
+ * The app under test writes 64 KiB chunks (the size every attachment had before 256 KiB became the
+ * default), so files under the 512 KiB limit still span many chunks; the product's default size is
+ * exercised by the test that mixes the two.
+ */
+const testChunkSizeBytes = 64 * 1024;
 
 interface Setup {
   name: string;
@@ -122,7 +132,11 @@ for (const setup of setups) {
         fsRoot = mkdtempSync(join(tmpdir(), 'strongroom-attachments-'));
         objects = new FsObjectStore({ rootDir: fsRoot });
       }
-      ({ core, testDb } = await openTestCore(setup.kind, { objects, attachmentMaxBytes: maxBytes }));
+      ({ core, testDb } = await openTestCore(setup.kind, {
+        objects,
+        attachmentMaxBytes: maxBytes,
+        attachmentChunkSizeBytes: testChunkSizeBytes,
+      }));
       app = await buildTestApp(core);
       const a = await core.tenants.create({ slug: 'files-a', name: 'A', ownerEmail: 'owner@a.test' });
       tenantId = a.tenant.id;
@@ -407,13 +421,17 @@ for (const setup of setups) {
       expect(tampered.payload).not.toContain('ledger');
 
       // A flipped byte in a later chunk: a range over it fails outright; a whole read never completes.
-      const large = randomBytes(150 * 1024);
+      // Larger than one read of the folder store (256 KiB), so the first chunks go out before the
+      // bad one is reached; a smaller file fails before the headers, with 502.
+      const large = randomBytes(400 * 1024);
       const { id: largeId } = (await upload(large)).json();
       const largeKey = await objectKeyOf(largeId);
       const sealedLarge = await collect(await objects.get(largeKey));
       sealedLarge[sealedLarge.length - 100]! ^= 0x80;
       await objects.put(largeKey, sealedLarge);
-      const ranged = await get(`${base()}/${largeId}`, owner, { range: 'bytes=140000-140010' });
+      const ranged = await get(`${base()}/${largeId}`, owner, {
+        range: `bytes=${large.length - 50}-${large.length - 40}`,
+      });
       expect(ranged.statusCode).toBe(502);
       expect(ranged.json().error.code).toBe('integrity_error');
       // Headers went out before the bad chunk was reached: the response is cut short, never completed.
@@ -455,6 +473,72 @@ for (const setup of setups) {
         expect(response.json().error.code).toBe('integrity_error');
         expect(response.payload).not.toContain('secret');
       }
+    });
+
+    it('reads objects of any chunk size: the 256 KiB default beside 64 KiB ones, whole, by range and tampered', async () => {
+      expect(attachmentChunkSizeBytes).not.toBe(testChunkSizeBytes);
+      // Another node (or a later release) writing the default chunk size into the same project.
+      const writer = new AttachmentService({
+        withTenant: core.withTenant,
+        keys: core.keys,
+        limitsOf: (tenant) => core.quotas.limitsOf(tenant),
+        objects,
+      });
+      const principal = (await core.identity.authenticate(owner))!.principal;
+      const content = randomBytes(2 * attachmentChunkSizeBytes + 4321);
+      const created = await writer.create(
+        principal as Parameters<AttachmentService['create']>[0],
+        projectId,
+        {
+          body: Readable.from([content.subarray(0, 100_000), content.subarray(100_000)]),
+          filename: 'big.bin',
+        },
+      );
+      const key = await objectKeyOf(created.id);
+      const sealed = await collect(await objects.get(key));
+      expect(sealed.readUInt32BE(5)).toBe(attachmentChunkSizeBytes);
+      // ... and one written by this app, with 64 KiB chunks.
+      const small = randomBytes(3 * testChunkSizeBytes + 5);
+      const { id: smallId } = (await upload(small)).json();
+      expect((await collect(await objects.get(await objectKeyOf(smallId)))).readUInt32BE(5)).toBe(
+        testChunkSizeBytes,
+      );
+      expect((await get(`${base()}/${smallId}`)).rawPayload.equals(small)).toBe(true);
+      // Both services read both.
+      const whole = await get(`${base()}/${created.id}`);
+      expect(whole.statusCode).toBe(200);
+      expect(whole.rawPayload.equals(content)).toBe(true);
+      const C = attachmentChunkSizeBytes;
+      for (const [start, end] of [
+        [0, 0],
+        [C - 3, C + 3],
+        [C, 2 * C - 1],
+        [100, content.length - 1],
+        [2 * C + 10, content.length - 1],
+      ] as Array<[number, number]>) {
+        const range = `bytes=${start}-${end}`;
+        const response = await get(`${base()}/${created.id}`, owner, { range });
+        expect(response.statusCode, range).toBe(206);
+        expect(response.rawPayload.equals(content.subarray(start, end + 1)), range).toBe(true);
+      }
+      const read = await writer.read(
+        principal as Parameters<AttachmentService['read']>[0],
+        projectId,
+        smallId,
+      );
+      expect(await collect(read.body)).toEqual(small);
+      // A flipped byte in the last chunk: a range over it fails, a whole read is cut short.
+      sealed[sealed.length - 50]! ^= 0x01;
+      await objects.put(key, sealed);
+      const ranged = await get(`${base()}/${created.id}`, owner, {
+        range: `bytes=${2 * C + 1}-${2 * C + 2}`,
+      });
+      expect(ranged.statusCode).toBe(502);
+      expect(ranged.json().error.code).toBe('integrity_error');
+      expect((await get(`${base()}/${created.id}`, owner, { range: `bytes=${C}-${C + 9}` })).statusCode).toBe(
+        206,
+      );
+      await expect(get(`${base()}/${created.id}`)).rejects.toThrow('response destroyed before completion');
     });
 
     it('sweeps the orphan of an upload cut off between the object write and the commit', async () => {

@@ -95,6 +95,8 @@ export interface CoreOptions {
   objects: ObjectStore;
   /** The largest attachment in bytes (STRONGROOM_ATTACHMENT_MAX_BYTES); default 1 GiB. */
   attachmentMaxBytes?: number;
+  /** Chunk size of new attachment objects; default 256 KiB (`attachmentChunkSizeBytes`). Tests only. */
+  attachmentChunkSizeBytes?: number;
   /** How long retired attachment versions are kept (STRONGROOM_RESTORE_WINDOW_DAYS); default 7 days. */
   restoreWindowMs?: number;
   /** What each tenant may use unless an operator set its own limits; default `defaultTenantLimits`. */
@@ -238,6 +240,7 @@ export function composeCore(options: CoreOptions): Core {
       limitsOf,
       clock,
       ...(options.attachmentMaxBytes ? { maxBytes: options.attachmentMaxBytes } : {}),
+      ...(options.attachmentChunkSizeBytes ? { chunkSizeBytes: options.attachmentChunkSizeBytes } : {}),
       ...(options.restoreWindowMs ? { restoreWindowMs: options.restoreWindowMs } : {}),
     }),
     policies: new CollectionPolicyService({ withTenant, keys }),

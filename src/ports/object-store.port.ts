@@ -31,12 +31,18 @@ export interface ObjectStore {
 
 export interface PutObjectOptions {
   contentType?: string;
+  /**
+   * false: the store does not hash what it stores (`sha256` is then ''). For bodies that carry their
+   * own authentication, such as the streaming AEAD's chunks, where a second hash over every byte
+   * would only cost time. Default true.
+   */
+  checksum?: boolean;
 }
 
 export interface StoredObject {
   key: string;
   sizeBytes: number;
-  /** SHA-256 of the bytes as stored, hex. */
+  /** SHA-256 of the bytes as stored, hex; '' if put with `checksum: false`. */
   sha256: string;
 }
 

@@ -108,6 +108,8 @@ export async function openTestCore(
     /** Where attachments go; default a fresh temporary folder. */
     objects?: ObjectStore;
     attachmentMaxBytes?: number;
+    /** Chunk size of new attachment objects (default the product's 256 KiB). */
+    attachmentChunkSizeBytes?: number;
     /** Temporary data; default an in-process cache. */
     cache?: Cache;
     /** Time as the services see it; default the system clock. */
@@ -127,6 +129,9 @@ export async function openTestCore(
   const core = composeCore({
     objects,
     ...(options.attachmentMaxBytes ? { attachmentMaxBytes: options.attachmentMaxBytes } : {}),
+    ...(options.attachmentChunkSizeBytes
+      ? { attachmentChunkSizeBytes: options.attachmentChunkSizeBytes }
+      : {}),
     ...(options.cache ? { cache: options.cache } : {}),
     ...(options.clock ? { clock: options.clock } : {}),
     ...(options.supportAccess ? { supportAccess: options.supportAccess } : {}),

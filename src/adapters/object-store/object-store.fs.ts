@@ -1,8 +1,8 @@
-import { createHash, randomUUID } from 'node:crypto';
+import { createHash, type Hash, randomUUID } from 'node:crypto';
 import { constants, createWriteStream, type Dirent, mkdirSync } from 'node:fs';
 import { access, mkdir, open, readdir, rename, rm, stat, unlink } from 'node:fs/promises';
 import { dirname, isAbsolute, join, relative, resolve } from 'node:path';
-import { Readable } from 'node:stream';
+import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import {
   assertObjectKey,
@@ -11,6 +11,7 @@ import {
   type ObjectInfo,
   type ObjectStore,
   objectStoreErrors,
+  type PutObjectOptions,
   type StoredObject,
 } from '../../ports/object-store.port.ts';
 import { assertByteRange } from './byte-range.ts';
@@ -37,29 +38,21 @@ export class FsObjectStore implements ObjectStore {
   }
 
   /**
-   * Streams into a temp file (hashing as it goes), fsyncs it, renames it into place and fsyncs the
-   * folders that changed, so a crash leaves either the old object or the new one, never a torn one.
+   * Streams into a temp file (hashing as it goes, unless told not to), fsyncs it, renames it into
+   * place and fsyncs the folders that changed, so a crash leaves either the old object or the new
+   * one, never a torn one.
    */
-  async put(key: string, body: Readable | Uint8Array): Promise<StoredObject> {
+  async put(key: string, body: Readable | Uint8Array, options?: PutObjectOptions): Promise<StoredObject> {
     const path = this.#pathOf(key);
     const tmpPath = join(this.#tmpDir, randomUUID());
-    const hash = createHash('sha256');
-    let sizeBytes = 0;
+    const hash = options?.checksum === false ? undefined : createHash('sha256');
     // `flush` fsyncs before closing, and the pipeline settles only after the close.
     const file = createWriteStream(tmpPath, { flags: 'wx', mode: 0o600, flush: true });
+    const source = body instanceof Uint8Array ? Readable.from([body]) : body;
     try {
-      await pipeline(
-        body instanceof Uint8Array ? Readable.from([body]) : body,
-        async function* (source: AsyncIterable<Uint8Array | string>) {
-          for await (const chunk of source) {
-            const bytes = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
-            hash.update(bytes);
-            sizeBytes += bytes.length;
-            yield bytes;
-          }
-        },
-        file,
-      );
+      // Piped through a synchronous Transform, never an async iterator: iterating a byte stream
+      // joins whatever it has buffered into a fresh Buffer, a copy of (nearly) every byte.
+      await (hash ? pipeline(source, hashing(hash), file) : pipeline(source, file));
       await moveIntoPlace(tmpPath, path);
     } catch (error) {
       // A failed pipeline settles as soon as it fails, possibly before the file was even opened:
@@ -69,7 +62,7 @@ export class FsObjectStore implements ObjectStore {
       await rm(tmpPath, { force: true });
       throw error;
     }
-    return { key, sizeBytes, sha256: hash.digest('hex') };
+    return { key, sizeBytes: file.bytesWritten, sha256: hash ? hash.digest('hex') : '' };
   }
 
   async get(key: string, range?: ByteRange): Promise<Readable> {
@@ -83,7 +76,8 @@ export class FsObjectStore implements ObjectStore {
       throw objectStoreErrors.notFound();
     }
     // createReadStream's `end` is inclusive, like ByteRange; it closes the file when done or destroyed.
-    return file.createReadStream({ start: range?.start, end: range?.end });
+    // Reads of 256 KiB rather than the default 64 KiB: a quarter of the syscalls and stream steps.
+    return file.createReadStream({ start: range?.start, end: range?.end, highWaterMark: readSizeBytes });
   }
 
   async head(key: string): Promise<ObjectInfo | undefined> {
@@ -176,6 +170,20 @@ export class FsObjectStore implements ObjectStore {
     }
     return path;
   }
+}
+
+/** Bytes per read when streaming an object out; one buffer of this size per open read. */
+const readSizeBytes = 256 * 1024;
+
+/** Hashes the bytes on their way through; strings (any Readable may yield them) become UTF-8 bytes. */
+function hashing(hash: Hash): Transform {
+  return new Transform({
+    transform(chunk: Buffer | string, _encoding, callback) {
+      const bytes = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
+      hash.update(bytes);
+      callback(null, bytes);
+    },
+  });
 }
 
 async function moveIntoPlace(tmpPath: string, path: string): Promise<void> {
