@@ -8,8 +8,12 @@ import { newTimeOrderedId } from '../src/platform/ids.ts';
 import { runCli, tempDataDir } from './support/cli.ts';
 import { findService } from './support/services.ts';
 
-/** The CLI as a person runs it: a real process, real files, exit codes and messages. */
-describe('strongroom CLI on the embedded defaults', () => {
+/**
+ * The CLI as a person runs it: a real process, real files, exit codes and messages. Each test runs
+ * several commands, each a process opening the embedded database (a few seconds each on a loaded
+ * two-core machine), so a test gets more than the suite's default minute.
+ */
+describe('strongroom CLI on the embedded defaults', { timeout: 180_000 }, () => {
   const dataDir = tempDataDir();
   const env = { STRONGROOM_DATA_DIR: dataDir };
 

@@ -76,6 +76,9 @@ const routes: Array<{
     body: () => ({ at: new Date().toISOString(), intoSlug: 'matrix-restore' }),
     allowed: [400],
   },
+  { method: 'GET', path: '/api/v1/restores', action: 'tenant.restore' },
+  // An id that is no job's: allowed callers get 404, the rest are refused before the lookup.
+  { method: 'GET', path: '/api/v1/restores/{jobId}', action: 'tenant.restore', allowed: [404] },
   { method: 'GET', path: '/api/v1/access-requests', action: 'access_requests.read' },
   // An id that is no request's: allowed callers get 404, the rest are refused before the lookup.
   { method: 'GET', path: '/api/v1/access-requests/{id}', action: 'access_requests.read', allowed: [404] },
@@ -450,6 +453,7 @@ for (const kind of await testDatabaseKinds()) {
               .replace('{userId}', tenantA.targetUserId)
               .replace('{keyId}', nobodysKeyId)
               .replace('{id}', nobodysKeyId)
+              .replace('{jobId}', nobodysKeyId)
               .replace('{collection}', 'matrix')
               .replace('{recordId}', recordId)
               .replace('{attachmentId}', attachmentId);
