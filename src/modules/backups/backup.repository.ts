@@ -266,7 +266,7 @@ export async function listTablesInLoadOrder(
 
 /**
  * Streams a table's rows as JSON text (`row_to_json`, cheaper than `to_jsonb`; never parsed here) through a cursor,
- * `batchSize` at a time, inside the caller's transaction: memory holds one batch, never the table.
+ * `batchSize` at a time, inside the caller's transaction: memory holds two batches (one read ahead), never the table.
  */
 export async function* streamTableRows(
   scope: TenantScope,
@@ -277,16 +277,25 @@ export async function* streamTableRows(
   await sql`declare ${cursor} no scroll cursor for select row_to_json(t)::text as row from ${sql.id(scope.schema, table)} t`.execute(
     scope.trx,
   );
+  const fetchBatch = () => {
+    const rows = sql<{ row: string }>`fetch forward ${sql.raw(String(batchSize))} from ${cursor}`
+      .execute(scope.trx)
+      .then((result) => result.rows.map((r) => r.row));
+    // Awaited below; until then a failure must not count as unhandled.
+    rows.catch(() => undefined);
+    return rows;
+  };
+  let next: Promise<string[]> | undefined = fetchBatch();
   try {
-    for (;;) {
-      const { rows } = await sql<{
-        row: string;
-      }>`fetch forward ${sql.raw(String(batchSize))} from ${cursor}`.execute(scope.trx);
-      if (rows.length === 0) break;
-      yield rows.map((r) => r.row);
-      if (rows.length < batchSize) break;
+    while (next) {
+      const rows: string[] = await next;
+      // The database reads the next batch while the caller compresses and seals this one.
+      next = rows.length === batchSize ? fetchBatch() : undefined;
+      if (rows.length > 0) yield rows;
     }
   } finally {
+    // A batch still in flight (the caller stopped early) ends before its cursor is closed.
+    await next?.catch(() => undefined);
     await sql`close ${cursor}`.execute(scope.trx);
   }
 }
