@@ -66,7 +66,8 @@ export interface ChainHandle {
   tenantId: string | null;
 }
 
-export interface AuditQuery {
+/** What the listing and an export may narrow the log to; all must hold. */
+export interface AuditFilters {
   from?: Date | undefined;
   to?: Date | undefined;
   actorId?: string | undefined;
@@ -76,10 +77,17 @@ export interface AuditQuery {
   resourceType?: string | undefined;
   resourceId?: string | undefined;
   outcome?: AuditOutcome | undefined;
-  /** Newest first: entries below this position. */
-  beforePosition?: number | undefined;
-  limit: number;
 }
+
+/**
+ * One page of the log by keyset on chain position: newest first below `beforePosition` (the
+ * listing), or oldest first after `afterPosition` through `throughPosition` (an export). Never an
+ * OFFSET: each page starts from the previous page's last position, by the primary key.
+ */
+export type AuditQuery = AuditFilters & { limit: number } & (
+    | { order?: 'newest'; beforePosition?: number | undefined }
+    | { order: 'oldest'; afterPosition: number; throughPosition: number }
+  );
 
 const lockNamespace = 0x53524155; // 'SRAU'
 
@@ -163,21 +171,6 @@ export const auditRepository = {
         })),
       )
       .execute();
-  },
-
-  /** Entries after `afterPosition` in chain order (for verification and export). */
-  async page(chain: ChainHandle, afterPosition: number, limit: number): Promise<ChainedAuditEntry[]> {
-    // The time as ISO 8601 text in UTC with milliseconds (what entries are written with): parsing it
-    // is several times cheaper than the driver's timestamptz parser, and verify reads every row.
-    const rows = await tables(chain.db)
-      .selectFrom('audit_log')
-      .select(chainColumns(chain))
-      .select(sql<string>`to_char(at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`.as('at_iso'))
-      .where('position', '>', afterPosition)
-      .orderBy('position')
-      .limit(limit)
-      .execute();
-    return rows.map((row) => toEntry({ ...row, at: new Date(row.at_iso) }, chain.tenantId));
   },
 
   /**
@@ -293,9 +286,16 @@ export const auditRepository = {
     return rows.map((row) => ({ action: row.action, outcome: row.outcome, count: Number(row.count) }));
   },
 
-  /** Newest first, filtered; one query over the (position-ordered) log. */
+  /**
+   * A page of the log, filtered, by keyset on position (`AuditQuery`): the one query behind the
+   * listing and exports. The time comes as ISO 8601 text in UTC with milliseconds (what entries are
+   * written with): parsing it is several times cheaper than the driver's timestamptz parser.
+   */
   async search(chain: ChainHandle, query: AuditQuery): Promise<ChainedAuditEntry[]> {
-    let select = tables(chain.db).selectFrom('audit_log').selectAll();
+    let select = tables(chain.db)
+      .selectFrom('audit_log')
+      .select(chainColumns(chain))
+      .select(sql<string>`to_char(at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`.as('at_iso'));
     if (query.from) select = select.where('at', '>=', query.from);
     if (query.to) select = select.where('at', '<', query.to);
     if (query.actorId) select = select.where('actor_id', '=', query.actorId);
@@ -304,9 +304,19 @@ export const auditRepository = {
     if (query.resourceType) select = select.where('resource_type', '=', query.resourceType);
     if (query.resourceId) select = select.where('resource_id', '=', query.resourceId);
     if (query.outcome) select = select.where('outcome', '=', query.outcome);
-    if (query.beforePosition !== undefined) select = select.where('position', '<', query.beforePosition);
-    const rows = await select.orderBy('position', 'desc').limit(query.limit).execute();
-    return rows.map((row) => toEntry(row, chain.tenantId));
+    if (query.order === 'oldest')
+      // Bounded on both sides (the export's end is the head when it began), so a page is one range
+      // of the primary key, however many entries are appended meanwhile.
+      select = select
+        .where('position', '>', query.afterPosition)
+        .where('position', '<=', query.throughPosition)
+        .orderBy('position', 'asc');
+    else {
+      if (query.beforePosition !== undefined) select = select.where('position', '<', query.beforePosition);
+      select = select.orderBy('position', 'desc');
+    }
+    const rows = await select.limit(query.limit).execute();
+    return rows.map((row) => toEntry({ ...row, at: new Date(row.at_iso) }, chain.tenantId));
   },
 
   async checkpoints(chain: ChainHandle): Promise<StoredCheckpoint[]> {
@@ -406,7 +416,7 @@ export const auditRepository = {
   },
 };
 
-/** Every column but `at` (read as text by `page`). */
+/** Every column but `at` (read as text by `search`). */
 function chainColumns(chain: ChainHandle) {
   return [
     'position',
