@@ -2,6 +2,7 @@ import { verify as verifySignature } from 'node:crypto';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { buildTestApp, callAs, projectViewerKey } from '../../test/support/app.ts';
+import { systemAuditEntry } from '../../test/support/audit.ts';
 import { openTestCore, type TestDatabase, testDatabaseKinds } from '../../test/support/databases.ts';
 import { enrolStaff } from '../../test/support/staff.ts';
 import { tenantSchemaName } from '../db/tenant-schema.ts';
@@ -520,26 +521,7 @@ for (const kind of await testDatabaseKinds()) {
         await vi.waitFor(() => expect(search).toHaveBeenCalledTimes(2));
         // Entries appended meanwhile are not part of this export.
         await core.withTenant(tenantId, (scope) =>
-          core.audit.append(scope, [
-            {
-              at: new Date(),
-              tenantId,
-              actorKind: 'system',
-              actorId: null,
-              apiKeyId: null,
-              grantId: null,
-              action: 'export.after',
-              resourceType: null,
-              resourceId: null,
-              outcome: 'allow',
-              statusCode: null,
-              errorCode: null,
-              requestId: null,
-              ip: null,
-              userAgent: null,
-              changes: null,
-            },
-          ]),
+          core.audit.append(scope, [systemAuditEntry(tenantId, { action: 'export.after' })]),
         );
         const second = await pages.next();
         expect(second.value).toHaveLength(7);

@@ -155,22 +155,7 @@ export const auditRepository = {
     const columns = [
       'position',
       'at',
-      'actor_kind',
-      'actor_id',
-      'api_key_id',
-      'grant_id',
-      'action',
-      'resource_type',
-      'resource_id',
-      'outcome',
-      'status_code',
-      'error_code',
-      'request_id',
-      'ip',
-      'user_agent',
-      'changes',
-      'prev_hash',
-      'hash',
+      ...entryColumns,
       ...(platform ? (['tenant_id'] as const) : []),
     ] as const;
     // The table through the query builder, so the handle's schema applies; the rows from unnest.
@@ -454,28 +439,29 @@ function textArrayLiteral(values: readonly (string | null)[] | null): string | n
   return `{${items.join(',')}}`;
 }
 
+/** The columns of an entry but its position, time and (platform chain) tenant, in table order. */
+const entryColumns = [
+  'actor_kind',
+  'actor_id',
+  'api_key_id',
+  'grant_id',
+  'action',
+  'resource_type',
+  'resource_id',
+  'outcome',
+  'status_code',
+  'error_code',
+  'request_id',
+  'ip',
+  'user_agent',
+  'changes',
+  'prev_hash',
+  'hash',
+] as const;
+
 /** Every column but `at` (read as text by `search`). */
 function chainColumns(chain: ChainHandle) {
-  return [
-    'position',
-    ...(chain.tenantId === null ? (['tenant_id'] as const) : []),
-    'actor_kind',
-    'actor_id',
-    'api_key_id',
-    'grant_id',
-    'action',
-    'resource_type',
-    'resource_id',
-    'outcome',
-    'status_code',
-    'error_code',
-    'request_id',
-    'ip',
-    'user_agent',
-    'changes',
-    'prev_hash',
-    'hash',
-  ] as const;
+  return ['position', ...(chain.tenantId === null ? (['tenant_id'] as const) : []), ...entryColumns] as const;
 }
 
 function toEntry(row: Selectable<AuditLogTable>, tenantId: string | null): ChainedAuditEntry {
