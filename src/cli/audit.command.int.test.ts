@@ -3,6 +3,7 @@ import { userInfo } from 'node:os';
 import { join } from 'node:path';
 import { sql } from 'kysely';
 import { describe, expect, it } from 'vitest';
+import { systemAuditEntry } from '../../test/support/audit.ts';
 import { runCli, tempDataDir } from '../../test/support/cli.ts';
 import { LocalKeyProvider } from '../adapters/keys/key-provider.local.ts';
 import { FsObjectStore } from '../adapters/object-store/object-store.fs.ts';
@@ -10,7 +11,6 @@ import { decodeMasterKey } from '../config/config.ts';
 import { openDatabase } from '../db/database.ts';
 import { tenantSchemaName } from '../db/tenant-schema.ts';
 import { composeCore } from '../main/compose.ts';
-import type { AuditEntry } from '../modules/audit/audit-chain.ts';
 import { AuditSigner } from '../modules/audit/audit-signer.ts';
 
 /** Opens the embedded database the CLI uses (the CLI is not running, so its lock is free). */
@@ -52,24 +52,7 @@ describe('strongroom audit', () => {
     const tenantId = /created tenant audited \(([0-9a-f-]{36})\)/.exec(created.stdout)![1]!;
 
     await withEmbedded(dataDir, async (core) => {
-      const entry = (i: number): AuditEntry => ({
-        at: new Date(),
-        tenantId,
-        actorKind: 'system',
-        actorId: null,
-        apiKeyId: null,
-        grantId: null,
-        action: 'test.event',
-        resourceType: null,
-        resourceId: String(i),
-        outcome: 'allow',
-        statusCode: null,
-        errorCode: null,
-        requestId: null,
-        ip: null,
-        userAgent: null,
-        changes: null,
-      });
+      const entry = (i: number) => systemAuditEntry(tenantId, { resourceId: String(i) });
       await core.withTenant(tenantId, (scope) => core.audit.append(scope, [1, 2, 3, 4, 5].map(entry)));
     });
 

@@ -1,10 +1,16 @@
+import { verify as verifySignature } from 'node:crypto';
 import { sql } from 'kysely';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { buildTestApp, callAs, projectViewerKey } from '../../test/support/app.ts';
+import { systemAuditEntry } from '../../test/support/audit.ts';
 import { openTestCore, type TestDatabase, testDatabaseKinds } from '../../test/support/databases.ts';
 import { enrolStaff } from '../../test/support/staff.ts';
 import { tenantSchemaName } from '../db/tenant-schema.ts';
 import type { Core } from '../main/compose.ts';
+import { auditRepository } from '../modules/audit/audit.repository.ts';
+import { type AuditEntry, hashAuditEntry } from '../modules/audit/audit-chain.ts';
+import type { exportProof } from '../modules/audit/audit-export.ts';
+import { checkpointMessage } from '../modules/audit/audit-signer.ts';
 import type { App } from './app.ts';
 
 const password = 'the audit log never sees this 7f3c';
@@ -26,6 +32,71 @@ interface Entry {
   userAgent: string | null;
   prevHash: string;
   hash: string;
+}
+
+/** RFC 4180: quoted cells may hold commas, doubled quotes and line breaks. */
+function parseCsv(text: string): string[][] {
+  const rows: string[][] = [];
+  let row: string[] = [];
+  let cell = '';
+  let quoted = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i]!;
+    if (quoted) {
+      if (c === '"' && text[i + 1] === '"') {
+        cell += '"';
+        i++;
+      } else if (c === '"') quoted = false;
+      else cell += c;
+    } else if (c === '"') quoted = true;
+    else if (c === ',') {
+      row.push(cell);
+      cell = '';
+    } else if (c === '\n') {
+      rows.push([...row, cell]);
+      row = [];
+      cell = '';
+    } else cell += c;
+  }
+  return rows;
+}
+
+/**
+ * What a verifier holding only the file and the platform's public key checks: every entry's own hash,
+ * every link, and that the signed checkpoint seals a position in the file with the hash it has.
+ */
+function verifyExportedJsonl(body: string): {
+  entries: Array<Entry & { at: string }>;
+  proof: ReturnType<typeof exportProof>;
+} {
+  const lines = body
+    .trimEnd()
+    .split('\n')
+    .map((line) => JSON.parse(line));
+  const proof = lines.pop();
+  expect(proof.type).toBe('checkpoint');
+  for (const [i, line] of lines.entries()) {
+    expect(line.type).toBe('entry');
+    const { type: _type, position: _p, prevHash, hash, ...fields } = line;
+    expect(hashAuditEntry(prevHash, { ...fields, at: new Date(fields.at) } as AuditEntry)).toBe(hash);
+    if (i > 0 && !proof.filtered) expect(prevHash).toBe(lines[i - 1].hash);
+    if (i > 0) expect(line.position).toBeGreaterThan(lines[i - 1].position);
+  }
+  const { checkpoint } = proof;
+  const message = checkpointMessage({ ...checkpoint, tenantId: proof.tenantId, at: new Date(checkpoint.at) });
+  expect(
+    verifySignature(
+      null,
+      Buffer.from(message),
+      proof.publicKey.publicKeyPem,
+      Buffer.from(checkpoint.signature, 'base64'),
+    ),
+  ).toBe(true);
+  if (!proof.filtered) {
+    expect(lines.find((l) => l.position === checkpoint.position)?.hash).toBe(checkpoint.headHash);
+    expect(lines.at(-1)).toMatchObject(proof.head);
+  }
+  return { entries: lines, proof };
 }
 
 for (const kind of await testDatabaseKinds()) {
@@ -60,7 +131,8 @@ for (const kind of await testDatabaseKinds()) {
     const ofRequest = async (requestId: string) => (await all()).filter((e) => e.requestId === requestId);
 
     beforeAll(async () => {
-      ({ core, testDb } = await openTestCore(kind));
+      // Exports read pages of 7 entries here, so every export test crosses page boundaries.
+      ({ core, testDb } = await openTestCore(kind, { audit: { exportPageSize: 7 } }));
       app = await buildTestApp(core);
       const a = await core.tenants.create({ slug: 'audit-a', name: 'A', ownerEmail: 'owner@audit-a.test' });
       tenantId = a.tenant.id;
@@ -306,20 +378,14 @@ for (const kind of await testDatabaseKinds()) {
       await core.audit.checkpoint(tenantId, { force: true });
       const jsonl = await callAs(app, 'GET', '/api/v1/audit/export?format=jsonl', owner);
       expect(jsonl.statusCode).toBe(200);
-      const lines = jsonl.body
-        .trim()
-        .split('\n')
-        .map((line) => JSON.parse(line));
-      const proof = lines.pop();
-      expect(proof).toMatchObject({ type: 'checkpoint', checkpoint: { position: expect.any(Number) } });
+      const { entries: lines, proof } = verifyExportedJsonl(jsonl.body);
+      expect(proof).toMatchObject({
+        tenantId,
+        filtered: false,
+        checkpoint: { position: expect.any(Number) },
+      });
       expect(proof.publicKey.publicKeyPem).toContain('BEGIN PUBLIC KEY');
-      for (const [i, line] of lines.entries()) {
-        expect(line.type).toBe('entry');
-        if (i > 0) expect(line.prevHash).toBe(lines[i - 1].hash);
-      }
-      expect(
-        lines.some((l) => l.hash === proof.checkpoint.headHash && l.position === proof.checkpoint.position),
-      ).toBe(true);
+      expect(lines.length).toBeGreaterThan(7);
 
       const csv = await callAs(app, 'GET', '/api/v1/audit/export?format=csv', owner);
       expect(csv.statusCode).toBe(200);
@@ -338,6 +404,142 @@ for (const kind of await testDatabaseKinds()) {
       const verified = await callAs(app, 'GET', '/api/v1/audit/verify', owner);
       expect(verified.statusCode).toBe(200);
       expect(verified.json()).toMatchObject({ ok: true, checkpoints: { database: 1, objectStore: 1 } });
+    });
+
+    it('exports every entry once, in chain order, across pages; filters; neutralizes CSV formulas', async () => {
+      const hostile = [
+        "=cmd|' /C calc'!A0",
+        '+SUM(1,2)',
+        '-2+3',
+        '@import',
+        ' =1+1',
+        '\t=1',
+        '\uff1dfull width',
+        "'already quoted",
+        'say "hi", twice',
+        'line\nbreak\r\nand more',
+        'semi;colon',
+      ];
+      await core.audit.flush();
+      const entries = hostile.map(
+        (value, i): AuditEntry => ({
+          at: new Date(Date.UTC(2026, 0, 1, 0, 0, i)),
+          tenantId,
+          actorKind: 'user',
+          actorId: ownerId,
+          apiKeyId: null,
+          grantId: null,
+          action: 'export.hostile',
+          resourceType: 'records',
+          resourceId: `r-${i}`,
+          outcome: 'allow',
+          statusCode: 200,
+          errorCode: null,
+          requestId: `hostile-${i}`,
+          ip: '192.0.2.1',
+          userAgent: value,
+          changes: i % 2 ? [value, 'data.plain'] : null,
+        }),
+      );
+      await core.withTenant(tenantId, (scope) => core.audit.append(scope, entries));
+      await core.audit.checkpoint(tenantId, { force: true });
+      const { rows: stored } = await sql<{ position: string; hash: string }>`
+        select position, hash from ${sql.id(tenantSchemaName(tenantId), 'audit_log')} order by position`.execute(
+        testDb.database.db,
+      );
+      expect(stored.length).toBeGreaterThan(3 * 7);
+
+      // Complete, in order, each once: exactly the stored chain (the export ends at the head it began at).
+      const full = verifyExportedJsonl((await callAs(app, 'GET', '/api/v1/audit/export', owner)).body);
+      expect(full.entries.map((e) => [e.position, e.hash])).toEqual(
+        stored.map((r) => [Number(r.position), r.hash]),
+      );
+      expect(full.proof.checkpoint?.position).toBe(Number(stored.at(-1)!.position));
+
+      // Filtered: the listing's filters, over more than one page.
+      const filteredBody = (
+        await callAs(app, 'GET', '/api/v1/audit/export?action=export.hostile&format=jsonl', owner)
+      ).body;
+      const filtered = verifyExportedJsonl(filteredBody);
+      expect(filtered.proof.filtered).toBe(true);
+      expect(filtered.entries.map((e) => e.requestId)).toEqual(hostile.map((_, i) => `hostile-${i}`));
+      expect(filtered.entries.map((e) => e.userAgent)).toEqual(hostile);
+      const byActorAndOutcome = verifyExportedJsonl(
+        (await callAs(app, 'GET', `/api/v1/audit/export?actor=${ownerId}&outcome=deny`, owner)).body,
+      );
+      expect(byActorAndOutcome.entries.map((e) => e.position)).toEqual(
+        full.entries.filter((e) => e.actorId === ownerId && e.outcome === 'deny').map((e) => e.position),
+      );
+      for (const query of ['format=xml', 'cursor=5', 'limit=10', 'action=%3Dcmd', 'outcome=maybe']) {
+        const refused = await callAs(app, 'GET', `/api/v1/audit/export?${query}`, owner);
+        expect(refused.statusCode, query).toBe(400);
+      }
+      const backwards = await callAs(
+        app,
+        'GET',
+        '/api/v1/audit/export?from=2026-01-02T00:00:00Z&to=2026-01-01T00:00:00Z',
+        owner,
+      );
+      expect(backwards.json().error.code).toBe('audit_filter_invalid');
+
+      // CSV: the same entries; no cell a spreadsheet would run, and the escape undoes exactly.
+      const csv = parseCsv(
+        (await callAs(app, 'GET', '/api/v1/audit/export?action=export.hostile&format=csv', owner)).body,
+      );
+      const [header, ...rows] = csv;
+      expect(rows.length).toBe(hostile.length);
+      const column = (name: string) => header!.indexOf(name);
+      for (const [i, row] of rows.entries()) {
+        expect(row.length).toBe(header!.length);
+        for (const cell of row) expect(cell).not.toMatch(/^[\s]*[=+\-@\uff1d]|^[\t\r\n]/);
+        const unescaped = (cell: string) => (cell.startsWith("'") ? cell.slice(1) : cell);
+        expect(unescaped(row[column('userAgent')]!)).toBe(hostile[i]);
+        expect(row[column('hash')]).toBe(filtered.entries[i]!.hash);
+        expect(row[column('prevHash')]).toBe(filtered.entries[i]!.prevHash);
+        expect(row[column('requestId')]).toBe(`hostile-${i}`);
+      }
+      expect(rows[0]![column('userAgent')]).toBe("'=cmd|' /C calc'!A0");
+      expect(rows[7]![column('userAgent')]).toBe("''already quoted");
+    });
+
+    it('streams an export a page at a time, one page fetched ahead, ending at the head it began at', async () => {
+      await core.audit.flush();
+      const principal = (await core.identity.authenticate(owner))!.principal as Parameters<
+        Core['audit']['exportChain']
+      >[0];
+      const search = vi.spyOn(auditRepository, 'search');
+      try {
+        const exported = await core.audit.exportChain(principal);
+        expect(exported.head.position).toBeGreaterThan(3 * 7);
+        const pages = exported.pages;
+        // Nothing read before the first page is asked for; then that page and the next, never more
+        // (the call counts below are exact: a third page read ahead would show).
+        expect(search).toHaveBeenCalledTimes(0);
+        const first = await pages.next();
+        expect(first.value).toHaveLength(7);
+        // The next page is on its way while this one is sent (on PGlite it queues for the one connection).
+        await vi.waitFor(() => expect(search).toHaveBeenCalledTimes(2));
+        // Entries appended meanwhile are not part of this export.
+        await core.withTenant(tenantId, (scope) =>
+          core.audit.append(scope, [systemAuditEntry(tenantId, { action: 'export.after' })]),
+        );
+        const second = await pages.next();
+        expect(second.value).toHaveLength(7);
+        await vi.waitFor(() => expect(search).toHaveBeenCalledTimes(3));
+        const positions = [...(first.value as Entry[]), ...(second.value as Entry[])].map((e) => e.position);
+        for await (const page of pages) positions.push(...page.map((e) => e.position));
+        expect(positions).toEqual(Array.from({ length: exported.head.position }, (_, i) => i + 1));
+        // Keyset: each page's query starts after the previous page's last position; no offset.
+        for (const [i, call] of search.mock.calls.entries())
+          expect(call[1]).toMatchObject({
+            order: 'oldest',
+            afterPosition: i * 7,
+            throughPosition: exported.head.position,
+            limit: 7,
+          });
+      } finally {
+        search.mockRestore();
+      }
     });
 
     it('records staff requests on the platform chain, naming the tenant they touch', async () => {

@@ -115,6 +115,8 @@ export interface CoreOptions {
     /** The bench turns auditing off to measure its cost; nothing else does. */
     enabled?: boolean;
     onError?: (error: unknown, what: string) => void;
+    /** Entries per page an export reads (tests make it small, to cross page boundaries). */
+    exportPageSize?: number;
   };
   /** Where operational alerts (a failed restore drill) are mailed, through `mailer`. */
   opsEmail?: string | undefined;

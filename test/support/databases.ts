@@ -9,7 +9,7 @@ import { OutboxMailer } from '../../src/adapters/mail/mailer.outbox.ts';
 import { FsObjectStore } from '../../src/adapters/object-store/object-store.fs.ts';
 import { type AnyKysely, type Database, openDatabase } from '../../src/db/database.ts';
 import type { Migration } from '../../src/db/migrator.ts';
-import { type Core, composeCore, prepareControlPlane } from '../../src/main/compose.ts';
+import { type Core, type CoreOptions, composeCore, prepareControlPlane } from '../../src/main/compose.ts';
 import type { AuditSigner } from '../../src/modules/audit/audit-signer.ts';
 import type { BackupLocation } from '../../src/modules/backups/backup-format.ts';
 import type { SupportAccessSettings } from '../../src/modules/support/support-access.service.ts';
@@ -119,6 +119,7 @@ export async function openTestCore(
     backupLocations?: readonly BackupLocation[];
     /** Signs audit checkpoints; default a fresh random key. */
     auditSigner?: AuditSigner;
+    audit?: CoreOptions['audit'];
   } = {},
 ): Promise<{ core: Core; testDb: TestDatabase; masterKey: Buffer; outboxDir: string; objects: ObjectStore }> {
   const testDb = await kind.open();
@@ -137,6 +138,7 @@ export async function openTestCore(
     ...(options.supportAccess ? { supportAccess: options.supportAccess } : {}),
     ...(options.backupLocations ? { backupLocations: options.backupLocations } : {}),
     ...(options.auditSigner ? { auditSigner: options.auditSigner } : {}),
+    ...(options.audit ? { audit: options.audit } : {}),
     mailer: new OutboxMailer({ dir: outboxDir, from: 'Strongroom <no-reply@strongroom.localhost>' }),
     database: testDb.database,
     keyProvider: new LocalKeyProvider({ current: masterKey }),

@@ -32,7 +32,9 @@ export function registerAuditRequests(
       return runWithAuditContext(context, () => handler.call(this as never, request, reply));
     };
   });
-  app.addHook('onRequest', async (request) => {
+  // Callback hooks, not async ones: every request runs these, and each async hook costs a promise
+  // and a turn of the microtask queue.
+  app.addHook('onRequest', (request, _reply, done) => {
     const described = describeRoute(request.method, request.routeOptions.url ?? request.url, request.params);
     request.audit = {
       requestId: request.id,
@@ -48,10 +50,11 @@ export function registerAuditRequests(
       platform: options.platform,
       errorCode: null,
     };
+    done();
   });
-  app.addHook('preHandler', async (request) => {
+  app.addHook('preHandler', (request, _reply, done) => {
     const context = request.audit;
-    if (!context) return;
+    if (!context) return done();
     fillActor(request, context);
     context.changes = fieldNames(request.body);
     const body = request.body as Record<string, unknown> | undefined;
@@ -62,16 +65,20 @@ export function registerAuditRequests(
     const tenantParam = (request.params as Record<string, unknown> | undefined)?.tenantId;
     if (options.platform && typeof tenantParam === 'string' && isUuid(tenantParam))
       context.tenantId = tenantParam;
+    done();
   });
-  app.addHook('onError', async (request, _reply, error) => {
+  app.addHook('onError', (request, _reply, error, done) => {
     if (request.audit)
       request.audit.errorCode = toAppError(error as FastifyError, options.bodyLimitBytes).code;
+    done();
   });
-  app.addHook('onResponse', async (request, reply) => {
+  app.addHook('onResponse', (request, reply, done) => {
     const context = request.audit;
-    if (!context) return;
-    fillActor(request, context);
-    audit.recordRequest(context, reply.statusCode, context.errorCode);
+    if (context) {
+      fillActor(request, context);
+      audit.recordRequest(context, reply.statusCode, context.errorCode);
+    }
+    done();
   });
 }
 

@@ -3,8 +3,10 @@ import type { FastifyReply } from 'fastify';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { auditErrors } from '../../modules/audit/audit.errors.ts';
-import { type AuditService, exportLine, maxAuditPageSize } from '../../modules/audit/audit.service.ts';
+import type { AuditFilters } from '../../modules/audit/audit.repository.ts';
+import { type AuditService, maxAuditPageSize } from '../../modules/audit/audit.service.ts';
 import type { ChainedAuditEntry } from '../../modules/audit/audit-chain.ts';
+import { csvHeader, exportChunk, exportProof } from '../../modules/audit/audit-export.ts';
 import { requireUser } from '../plugins/session-auth.ts';
 import { errorResponses } from '../presenters.ts';
 
@@ -60,40 +62,21 @@ function present(entry: ChainedAuditEntry) {
   return { ...rest, at: entry.at.toISOString() };
 }
 
-function timeRange(query: { from?: string | undefined; to?: string | undefined }) {
+/** The filters of the listing and of an export, as the service takes them. */
+function filtersOf(query: z.infer<typeof filters>): AuditFilters {
   const from = query.from ? new Date(query.from) : undefined;
   const to = query.to ? new Date(query.to) : undefined;
   if (from && to && from >= to) throw auditErrors.invalidFilter('to', 'must be after from');
-  return { from, to };
-}
-
-const csvColumns = [
-  'position',
-  'at',
-  'actorKind',
-  'actorId',
-  'apiKeyId',
-  'grantId',
-  'action',
-  'resourceType',
-  'resourceId',
-  'outcome',
-  'statusCode',
-  'errorCode',
-  'requestId',
-  'ip',
-  'userAgent',
-  'changes',
-  'prevHash',
-  'hash',
-] as const;
-
-function csvCell(value: unknown): string {
-  const text =
-    value === null || value === undefined ? '' : Array.isArray(value) ? value.join(';') : String(value);
-  // Quote everything that could break a row, and defuse spreadsheet formulas (=, +, -, @).
-  const safe = /^[=+\-@\t\r]/.test(text) ? `'${text}` : text;
-  return /[",\r\n';]/.test(safe) ? `"${safe.replaceAll('"', '""')}"` : safe;
+  return {
+    from,
+    to,
+    actorId: query.actor,
+    grantId: query.grant,
+    action: query.action,
+    resourceType: query.resourceType,
+    resourceId: query.resourceId,
+    outcome: query.outcome,
+  };
 }
 
 /** The tenant's audit log, for account owners and admins (`audit.read`). */
@@ -124,14 +107,9 @@ export function auditRoutes(deps: { audit: AuditService }): FastifyPluginAsyncZo
       },
       async (request) => {
         const { query } = request;
+        const { cursor: _cursor, limit: _limit, ...filterQuery } = query;
         const page = await audit.search(requireUser(request).principal, {
-          ...timeRange(query),
-          actorId: query.actor,
-          grantId: query.grant,
-          action: query.action,
-          resourceType: query.resourceType,
-          resourceId: query.resourceId,
-          outcome: query.outcome,
+          ...filtersOf(filterQuery),
           beforePosition: query.cursor === undefined ? undefined : Number(query.cursor),
           limit: query.limit,
         });
@@ -147,40 +125,39 @@ export function auditRoutes(deps: { audit: AuditService }): FastifyPluginAsyncZo
       {
         schema: {
           summary:
-            'Export the whole audit log with its chain proof, as JSON Lines or CSV (account owner or admin)',
+            'Export the audit log with its chain proof, as JSON Lines or CSV, oldest first (account owner or admin)',
           description:
-            'Every entry carries prevHash and hash. JSON Lines ends with a `{"type":"checkpoint"}` line (the latest signed checkpoint and the public key); CSV carries the same in the `X-Audit-Checkpoint` header (base64 JSON).',
+            'Every entry carries prevHash and hash. JSON Lines ends with a `{"type":"checkpoint"}` line (the head the export ends at, the latest signed checkpoint at or before it, and the public key); CSV carries the same in the `X-Audit-Checkpoint` header (base64 JSON). The listing\'s filters narrow it; a filtered export proves each entry\'s own hash, not the continuity of the chain. CSV cells a spreadsheet would run as a formula start with an added `\'`.',
           tags: ['audit'],
           security,
-          querystring: z.strictObject({ format: z.enum(['jsonl', 'csv']).default('jsonl') }),
+          querystring: filters.extend({ format: z.enum(['jsonl', 'csv']).default('jsonl') }),
           // 200 is a stream (no schema to serialize against).
           response: errors,
         },
       },
       async (request, reply) => {
-        const exported = await audit.exportChain(requireUser(request).principal);
-        const checkpoint = await exported.checkpoint();
-        const proof = {
-          type: 'checkpoint',
-          checkpoint: checkpoint ? { ...checkpoint, at: checkpoint.at.toISOString() } : null,
-          publicKey: audit.signingKey,
-        };
-        const format = request.query.format;
-        async function* lines() {
-          if (format === 'csv') yield `${csvColumns.join(',')}\n`;
-          for await (const entry of exported.entries) {
-            const line = exportLine(entry);
-            yield format === 'csv'
-              ? `${csvColumns.map((column) => csvCell(line[column])).join(',')}\n`
-              : `${JSON.stringify({ type: 'entry', ...line })}\n`;
-          }
+        const { format, ...filterQuery } = request.query;
+        const selected = filtersOf(filterQuery);
+        const principal = requireUser(request).principal;
+        const exported = await audit.exportChain(principal, selected);
+        const filtered = Object.values(selected).some((value) => value !== undefined);
+        const proof = exportProof(
+          principal.tenantId,
+          exported.head,
+          exported.checkpoint,
+          audit.signingKey,
+          filtered,
+        );
+        async function* chunks() {
+          if (format === 'csv') yield csvHeader;
+          for await (const page of exported.pages) yield exportChunk(format, page);
           if (format === 'jsonl') yield `${JSON.stringify(proof)}\n`;
         }
         reply.header('x-audit-checkpoint', Buffer.from(JSON.stringify(proof)).toString('base64'));
         reply.header('content-disposition', `attachment; filename="audit.${format}"`);
         reply.type(format === 'csv' ? 'text/csv; charset=utf-8' : 'application/jsonl; charset=utf-8');
         // The typed reply only knows the error schemas; the stream is sent as is.
-        return (reply as FastifyReply).status(200).send(Readable.from(lines()));
+        return (reply as FastifyReply).status(200).send(Readable.from(chunks()));
       },
     );
 

@@ -68,7 +68,8 @@ export interface ChainHandle {
   tenantId: string | null;
 }
 
-export interface AuditQuery {
+/** What the listing and an export may narrow the log to; all must hold. */
+export interface AuditFilters {
   from?: Date | undefined;
   to?: Date | undefined;
   actorId?: string | undefined;
@@ -78,10 +79,17 @@ export interface AuditQuery {
   resourceType?: string | undefined;
   resourceId?: string | undefined;
   outcome?: AuditOutcome | undefined;
-  /** Newest first: entries below this position. */
-  beforePosition?: number | undefined;
-  limit: number;
 }
+
+/**
+ * One page of the log by keyset on chain position: newest first below `beforePosition` (the
+ * listing), or oldest first after `afterPosition` through `throughPosition` (an export). Never an
+ * OFFSET: each page starts from the previous page's last position, by the primary key.
+ */
+export type AuditQuery = AuditFilters & { limit: number } & (
+    | { order?: 'newest'; beforePosition?: number | undefined }
+    | { order: 'oldest'; afterPosition: number; throughPosition: number }
+  );
 
 const lockNamespace = 0x53524155; // 'SRAU'
 
@@ -137,49 +145,45 @@ export const auditRepository = {
     return row ? Number(row.position) : undefined;
   },
 
+  /**
+   * One statement of one shape whatever the number of entries: each column as one array parameter,
+   * unnested into rows (a VALUES list of 19 parameters per entry cost the batch writer more to build,
+   * and Postgres more to parse, than writing the rows did).
+   */
   async insert(chain: ChainHandle, entries: readonly ChainedAuditEntry[]): Promise<void> {
     if (entries.length === 0) return;
+    const column = <T>(pick: (entry: ChainedAuditEntry) => T): T[] => entries.map(pick);
+    const platform = chain.tenantId === null;
+    const columns = [
+      'position',
+      'at',
+      ...entryColumns,
+      ...(platform ? (['tenant_id'] as const) : []),
+    ] as const;
+    // The table through the query builder, so the handle's schema applies; the rows from unnest.
     await tables(chain.db)
       .insertInto('audit_log')
-      .values(
-        entries.map((entry) => ({
-          position: entry.position,
-          at: entry.at,
-          ...(chain.tenantId === null ? { tenant_id: entry.tenantId } : {}),
-          actor_kind: entry.actorKind,
-          actor_id: entry.actorId,
-          api_key_id: entry.apiKeyId,
-          grant_id: entry.grantId,
-          action: entry.action,
-          resource_type: entry.resourceType,
-          resource_id: entry.resourceId,
-          outcome: entry.outcome,
-          status_code: entry.statusCode,
-          error_code: entry.errorCode,
-          request_id: entry.requestId,
-          ip: entry.ip,
-          user_agent: entry.userAgent,
-          changes: entry.changes,
-          prev_hash: entry.prevHash,
-          hash: entry.hash,
-        })),
+      .columns(columns)
+      .expression(
+        sql`select position, at, actor_kind, actor_id, api_key_id, grant_id, action, resource_type,
+          resource_id, outcome, status_code, error_code, request_id, ip, user_agent, changes::text[],
+          prev_hash, hash${platform ? sql`, tenant_id` : sql``}
+        from unnest(
+          ${column((e) => e.position)}::bigint[], ${column((e) => e.at.toISOString())}::timestamptz[],
+          ${column((e) => e.actorKind)}::text[], ${column((e) => e.actorId)}::text[],
+          ${column((e) => e.apiKeyId)}::uuid[], ${column((e) => e.grantId)}::uuid[],
+          ${column((e) => e.action)}::text[], ${column((e) => e.resourceType)}::text[],
+          ${column((e) => e.resourceId)}::text[], ${column((e) => e.outcome)}::text[],
+          ${column((e) => e.statusCode)}::integer[], ${column((e) => e.errorCode)}::text[],
+          ${column((e) => e.requestId)}::text[], ${column((e) => e.ip)}::text[],
+          ${column((e) => e.userAgent)}::text[], ${column((e) => textArrayLiteral(e.changes))}::text[],
+          ${column((e) => e.prevHash)}::text[], ${column((e) => e.hash)}::text[],
+          ${column((e) => e.tenantId)}::uuid[]
+        ) as entry(position, at, actor_kind, actor_id, api_key_id, grant_id, action, resource_type,
+          resource_id, outcome, status_code, error_code, request_id, ip, user_agent, changes,
+          prev_hash, hash, tenant_id)`,
       )
       .execute();
-  },
-
-  /** Entries after `afterPosition` in chain order (for verification and export). */
-  async page(chain: ChainHandle, afterPosition: number, limit: number): Promise<ChainedAuditEntry[]> {
-    // The time as ISO 8601 text in UTC with milliseconds (what entries are written with): parsing it
-    // is several times cheaper than the driver's timestamptz parser, and verify reads every row.
-    const rows = await tables(chain.db)
-      .selectFrom('audit_log')
-      .select(chainColumns(chain))
-      .select(sql<string>`to_char(at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`.as('at_iso'))
-      .where('position', '>', afterPosition)
-      .orderBy('position')
-      .limit(limit)
-      .execute();
-    return rows.map((row) => toEntry({ ...row, at: new Date(row.at_iso) }, chain.tenantId));
   },
 
   /**
@@ -295,9 +299,16 @@ export const auditRepository = {
     return rows.map((row) => ({ action: row.action, outcome: row.outcome, count: Number(row.count) }));
   },
 
-  /** Newest first, filtered; one query over the (position-ordered) log. */
+  /**
+   * A page of the log, filtered, by keyset on position (`AuditQuery`): the one query behind the
+   * listing and exports. The time comes as ISO 8601 text in UTC with milliseconds (what entries are
+   * written with): parsing it is several times cheaper than the driver's timestamptz parser.
+   */
   async search(chain: ChainHandle, query: AuditQuery): Promise<ChainedAuditEntry[]> {
-    let select = tables(chain.db).selectFrom('audit_log').selectAll();
+    let select = tables(chain.db)
+      .selectFrom('audit_log')
+      .select(chainColumns(chain))
+      .select(sql<string>`to_char(at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`.as('at_iso'));
     if (query.from) select = select.where('at', '>=', query.from);
     if (query.to) select = select.where('at', '<', query.to);
     if (query.actorId) select = select.where('actor_id', '=', query.actorId);
@@ -306,9 +317,19 @@ export const auditRepository = {
     if (query.resourceType) select = select.where('resource_type', '=', query.resourceType);
     if (query.resourceId) select = select.where('resource_id', '=', query.resourceId);
     if (query.outcome) select = select.where('outcome', '=', query.outcome);
-    if (query.beforePosition !== undefined) select = select.where('position', '<', query.beforePosition);
-    const rows = await select.orderBy('position', 'desc').limit(query.limit).execute();
-    return rows.map((row) => toEntry(row, chain.tenantId));
+    if (query.order === 'oldest')
+      // Bounded on both sides (the export's end is the head when it began), so a page is one range
+      // of the primary key, however many entries are appended meanwhile.
+      select = select
+        .where('position', '>', query.afterPosition)
+        .where('position', '<=', query.throughPosition)
+        .orderBy('position', 'asc');
+    else {
+      if (query.beforePosition !== undefined) select = select.where('position', '<', query.beforePosition);
+      select = select.orderBy('position', 'desc');
+    }
+    const rows = await select.limit(query.limit).execute();
+    return rows.map((row) => toEntry({ ...row, at: new Date(row.at_iso) }, chain.tenantId));
   },
 
   async checkpoints(chain: ChainHandle): Promise<StoredCheckpoint[]> {
@@ -408,28 +429,41 @@ export const auditRepository = {
   },
 };
 
-/** Every column but `at` (read as text by `page`). */
+/**
+ * A text array as a Postgres array literal (`{"a","b"}`), each element quoted with `"` and `\`
+ * escaped, or null: how one row's `changes` travels inside the array of every row's.
+ */
+function textArrayLiteral(values: readonly (string | null)[] | null): string | null {
+  if (values === null) return null;
+  const items = values.map((value) =>
+    value === null ? 'NULL' : `"${value.replaceAll('\\', '\\\\').replaceAll('"', '\\"')}"`,
+  );
+  return `{${items.join(',')}}`;
+}
+
+/** The columns of an entry but its position, time and (platform chain) tenant, in table order. */
+const entryColumns = [
+  'actor_kind',
+  'actor_id',
+  'api_key_id',
+  'grant_id',
+  'action',
+  'resource_type',
+  'resource_id',
+  'outcome',
+  'status_code',
+  'error_code',
+  'request_id',
+  'ip',
+  'user_agent',
+  'changes',
+  'prev_hash',
+  'hash',
+] as const;
+
+/** Every column but `at` (read as text by `search`). */
 function chainColumns(chain: ChainHandle) {
-  return [
-    'position',
-    ...(chain.tenantId === null ? (['tenant_id'] as const) : []),
-    'actor_kind',
-    'actor_id',
-    'api_key_id',
-    'grant_id',
-    'action',
-    'resource_type',
-    'resource_id',
-    'outcome',
-    'status_code',
-    'error_code',
-    'request_id',
-    'ip',
-    'user_agent',
-    'changes',
-    'prev_hash',
-    'hash',
-  ] as const;
+  return ['position', ...(chain.tenantId === null ? (['tenant_id'] as const) : []), ...entryColumns] as const;
 }
 
 function toEntry(row: Selectable<AuditLogTable>, tenantId: string | null): ChainedAuditEntry {

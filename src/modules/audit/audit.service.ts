@@ -7,7 +7,7 @@ import type { ObjectStore } from '../../ports/object-store.port.ts';
 import { type AccessPrincipal, authorize } from '../access/policy.ts';
 import { auditErrors } from './audit.errors.ts';
 import {
-  type AuditQuery,
+  type AuditFilters,
   auditRepository,
   type ChainHandle,
   type StoredCheckpoint,
@@ -76,6 +76,8 @@ export interface AuditServiceOptions {
    * that recompute entry hashes (default one per core, 1 to 4; 0: on the calling thread).
    */
   verify?: { pageSize?: number; threads?: number };
+  /** Entries per page an export reads (default 2,000): what it holds at most is two pages. */
+  exportPageSize?: number;
   /** Where background failures go (the batch writer, checkpointing); never thrown at a request. */
   onError?: (error: unknown, what: string) => void;
 }
@@ -86,7 +88,6 @@ type ChainLinks = { position: number; prevHash: string; hash: string };
 /** An entry waiting for the batch writer, and which chain it belongs to. */
 type QueuedEntry = AuditEntry & { tenantSlug?: string | null; platform?: boolean };
 
-const exportPageSize = 5_000;
 /** How often verify reports progress, in entries. */
 const verifyProgressEvery = 10_000;
 /** Entries waiting in memory beyond this are dropped (and reported) rather than exhaust the heap. */
@@ -117,6 +118,7 @@ export class AuditService {
   readonly #onError: (error: unknown, what: string) => void;
   readonly #enabled: boolean;
   readonly #verify: { pageSize: number; threads: number };
+  readonly #exportPageSize: number;
   /** Keyed by tenant id, '' for the platform chain. */
   #pending = new Map<string, QueuedEntry[]>();
   #pendingCount = 0;
@@ -139,6 +141,7 @@ export class AuditService {
     this.#enabled = options.enabled ?? true;
     this.#retentionDays = Math.max(options.retentionDays ?? 365, this.#minRetentionDays);
     this.#onError = options.onError ?? (() => undefined);
+    this.#exportPageSize = Math.max(1, options.exportPageSize ?? 2_000);
     this.#verify = {
       pageSize: Math.max(1, options.verify?.pageSize ?? 10_000),
       threads: Math.max(0, options.verify?.threads ?? defaultVerifyThreads()),
@@ -614,20 +617,6 @@ export class AuditService {
     };
   }
 
-  /** The chain in order (an export), a page at a time; the next page is fetched while this one is sent. */
-  async *#scan(tenantId: string | null): AsyncGenerator<ChainedAuditEntry> {
-    const fetchAfter = (after: number) =>
-      this.#onChain(tenantId, (chain) => auditRepository.page(chain, after, exportPageSize), true);
-    let pending = fetchAfter(0);
-    for (;;) {
-      const page = await pending;
-      const last = page.at(-1);
-      if (page.length === exportPageSize && last) pending = fetchAfter(last.position);
-      yield* page;
-      if (page.length < exportPageSize) return;
-    }
-  }
-
   /**
    * The chain from `first` through `through` in pages of `verify.pageSize` positions, each with the
    * result of recomputing every entry's own hash (1: matches its stored hash), on worker threads
@@ -735,7 +724,7 @@ export class AuditService {
   /** A page of the tenant's log, newest first; account owners and admins only. */
   async search(
     principal: AccessPrincipal & { kind: 'user' },
-    query: AuditQuery,
+    query: AuditFilters & { beforePosition?: number | undefined; limit: number },
   ): Promise<{ items: ChainedAuditEntry[]; nextBefore: number | null }> {
     // Tenant-wide: the one policy decides (audit.read is an owner/admin action).
     authorize(principal, 'audit.read', { tenantId: principal.tenantId, isProject: false });
@@ -743,7 +732,10 @@ export class AuditService {
     const items = await this.#withTenant(
       principal.tenantId,
       (scope) =>
-        auditRepository.search({ db: scope.db, tenantId: scope.tenantId }, { ...query, limit: limit + 1 }),
+        auditRepository.search(
+          { db: scope.db, tenantId: scope.tenantId },
+          { ...query, order: 'newest', limit: limit + 1 },
+        ),
       { readOnly: true },
     );
     const more = items.length > limit;
@@ -764,17 +756,72 @@ export class AuditService {
     );
   }
 
-  /** The whole retained log in chain order, then the latest checkpoint: what an export carries. */
-  async exportChain(principal: AccessPrincipal & { kind: 'user' }): Promise<{
-    entries: AsyncGenerator<ChainedAuditEntry>;
-    checkpoint: () => Promise<StoredCheckpoint | undefined>;
+  /**
+   * An export: the tenant's retained log (or the entries matching `filters`) oldest first, through
+   * the head as it was when the export began, and the latest checkpoint at or before that head (the
+   * chain proof). The checkpoint is read before the head, so even on separate snapshots it never
+   * seals a position the export stops short of.
+   */
+  async exportChain(
+    principal: AccessPrincipal & { kind: 'user' },
+    filters: AuditFilters = {},
+  ): Promise<{
+    head: { position: number; hash: string };
+    checkpoint: StoredCheckpoint | undefined;
+    pages: AsyncGenerator<ChainedAuditEntry[]>;
   }> {
     authorize(principal, 'audit.read', { tenantId: principal.tenantId, isProject: false });
     const tenantId = principal.tenantId;
-    return {
-      entries: this.#scan(tenantId),
-      checkpoint: () => this.#onChain(tenantId, (chain) => auditRepository.latestCheckpoint(chain), true),
+    const { checkpoint, head } = await this.#onChain(
+      tenantId,
+      async (chain) => {
+        const checkpoint = await auditRepository.latestCheckpoint(chain);
+        return { checkpoint, head: await auditRepository.head(chain) };
+      },
+      true,
+    );
+    return { head, checkpoint, pages: this.#pagesOldestFirst(tenantId, filters, head.position) };
+  }
+
+  /**
+   * The entries matching `filters` through position `through`, oldest first, a page at a time by
+   * keyset on position (the listing's query, ascending), each page in a short read-only transaction
+   * of its own; the next page is fetched while the caller sends this one. At most two pages are held,
+   * whatever the size of the log.
+   */
+  async *#pagesOldestFirst(
+    tenantId: string,
+    filters: AuditFilters,
+    through: number,
+  ): AsyncGenerator<ChainedAuditEntry[]> {
+    const limit = this.#exportPageSize;
+    const fetchAfter = (afterPosition: number) => {
+      const page = this.#onChain(
+        tenantId,
+        (chain) =>
+          auditRepository.search(chain, {
+            ...filters,
+            order: 'oldest',
+            afterPosition,
+            throughPosition: through,
+            limit,
+          }),
+        true,
+      );
+      // Awaited below; a page fetched ahead for a download that was abandoned must not go unhandled.
+      page.catch(() => undefined);
+      return page;
     };
+    if (through === 0) return;
+    let next = fetchAfter(0);
+    for (;;) {
+      const page = await next;
+      const last = page.at(-1)?.position;
+      const more = page.length === limit && last !== undefined && last < through;
+      if (more) next = fetchAfter(last);
+      if (page.length > 0) yield page;
+      if (!more) return;
+    }
   }
 
   /** Verification for a tenant's own owner or admin (the API). */
@@ -879,9 +926,4 @@ function checkpointPrefix(tenantId: string | null): string {
 /** Zero-padded so the store lists checkpoints in chain order. */
 export function checkpointKey(tenantId: string | null, position: number): string {
   return `${checkpointPrefix(tenantId)}${String(position).padStart(20, '0')}.json`;
-}
-
-/** One line of an export: the entry with its place in the chain. */
-export function exportLine(entry: ChainedAuditEntry): Record<string, unknown> {
-  return { ...entry, at: entry.at.toISOString() };
 }
