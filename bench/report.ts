@@ -48,9 +48,15 @@ export interface BenchResults {
     | undefined;
 }
 
-/** The one line that points from RESULTS.md to the identity scenarios' own report. */
-export const identityLink =
-  'Identity scenarios (`/me`, project read with an API key, bare-Fastify ceiling, login throughput and memory): see [RESULTS-identity.md](RESULTS-identity.md).';
+/** Where RESULTS.md points to the reports other scenarios and benches write (each overwritten by its own run). */
+export const otherReports = [
+  'Other scenarios and benches write their own reports, each overwritten by its own run:',
+  '- identity and records (`BENCH_SCENARIOS=identity`): `/me`, project read with an API key, record read and create beside the trivial Node + Postgres one-row read and the peer, bare-Fastify ceiling, login throughput and memory: [RESULTS-identity.md](RESULTS-identity.md); the request-path changes of 2026-11-23, before and after, back to back: [RESULTS-identity-ab.md](RESULTS-identity-ab.md)',
+  "- attachments (`BENCH_SCENARIOS=attachments`): 64 MiB upload and download against raw AES-256-GCM and bare HTTPS yardsticks, 16 parallel 256 MiB uploads' peak memory, folder and S3 stores: [RESULTS-attachments.md](RESULTS-attachments.md)",
+  '- noisy neighbour (`BENCH_SCENARIOS=noisy`): tenant A at 10× its rate limit beside tenant B: [RESULTS-noisy.md](RESULTS-noisy.md)',
+  '- audit (`node bench/audit.ts`): single-record GET with audit on vs off, `audit verify` over 1,000,000 entries: [RESULTS-audit.md](RESULTS-audit.md)',
+  '- backups (`node bench/backups.ts`): journal cost on creates, snapshot vs `pg_dump -Fc`, restore with journal replay, RPO: [RESULTS-backups.md](RESULTS-backups.md)',
+].join('\n');
 
 /** Targets from the issue. */
 export const targets = {
@@ -132,7 +138,7 @@ export function renderResults(r: BenchResults): string {
       'On a noisy 2-core machine absolute numbers move from run to run; compare the ratios within one run.',
   );
   out.push('');
-  out.push(identityLink);
+  out.push(otherReports);
   out.push('');
   out.push('| | |');
   out.push('|---|---|');
