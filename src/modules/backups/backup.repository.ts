@@ -460,6 +460,20 @@ export async function resetIdentitySequences(
   }
 }
 
+/**
+ * Gathers planner statistics for tables loaded in this transaction. Autovacuum cannot see a table
+ * that is not committed yet, and without statistics the journal replay's keyed updates and deletes
+ * scanned the whole table once per batch: a restore of 200,000 rows and 100,000 entries took 14
+ * minutes instead of seconds.
+ */
+export async function analyzeTables(
+  trx: AnyKysely,
+  schema: string,
+  tables: readonly string[],
+): Promise<void> {
+  for (const table of tables) await sql`analyze ${sql.id(schema, table)}`.execute(trx);
+}
+
 export async function countRows(trx: AnyKysely, schema: string, table: string): Promise<number> {
   const { rows } = await sql<{ n: string }>`select count(*)::text as n from ${sql.id(schema, table)}`.execute(
     trx,
@@ -483,6 +497,41 @@ export async function setJournalTriggers(trx: AnyKysely, schema: string, enabled
       trx,
     );
   }
+}
+
+/**
+ * Turns the usage counters' triggers of a schema being restored off or on. Loaded row by row they
+ * updated the 16 counter rows once per row, all in the restore's one transaction, where no old row
+ * version can be cleaned up: each update walked a longer chain (quadratic; a restore of 200,000 rows
+ * spent minutes there). The restore recounts once instead (`recountUsage`).
+ */
+export async function setUsageTriggers(trx: AnyKysely, schema: string, enabled: boolean): Promise<void> {
+  const { rows } = await sql<{ table: string; trigger: string }>`
+    select c.relname as table, t.tgname as trigger from pg_catalog.pg_trigger t
+    join pg_catalog.pg_class c on c.oid = t.tgrelid
+    join pg_catalog.pg_namespace n on n.oid = c.relnamespace
+    where n.nspname = ${schema} and t.tgname in ('count_record_usage', 'count_attachment_usage')`.execute(
+    trx,
+  );
+  for (const { table, trigger } of rows) {
+    await sql`alter table ${sql.id(schema, table)} ${sql.raw(enabled ? 'enable' : 'disable')} trigger ${sql.id(trigger)}`.execute(
+      trx,
+    );
+  }
+}
+
+/** Sets the usage counters to what the tables hold: the totals in slot 0, the other slots zero. */
+export async function recountUsage(trx: AnyKysely, schema: string): Promise<void> {
+  const { rows } = await sql<{ exists: boolean }>`
+    select to_regclass(${`${schema}.usage_counters`}) is not null as exists`.execute(trx);
+  if (!rows[0]?.exists) return;
+  await sql`update ${sql.id(schema, 'usage_counters')} set
+      records = case when slot = 0 then (select count(*) from ${sql.id(schema, 'records')}) else 0 end,
+      record_bytes = case when slot = 0
+        then (select coalesce(sum(pg_column_size(data)), 0) from ${sql.id(schema, 'records')}) else 0 end,
+      attachment_bytes = case when slot = 0
+        then (select coalesce(sum(size_bytes), 0) from ${sql.id(schema, 'attachment_versions')} where purged_at is null)
+        else 0 end`.execute(trx);
 }
 
 /** Empties the restored tenant's own journal (nothing should be there; a guard for the invariant). */

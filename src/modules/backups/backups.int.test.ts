@@ -466,7 +466,7 @@ for (const kind of await testDatabaseKinds()) {
               );
             }
             expect(texts).toEqual(expected);
-            // The usage counters are not backed up: the restored rows count themselves as they load.
+            // The usage counters are not backed up: the restore recounts them from the loaded tables.
             const usage = await core.quotas.usageOf(result.tenant.id);
             expect(usage.attachmentBytes).toBe(
               expected.reduce((sum, text) => sum + Buffer.byteLength(text), 0),

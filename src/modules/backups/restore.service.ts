@@ -32,6 +32,7 @@ import type { Tenant, TenantRepository } from '../tenants/tenant.repository.ts';
 import { assertValidSlug, assertValidTenantName } from '../tenants/tenant-validation.ts';
 import { backupErrors } from './backup.errors.ts';
 import {
+  analyzeTables,
   applyJournalBatch,
   carryBackupBookkeeping,
   clearJournal,
@@ -44,12 +45,14 @@ import {
   listLiveObjectVersions,
   type RestoredObjectRow,
   readTableShapes,
+  recountUsage,
   resetIdentitySequences,
   schemaExists,
   setJournalTriggers,
   setObjectKeyVersion,
   setObjectPurged,
   setSegmentPosition,
+  setUsageTriggers,
 } from './backup.repository.ts';
 import {
   type BackupLocation,
@@ -469,6 +472,7 @@ export class RestoreService {
           );
         }
         await setJournalTriggers(trx, schema, false);
+        await setUsageTriggers(trx, schema, false);
 
         // 1. The snapshot, streamed: checksum, decryption and decompression as the bytes arrive.
         const digest = createDigestStream();
@@ -519,6 +523,12 @@ export class RestoreService {
           }
         }
 
+        await analyzeTables(
+          trx,
+          schema,
+          snapshot.tables.map((t) => t.name),
+        );
+
         // 2. The journal after the snapshot: entries of transactions the snapshot does not show, up to T.
         let shapes = await readTableShapes(trx, schema);
         let version = snapshot.schemaVersion;
@@ -532,6 +542,7 @@ export class RestoreService {
           await migrateTenantSchema(trx, roles, schemaId, migrations);
           // Tables the migration added got live journal triggers: loading is not a change either.
           await setJournalTriggers(trx, schema, false);
+          await setUsageTriggers(trx, schema, false);
           shapes = await readTableShapes(trx, schema);
           version = name;
         };
@@ -612,6 +623,8 @@ export class RestoreService {
         await resetIdentitySequences(trx, schema, shapes);
         await clearJournal(trx, schema);
         await setJournalTriggers(trx, schema, true);
+        await setUsageTriggers(trx, schema, true);
+        await recountUsage(trx, schema);
         if (target.kind === 'scratch') throw new ScratchRolledBack(await target.inspect(trx, schema));
         if (isInPlace) {
           // The swap, verified data in hand: pause, carry the bookkeeping, mark, rename twice.
