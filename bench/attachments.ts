@@ -7,7 +7,7 @@ import type { Core } from '../src/main/compose.ts';
 import { attachmentChunkSizeBytes } from '../src/modules/attachments/attachment.service.ts';
 import { type S3rverInstance, startS3rver } from '../test/support/s3rver.ts';
 import { benchTenant } from './fixtures.ts';
-import { childPid, cpuMs, freePort, spawnBounded, waitForHttp } from './processes.ts';
+import { cpuMs, startBareServer } from './processes.ts';
 import { type StrongroomServer, startStrongroom } from './strongroom-server.ts';
 
 /** What the issue asks of attachments, relative to Node's own AES-256-GCM rate on the same machine. */
@@ -239,34 +239,16 @@ async function parallelUploads(
 }
 
 /** The bare Fastify server over the Strongroom server's own certificate (bare-server.ts). */
-async function startBare(
-  ctx: AttachmentContext,
-  server: StrongroomServer,
-): Promise<{ origin: string; nodePid: number; stop(): Promise<void> }> {
-  const port = await freePort();
-  const certDir = join(ctx.tmp, 'server-attachments-folder-after', 'tls');
-  const proc = spawnBounded(
-    process.execPath,
-    [
-      join(ctx.benchDir, 'bare-server.ts'),
-      String(port),
-      join(certDir, 'localhost.crt'),
-      join(certDir, 'localhost.key'),
-    ],
-    {
-      cwd: ctx.packageDir,
-      env: process.env,
-      logFile: join(ctx.outDir, 'bare-server-attachments.log'),
-      maxSeconds: 3600,
-    },
+async function startBare(ctx: AttachmentContext, server: StrongroomServer) {
+  const bare = await startBareServer({
+    certDir: join(ctx.tmp, 'server-attachments-folder-after', 'tls'),
+    logFile: join(ctx.outDir, 'bare-server-attachments.log'),
+  });
+  ctx.cleanups.push(() => bare.stop());
+  ctx.log(
+    `attachments: bare Fastify yardstick ${bare.origin} (pid ${bare.nodePid}), beside ${server.origin}`,
   );
-  ctx.cleanups.push(() => proc.stop());
-  const origin = `https://127.0.0.1:${port}`;
-  await waitForHttp(`${origin}/healthz`, 30, () => proc.child.exitCode === null);
-  const nodePid = childPid(proc.pid);
-  if (nodePid === undefined) throw new Error('the bare server process is gone');
-  ctx.log(`attachments: bare Fastify yardstick ${origin} (pid ${nodePid}), beside ${server.origin}`);
-  return { origin, nodePid, stop: () => proc.stop() };
+  return bare;
 }
 
 const median = (values: number[]) =>

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import type { Core } from '../src/main/compose.ts';
 import { benchPassword, benchTenant } from './fixtures.ts';
 import type { LoadSpec } from './load.ts';
-import { childPid, fetchOnce, freePort, spawnBounded, waitForHttp } from './processes.ts';
+import { fetchOnce, startBareServer } from './processes.ts';
 import type { Measured } from './report.ts';
 import { fmt, median } from './stats.ts';
 import { type StrongroomServer, startStrongroom } from './strongroom-server.ts';
@@ -133,29 +133,18 @@ function postJson(url: string, body: unknown): Promise<{ status: number; ms: num
   });
 }
 
+/** The bare Fastify ceiling and the trivial Node + Postgres row read, over the server's certificate. */
 async function startBare(
   ctx: IdentityContext,
   certDir: string,
 ): Promise<{ origin: string; nodePid: number }> {
-  const port = await freePort();
-  const proc = spawnBounded(
-    process.execPath,
-    [
-      join(ctx.benchDir, 'bare-server.ts'),
-      String(port),
-      join(certDir, 'localhost.crt'),
-      join(certDir, 'localhost.key'),
-      ctx.databaseUrl,
-    ],
-    { cwd: ctx.packageDir, env: process.env, logFile: join(ctx.outDir, 'bare-server.log'), maxSeconds: 3600 },
-  );
-  ctx.cleanups.push(() => proc.stop());
-  const origin = `https://127.0.0.1:${port}`;
-  await waitForHttp(`${origin}/healthz`, 30, () => proc.child.exitCode === null);
-  // spawnBounded runs the command under `timeout`; the Node process is its child.
-  const nodePid = childPid(proc.pid);
-  if (nodePid === undefined) throw new Error('the bare server process is gone');
-  return { origin, nodePid };
+  const bare = await startBareServer({
+    certDir,
+    databaseUrl: ctx.databaseUrl,
+    logFile: join(ctx.outDir, 'bare-server.log'),
+  });
+  ctx.cleanups.push(() => bare.stop());
+  return bare;
 }
 
 export async function runIdentityScenarios(ctx: IdentityContext): Promise<IdentityResults> {

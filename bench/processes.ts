@@ -191,3 +191,45 @@ export async function runLoadProcess(spec: LoadSpec): Promise<LoadResult> {
   });
   return JSON.parse(out.trim().split('\n').at(-1)!) as LoadResult;
 }
+
+/**
+ * The bare Fastify yardstick (bare-server.ts) in its own process over the given TLS certificate
+ * folder; with `databaseUrl`, its `/row` reads one row from Postgres too. Stop it with `stop`.
+ */
+export async function startBareServer(options: {
+  certDir: string;
+  databaseUrl?: string;
+  logFile: string;
+}): Promise<{ origin: string; nodePid: number; stop(): Promise<void> }> {
+  const port = await freePort();
+  const proc = spawnBounded(
+    process.execPath,
+    [
+      join(dirname(fileURLToPath(import.meta.url)), 'bare-server.ts'),
+      String(port),
+      join(options.certDir, 'localhost.crt'),
+      join(options.certDir, 'localhost.key'),
+      ...(options.databaseUrl ? [options.databaseUrl] : []),
+    ],
+    {
+      cwd: join(dirname(fileURLToPath(import.meta.url)), '..'),
+      env: process.env,
+      logFile: options.logFile,
+      maxSeconds: 3600,
+    },
+  );
+  const origin = `https://127.0.0.1:${port}`;
+  try {
+    await waitForHttp(`${origin}/healthz`, 30, () => proc.child.exitCode === null);
+  } catch (error) {
+    await proc.stop();
+    throw error;
+  }
+  // spawnBounded runs the command under `timeout`; the Node process is its child.
+  const nodePid = childPid(proc.pid);
+  if (nodePid === undefined) {
+    await proc.stop();
+    throw new Error('the bare server process is gone');
+  }
+  return { origin, nodePid, stop: () => proc.stop() };
+}
