@@ -486,14 +486,24 @@ export async function countRows(trx: AnyKysely, schema: string, table: string): 
  * change to journal: the restored tenant's backups start from its own first snapshot. The schema is
  * new and not yet committed, so this DDL is invisible to everyone else.
  */
-export async function setJournalTriggers(trx: AnyKysely, schema: string, enabled: boolean): Promise<void> {
-  const { rows } = await sql<{ table: string }>`
-    select c.relname as table from pg_catalog.pg_trigger t
+export function setJournalTriggers(trx: AnyKysely, schema: string, enabled: boolean): Promise<void> {
+  return setTriggers(trx, schema, [journalTriggerName], enabled);
+}
+
+/** Enables or disables every trigger of `schema`'s tables named one of `names`. */
+async function setTriggers(
+  trx: AnyKysely,
+  schema: string,
+  names: readonly string[],
+  enabled: boolean,
+): Promise<void> {
+  const { rows } = await sql<{ table: string; trigger: string }>`
+    select c.relname as table, t.tgname as trigger from pg_catalog.pg_trigger t
     join pg_catalog.pg_class c on c.oid = t.tgrelid
     join pg_catalog.pg_namespace n on n.oid = c.relnamespace
-    where n.nspname = ${schema} and t.tgname = ${journalTriggerName}`.execute(trx);
-  for (const { table } of rows) {
-    await sql`alter table ${sql.id(schema, table)} ${sql.raw(enabled ? 'enable' : 'disable')} trigger ${sql.id(journalTriggerName)}`.execute(
+    where n.nspname = ${schema} and t.tgname = any(${[...names]}::text[])`.execute(trx);
+  for (const { table, trigger } of rows) {
+    await sql`alter table ${sql.id(schema, table)} ${sql.raw(enabled ? 'enable' : 'disable')} trigger ${sql.id(trigger)}`.execute(
       trx,
     );
   }
@@ -505,19 +515,8 @@ export async function setJournalTriggers(trx: AnyKysely, schema: string, enabled
  * version can be cleaned up: each update walked a longer chain (quadratic; a restore of 200,000 rows
  * spent minutes there). The restore recounts once instead (`recountUsage`).
  */
-export async function setUsageTriggers(trx: AnyKysely, schema: string, enabled: boolean): Promise<void> {
-  const { rows } = await sql<{ table: string; trigger: string }>`
-    select c.relname as table, t.tgname as trigger from pg_catalog.pg_trigger t
-    join pg_catalog.pg_class c on c.oid = t.tgrelid
-    join pg_catalog.pg_namespace n on n.oid = c.relnamespace
-    where n.nspname = ${schema} and t.tgname in ('count_record_usage', 'count_attachment_usage')`.execute(
-    trx,
-  );
-  for (const { table, trigger } of rows) {
-    await sql`alter table ${sql.id(schema, table)} ${sql.raw(enabled ? 'enable' : 'disable')} trigger ${sql.id(trigger)}`.execute(
-      trx,
-    );
-  }
+export function setUsageTriggers(trx: AnyKysely, schema: string, enabled: boolean): Promise<void> {
+  return setTriggers(trx, schema, ['count_record_usage', 'count_attachment_usage'], enabled);
 }
 
 /** Sets the usage counters to what the tables hold: the totals in slot 0, the other slots zero. */
